@@ -1,0 +1,181 @@
+"""What each command line does: one library call each, output written to the given stream."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime
+from typing import IO, Sequence
+from zoneinfo import ZoneInfo
+
+from . import clock
+from .config import load_job, load_jobs
+from .db import redact
+from .errors import ConfigError, Problem
+from .executor import RunRequest, RunResult, Runner, non_atomic
+from .model import Job, Project
+from .plan import from_task, missing_params, order_tasks, parse_dates, parse_params, resolve_params
+from .statements import bound_preview
+
+log = logging.getLogger("runner")
+
+
+def today_in(tz: str) -> date:
+    return clock.now().astimezone(ZoneInfo(tz)).date()
+
+
+def check_params(job: Job, run_date: date, cli: dict[str, str]) -> None:
+    params = resolve_params(job, run_date, cli)
+    missing = missing_params(job.tasks, params)
+    if missing:
+        raise ConfigError([Problem(m.where, f"task {m.task}", f"statement uses :{m.name} but no parameter "
+                                   f"{m.name} is set: add it to params in the job or pass --param {m.name}=...")
+                           for m in missing])
+
+
+def run_job(project: Project, name: str, *, params: Sequence[str] = (), dates: str | None = None,
+            from_task_name: str | None = None, trigger: str = "manual", out: IO[str],
+            runner: Runner | None = None) -> int:
+    """`--job NAME`: run the job for each date in order, stopping at the first failure."""
+    job = load_job(project, name)
+    cli = parse_params(params)
+    days = parse_dates(dates) if dates else [today_in(job.timezone)]
+    from_task(order_tasks(job.tasks), from_task_name)  # unknown task: usage error before anything runs
+    check_params(job, days[0], cli)
+    from .lock import job_lock
+
+    own = runner is None
+    runner = runner or Runner(project)
+    try:
+        with job_lock(project, runner.ledger, job.name, trigger):
+            for day in days:
+                result = runner.run(RunRequest(job, day, cli, from_task_name, trigger))
+                print_summary(result, out)
+                if not result.ok:
+                    return 1
+        return 0
+    finally:
+        if own:
+            runner.close()
+
+
+def print_summary(result: RunResult, out: IO[str]) -> None:
+    out.write(f"{result.job} {result.run_date}: {result.status} in {result.seconds:.2f}s (run {result.run_id[:8]})\n")
+    width = max((len(t.name) for t in result.tasks), default=4)
+    for t in result.tasks:
+        attempts = f"{t.attempts} attempt" + ("s" if t.attempts != 1 else "")
+        extra = f"  {t.note}" if t.note else ""
+        out.write(f"  {t.name:<{width}}  {t.status:<8} {attempts:<11} {t.rows:>9} rows  {t.seconds:6.2f}s{extra}\n")
+    if result.error:
+        out.write("\n" + result.error + "\n")
+    out.flush()
+
+
+def dry_run(project: Project, name: str, *, params: Sequence[str] = (), dates: str | None = None,
+            from_task_name: str | None = None, out: IO[str]) -> int:
+    """`--dry-run`: the plan, statement by statement with bound values; no database is touched."""
+    job = load_job(project, name)
+    cli = parse_params(params)
+    days = parse_dates(dates) if dates else [today_in(job.timezone)]
+    tasks = from_task(order_tasks(job.tasks), from_task_name)
+    check_params(job, days[0], cli)
+    for day in days:
+        values = resolve_params(job, day, cli, run_id="(new)")
+        out.write(f"job {job.name} for {day} ({len(tasks)} tasks, max_parallel {job.max_parallel}); nothing is run\n")
+        for i, t in enumerate(tasks, 1):
+            deps = f" after {', '.join(t.depends_on)}" if t.depends_on else ""
+            flags = [f"timeout {t.timeout:.0f}s"] if t.timeout else []
+            if non_atomic(t):
+                flags.append("non-atomic (DDL)" + (", idempotent" if t.idempotent else ", not retried"))
+            out.write(f"{i}. {t.name} [{t.kind}] on {t.database} ({redact(project.databases[t.database].url)})"
+                      f"{deps}{'; ' + '; '.join(flags) if flags else ''}\n")
+            stmts = list(t.statements) or [s.query for s in (t.export, t.load) if s is not None]
+            for s in stmts:
+                out.write(f"   {s.where}: {' '.join(s.sql.split())[:200]}\n")
+                bound = bound_preview(s.sql, values)
+                if bound:
+                    out.write(f"      bound: {', '.join(f'{k}={v!r}' for k, v in bound.items())}\n")
+            if t.export is not None:
+                out.write(f"   -> {t.export.format} file {t.export.path}\n")
+            if t.load is not None:
+                out.write(f"   -> {t.load.mode} into {t.load.table} from database {t.load.source}\n")
+    return 0
+
+
+def next_run(job: Job, now: datetime | None = None) -> datetime | None:
+    if not job.schedule:
+        return None
+    from croniter import croniter
+
+    tz = ZoneInfo(job.timezone)
+    return croniter(job.schedule, (now or clock.now()).astimezone(tz)).get_next(datetime)
+
+
+def list_jobs(project: Project, out: IO[str]) -> int:
+    """`--list`: each job with its description, schedule and next run time."""
+    jobs, problems = load_jobs(project)
+    rows = [("JOB", "SCHEDULE", "TIMEZONE", "NEXT RUN", "DESCRIPTION")]
+    for name, job in sorted(jobs.items()):
+        nxt = next_run(job)
+        rows.append((name, job.schedule or "(manual)", job.timezone,
+                     nxt.strftime("%Y-%m-%d %H:%M %Z") if nxt else "-", job.description))
+    _table(rows, out)
+    if problems:
+        out.write(f"\n{len({p.file for p in problems})} job file(s) invalid; run --check for details\n")
+    return 0
+
+
+def check(project: Project, out: IO[str]) -> int:
+    """`--check`: every problem in conf and every job, or a confirmation that all is valid."""
+    jobs, problems = load_jobs(project)
+    for p in problems:
+        out.write(f"error: {p}\n")
+    notes = []
+    for job in jobs.values():
+        for t in job.tasks:
+            if non_atomic(t):
+                notes.append(f"{job.file}:{t.line} [task {t.name}]: non-atomic: a statement commits implicitly "
+                             f"(DDL), so the task is not one transaction; "
+                             + ("it is marked idempotent and will be retried" if t.idempotent else
+                                "it will not be retried unless marked idempotent: true"))
+    for n in notes:
+        out.write(f"note: {n}\n")
+    if problems:
+        out.write(f"{len(problems)} problem(s) found; nothing was run\n")
+        return 2
+    out.write(f"configuration valid: {len(jobs)} job(s), {len(project.databases)} database(s)\n")
+    return 0
+
+
+def history(project: Project, job: str | None, out: IO[str], limit: int = 30) -> int:
+    """`--history`: recent runs with slot, host, trigger, status, duration, attempts and rows per task."""
+    from .ledger import Ledger
+
+    ledger = Ledger(project.settings.state_url)
+    try:
+        runs = ledger.history(job, limit)
+        per_task: dict[str, list[str]] = {}
+        for run_id, task, attempts, rows, status in ledger.task_rows([r["run_id"] for r in runs]):
+            per_task.setdefault(run_id, []).append(f"{task}:{status[:4]}/{attempts}a/{rows or 0}r")
+    finally:
+        ledger.dispose()
+    table = [("STARTED (UTC)", "JOB", "DATE", "SLOT", "HOST", "TRIGGER", "STATUS", "SECONDS", "ATTEMPTS", "ROWS",
+              "TASKS", "ERROR")]
+    for r in runs:
+        secs = (r["ended_at"] - r["started_at"]).total_seconds() if r["ended_at"] else None
+        error = " ".join((r["error"] or "").split())[:80]
+        table.append((r["started_at"].strftime("%Y-%m-%d %H:%M:%S"), r["job"], r["run_date"],
+                      r["slot"].strftime("%Y-%m-%d %H:%M") if r["slot"] else "-", r["host"], r["trigger"],
+                      r["status"], f"{secs:.1f}" if secs is not None else "-", str(r["attempts"]), str(r["rows"]),
+                      " ".join(per_task.get(r["run_id"], [])), error))
+    _table(table, out)
+    if not runs:
+        out.write("no runs recorded yet\n")
+    return 0
+
+
+def _table(rows: list[tuple[str, ...]], out: IO[str]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        out.write("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")
+
+

@@ -1,0 +1,153 @@
+"""One run of a job at a time, whatever started it (daemon, cron, hand), on one host or several.
+
+The lock lives with the state store: on MySQL/MariaDB a named lock (GET_LOCK) held on a dedicated
+connection; on SQLite an flock() on a file beside the state database. A second start fails with
+JobLocked (exit 3) naming the holder: host, pid and since when.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import sqlalchemy as sa
+
+from . import clock
+from .errors import JobLocked
+from .ledger import HOST, Ledger
+from .model import Project
+
+log = logging.getLogger("runner.lock")
+
+_holders = sa.Table(
+    "runner_lock_holders", sa.MetaData(),
+    sa.Column("job", sa.String(128), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("connection_id", sa.BigInteger, nullable=True),
+    sa.Column("since", sa.DateTime, nullable=False),
+)
+
+
+def lock_name(job: str) -> str:
+    return f"runner.job.{job}"[:64]
+
+
+class Held:
+    """A lock held by this process; `verify()` says whether it is still held."""
+
+    def __init__(self, job: str, check: Any = None):
+        self.job = job
+        self._check = check
+
+    def verify(self) -> bool:
+        return self._check() if self._check is not None else True
+
+
+def _holder_text(info: dict[str, Any] | None) -> str:
+    if not info:
+        return "another process (holder unknown)"
+    return f"host {info.get('host')} pid {info.get('pid')} ({info.get('trigger', '?')}) since {info.get('since')}"
+
+
+@contextlib.contextmanager
+def job_lock(project: Project, ledger: Ledger, job: str, trigger: str = "manual") -> Iterator[Held]:
+    """Hold the job's lock for the duration of the block, or raise JobLocked naming the holder."""
+    backend = sa.make_url(ledger.url).get_backend_name()
+    if backend in ("mysql", "mariadb"):
+        with _mysql_lock(ledger, job, trigger) as held:
+            yield held
+    else:
+        with _file_lock(ledger, job, trigger) as held:
+            yield held
+
+
+def _lock_dir(ledger: Ledger) -> Path:
+    db = sa.make_url(ledger.url).database
+    base = Path(db).parent if db and db != ":memory:" else Path(tempfile.gettempdir())
+    path = base / "locks"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def _file_lock(ledger: Ledger, job: str, trigger: str) -> Iterator[Held]:
+    folder = _lock_dir(ledger)
+    lock_file = folder / f"{job}.lock"
+    info_file = folder / f"{job}.holder.json"
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise JobLocked(f"job {job} is already running: {_holder_text(_read_json(info_file))}; "
+                            "this start was skipped") from None
+        _write_json(info_file, {"host": HOST, "pid": os.getpid(), "trigger": trigger,
+                                "since": clock.now().isoformat(timespec="seconds")})
+        try:
+            yield Held(job)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                info_file.unlink()
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _mysql_lock(ledger: Ledger, job: str, trigger: str) -> Iterator[Held]:
+    ledger.ensure_schema()
+    _holders.create(ledger.engine, checkfirst=True)
+    name = lock_name(job)
+    # A dedicated connection outside the pool: the lock lives and dies with it.
+    conn = ledger.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        got = conn.execute(sa.text("SELECT GET_LOCK(:n, 0)"), {"n": name}).scalar()
+        if got != 1:
+            row = conn.execute(sa.select(_holders).where(_holders.c.job == job)).mappings().first()
+            raise JobLocked(f"job {job} is already running: {_holder_text(dict(row) if row else None)}; "
+                            "this start was skipped")
+        conn_id = conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar()
+        conn.execute(_holders.delete().where(_holders.c.job == job))
+        conn.execute(_holders.insert().values(job=job, host=HOST, pid=os.getpid(), trigger=trigger,
+                                              connection_id=conn_id, since=clock.now().replace(tzinfo=None)))
+
+        def still_held() -> bool:
+            try:
+                return conn.execute(sa.text("SELECT IS_USED_LOCK(:n) = CONNECTION_ID()"), {"n": name}).scalar() == 1
+            except sa.exc.DBAPIError:
+                return False
+
+        try:
+            yield Held(job, still_held)
+        finally:
+            with contextlib.suppress(sa.exc.DBAPIError):
+                conn.execute(_holders.delete().where(_holders.c.job == job, _holders.c.connection_id == conn_id))
+                conn.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+    finally:
+        with contextlib.suppress(Exception):
+            conn.invalidate()  # never return a connection that held a named lock to the pool
+        conn.close()
+
+

@@ -1,0 +1,149 @@
+"""Frozen models of the configuration. No I/O here: config.py builds these, everything else reads them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class RetrySpec:
+    """How often and how long a task is retried after a retryable error."""
+
+    attempts: int = 5
+    max_delay: float = 300.0  # cap of one backoff sleep, seconds
+    window: float | None = None  # total time a task may spend retrying, seconds
+    base_delay: float = 0.5
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    size: int = 5
+    max_overflow: int = 0
+    timeout: float = 30.0
+    recycle: int = 1800
+    pre_ping: bool = True
+    ping_skip_ms: int = 500  # a connection used this recently is handed out without a ping
+    leak_seconds: float | None = None  # report a connection held longer than this
+
+
+@dataclass(frozen=True)
+class Database:
+    name: str
+    url: str
+    pool: PoolSpec = PoolSpec()
+    connect_args: Mapping[str, object] = field(default_factory=dict)
+    markers: bool = True  # exactly-once commit markers in this database
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One SQL statement and where it was written (for error messages)."""
+
+    sql: str
+    file: str
+    line: int
+
+    @property
+    def first_line(self) -> str:
+        return self.sql.strip().splitlines()[0] if self.sql.strip() else ""
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    query: Statement
+    path: str
+    format: str = "csv"  # csv | jsonl
+    compress: bool = False
+
+
+@dataclass(frozen=True)
+class IncrementalSpec:
+    column: str
+    initial: object = None
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    source: str
+    query: Statement
+    table: str
+    mode: str = "append"  # append | replace | upsert
+    key: tuple[str, ...] = ()
+    incremental: IncrementalSpec | None = None
+    create: bool = True
+    batch_rows: int = 10000
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    database: str
+    statements: tuple[Statement, ...] = ()
+    depends_on: tuple[str, ...] = ()
+    timeout: float | None = None
+    retry: RetrySpec | None = None
+    idempotent: bool = False
+    export: ExportSpec | None = None
+    load: LoadSpec | None = None
+    line: int | None = None
+    retry_timeouts: bool = False
+
+    @property
+    def kind(self) -> str:
+        if self.export is not None:
+            return "export"
+        if self.load is not None:
+            return "load"
+        return "sql"
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    file: str
+    tasks: tuple[Task, ...]
+    description: str = ""
+    schedule: str | None = None
+    timezone: str = "UTC"
+    database: str | None = None
+    params: Mapping[str, str] = field(default_factory=dict)
+    retry: RetrySpec = RetrySpec()
+    timeout: float | None = None
+    max_parallel: int = 1
+    catch_up: str = "latest"  # latest | none
+    catch_up_window: float = 86400.0
+    rerun_abandoned: bool = False
+
+    def task(self, name: str) -> Task:
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path
+    timezone: str = "UTC"
+    state_url: str = "sqlite:///var/runner-state.db"
+    retry: RetrySpec = RetrySpec()
+    log_format: str = "text"
+    log_dir: str = "var/log"
+    misfire_grace: float = 3600.0
+
+
+@dataclass(frozen=True)
+class Project:
+    """Settings and databases of one project (the folder holding conf/)."""
+
+    root: Path
+    conf_dir: Path
+    jobs_dir: Path
+    settings: Settings
+    databases: Mapping[str, Database]

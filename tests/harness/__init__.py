@@ -1,0 +1,2 @@
+"""Integration-test harness: a private MariaDB server, a fault-injecting TCP proxy
+and pytest fixtures."""
