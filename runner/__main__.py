@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -59,6 +61,8 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
         parser.error("--job runs one job; it cannot be combined with --list, --check, --crontab, --scheduler "
                      "or --due")
     out = out or sys.stdout
+    if not args.scheduler and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     verbosity = -1 if args.quiet else args.verbose
     logs.setup(args.log_format or "text", verbosity)
     try:
@@ -104,6 +108,15 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
+    except Exception as exc:  # a bug or an unreachable state store: say so plainly, keep the traceback at -v
+        log.error("unexpected error: %s: %s", type(exc).__name__, logs.REDACTOR.scrub(str(exc)),
+                  exc_info=verbosity > 0)
+        return 1
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM ends a run like Ctrl-C: the ledger records it as interrupted and the locks are released."""
+    raise KeyboardInterrupt
 
 
 def entry() -> None:
