@@ -246,10 +246,15 @@ def _load_databases(conf_dir: Path, root: Path, env: Mapping[str, str], problems
     for name, spec in doc.data.items():
         path_ = (name,)
         m = c.mapping(spec, path_, DB_KEYS)
-        url = env.get(env_override_name(str(name))) or c.typed(m, "url", path_, str, None)
+        override = env.get(env_override_name(str(name)))
+        url_key = f"{name}.url"
+        if override:  # the url it replaces no longer matters, nor the ${VAR}s in it
+            problems[:] = [p for p in problems if (p.file, p.key) != (doc.file, url_key)]
+        url = override or c.typed(m, "url", path_, str, None)
         if not url:
-            c.add(path_ + ("url",), "missing url: give a SQLAlchemy URL such as mysql+pymysql://user:pw@host/db")
-            continue
+            if not any((p.file, p.key) == (doc.file, url_key) for p in problems):  # else: unset ${VAR}, said
+                c.add(path_ + ("url",), "missing url: give a SQLAlchemy URL such as mysql+pymysql://user:pw@host/db")
+                continue
         pool = _pool(c, m.get("pool"), path_ + ("pool",))
         connect_args = c.typed(m, "connect_args", path_, dict, {})
         markers = c.typed(m, "markers", path_, bool, True)
@@ -381,7 +386,8 @@ def _build_task(project: Project, job: Job, doc: YamlDoc, c: _Checker, m: dict[s
     name = c.typed(m, "name", path, str, None, lambda v: bool(_NAME.match(v)),
                    "letters, digits, _ . - only")
     if name is None:
-        c.add(path + ("name",), "every task needs a name")
+        if m.get("name") is None:  # an invalid name was reported by typed() already
+            c.add(path + ("name",), "every task needs a name")
         return None
     bodies = [k for k in ("sql", "sql_file", "export", "load") if k in m]
     if len(bodies) != 1:

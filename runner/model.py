@@ -47,7 +47,15 @@ class Statement:
 
     @property
     def first_line(self) -> str:
-        return self.sql.strip().splitlines()[0] if self.sql.strip() else ""
+        """The first line of SQL past leading comments: the line that `line` points at."""
+        text = self.sql.strip()
+        while True:
+            if text.startswith(("--", "#")):
+                text = text.partition("\n")[2].lstrip()
+            elif text.startswith("/*") and not text.startswith(("/*!", "/*+")) and "*/" in text:
+                text = text.partition("*/")[2].lstrip()
+            else:
+                return text.splitlines()[0] if text else ""
 
     @property
     def where(self) -> str:

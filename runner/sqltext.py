@@ -76,8 +76,9 @@ def bindable(sql: str) -> str:
 
 def implicit_commit(sql: str) -> bool:
     """True when MySQL/MariaDB would commit the open transaction at this statement."""
-    keywords = [v.upper() for t, v in _tokens(sql) if t in T.Keyword or t in T.Keyword.DDL or t in T.Keyword.DML]
+    # sqlparse gives "CREATE OR REPLACE" as one token: look at words.
+    keywords = [w.upper() for t, v in _tokens(sql) if t in T.Keyword for w in v.split()]
     if not keywords or keywords[0] not in _IMPLICIT_COMMIT:
         return False
-    return not (keywords[0] == "CREATE" and len(keywords) > 1 and keywords[1] == "TEMPORARY")
+    return not (keywords[0] in ("CREATE", "DROP") and "TEMPORARY" in keywords[1:4])
 

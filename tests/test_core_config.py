@@ -1,0 +1,254 @@
+"""Configuration: ${VAR} expansion, url overrides, durations, and every pinned validation message.
+
+Each message names the file, the key, the line (where YAML gives one) and what to do. Rows build a
+small project under tmp_path and load it; nothing touches a database and nothing sleeps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runner.config import (env_override_name, expand_vars, load_jobs, load_project, parse_duration,
+                           resolve_url)
+from runner.errors import ConfigError, Problem
+
+RUNNER = "timezone: UTC\n"
+DATABASES = "warehouse:\n  url: sqlite:///var/warehouse.db\n"
+JOB = "database: warehouse\ntasks:\n  - name: one\n    sql: SELECT 1\n"
+
+
+# ------------------------------------------------------------------------------------- ${VAR} expansion
+
+@pytest.mark.parametrize("text, env, expected, missing", [
+    ("${A}", {"A": "x"}, "x", []),
+    ("${A:-d}", {}, "d", []),
+    ("${A:-d}", {"A": "set"}, "set", []),
+    ("${A:-d}", {"A": ""}, "d", []),  # an empty variable counts as unset, as in the shell's :-
+    ("${A:-}", {}, "", []),
+    ("${A}", {}, "", ["A"]),
+    ("${A}", {"A": ""}, "", ["A"]),
+    ("pre-${A}-${B:-b}-post", {"A": "1"}, "pre-1-b-post", []),
+    ("${A}${B}", {}, "", ["A", "B"]),
+    ("${URL:-sqlite:///var/w.db}", {}, "sqlite:///var/w.db", []),
+    ("mysql+pymysql://u:${PW}@h/db", {"PW": "p@ss"}, "mysql+pymysql://u:p@ss@h/db", []),
+    ("$A and ${} and ${1A}", {"A": "x"}, "$A and ${} and ${1A}", []),  # not variables: left alone
+])
+def test_expand_vars(text: str, env: dict[str, str], expected: str, missing: list[str]) -> None:
+    seen: list[str] = []
+    assert expand_vars(text, env, seen) == expected
+    assert seen == missing
+
+
+@pytest.mark.parametrize("name, variable", [
+    ("warehouse", "RUNNER_DB_WAREHOUSE_URL"),
+    ("shop", "RUNNER_DB_SHOP_URL"),
+    ("shop-eu.v2", "RUNNER_DB_SHOP_EU_V2_URL"),
+])
+def test_env_override_name(name: str, variable: str) -> None:
+    assert env_override_name(name) == variable
+
+
+@pytest.mark.parametrize("file_url, env, expected", [
+    ("${WH_URL:-sqlite:///var/a.db}", {}, "sqlite:///{root}/var/a.db"),
+    ("${WH_URL:-sqlite:///var/a.db}", {"WH_URL": "sqlite:///var/b.db"}, "sqlite:///{root}/var/b.db"),
+    ("${WH_URL:-sqlite:///var/a.db}", {"RUNNER_DB_WAREHOUSE_URL": "mysql+pymysql://u:p@h:3307/d"},
+     "mysql+pymysql://u:p@h:3307/d"),
+    ("${WH_URL:-sqlite:///var/a.db}", {"WH_URL": "sqlite:///var/b.db", "RUNNER_DB_WAREHOUSE_URL": "sqlite://"},
+     "sqlite://"),
+    # Overriding the url makes the variables of the url it replaces irrelevant.
+    ("${WH_URL}", {"RUNNER_DB_WAREHOUSE_URL": "sqlite:////abs/w.db"}, "sqlite:////abs/w.db"),
+    ("mysql+pymysql://etl:${PW}@db:3306/wh", {"PW": "pw"}, "mysql+pymysql://etl:pw@db:3306/wh"),
+])
+def test_database_url_expansion_and_override(tmp_path: Path, file_url: str, env: dict[str, str],
+                                             expected: str) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "databases.yml").write_text(f'warehouse:\n  url: "{file_url}"\n')
+    project = load_project(tmp_path / "conf", env=env)
+    assert project.databases["warehouse"].url == expected.format(root=tmp_path.resolve())
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("sqlite:///var/w.db", "sqlite:///{root}/var/w.db"),
+    ("sqlite:///var/w.db?timeout=5", "sqlite:///{root}/var/w.db?timeout=5"),
+    ("sqlite+pysqlite:///w.db", "sqlite+pysqlite:///{root}/w.db"),
+    ("sqlite:////abs/w.db", "sqlite:////abs/w.db"),
+    ("sqlite:///:memory:", "sqlite:///:memory:"),
+    ("sqlite://", "sqlite://"),
+    ("mysql+pymysql://u:p@h/var/w", "mysql+pymysql://u:p@h/var/w"),
+])
+def test_relative_sqlite_paths_resolve_against_the_project_root(url: str, expected: str) -> None:
+    root = Path("/srv/etl")
+    assert resolve_url(url, root) == expected.format(root=root)
+
+
+# ------------------------------------------------------------------------------------- durations
+
+@pytest.mark.parametrize("value, seconds", [
+    (90, 90.0), (1.5, 1.5), (0, 0.0), ("90", 90.0), ("90s", 90.0), ("10m", 600.0), ("1h", 3600.0),
+    ("1h30m", 5400.0), ("1h 30m 5s", 5405.0), ("1.5h", 5400.0), ("2m30s", 150.0), (" 45s ", 45.0),
+    ("10 minutes", None), ("", None), ("  ", None), ("m", None), ("1d", None), ("-5", None), (-1, None),
+    (True, None), (None, None), ([10], None), ("30m1h", None),
+])
+def test_parse_duration(value: object, seconds: float | None) -> None:
+    assert parse_duration(value) == seconds
+
+
+# ------------------------------------------------------------------------------------- validation messages
+
+def _load_all(root: Path, files: dict[str, str], env: dict[str, str]) -> list[Problem]:
+    base = {"conf/runner.yml": RUNNER, "conf/databases.yml": DATABASES, "jobs/job.yml": JOB}
+    for rel, text in {**base, **files}.items():
+        if text is None:
+            continue
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    try:
+        project = load_project(root / "conf", env=env)
+    except ConfigError as exc:
+        return exc.problems
+    return load_jobs(project)[1]
+
+
+# Rows: (id, files that replace the good base, env, [(file, key, line, message fragment), ...]).
+# The expected list is complete: a row fails on any extra problem, so no message is printed twice.
+PROBLEMS = [
+    ("runner-timezone", {"conf/runner.yml": "timezone: Mars/Base\n"}, {},
+     [("conf/runner.yml", "timezone", 1, "unknown timezone 'Mars/Base': use an IANA name such as Asia/Shanghai")]),
+    ("runner-log-format", {"conf/runner.yml": "timezone: UTC\nlog_format: xml\n"}, {},
+     [("conf/runner.yml", "log_format", 2, "invalid value 'xml': text or json")]),
+    ("runner-unknown-key", {"conf/runner.yml": "timezone: UTC\ncolour: red\n"}, {},
+     [("conf/runner.yml", "colour", 2, "unknown key 'colour' (known keys: ")]),
+    ("runner-retry-attempts", {"conf/runner.yml": "retry:\n  attempts: 0\n"}, {},
+     [("conf/runner.yml", "retry.attempts", 2, "invalid value 0: a whole number >= 1")]),
+    ("runner-yaml-syntax", {"conf/runner.yml": "timezone: UTC\nretry: {attempts: 3\nlog_format: text\n"}, {},
+     [("conf/runner.yml", "", 3, "YAML syntax error: ")]),
+    ("databases-unset-var",
+     {"conf/databases.yml": "# the warehouse\nwarehouse:\n  url: \"${WH_URL}\"\n"}, {},
+     [("conf/databases.yml", "warehouse.url", 3,
+       "environment variable WH_URL is not set and has no default: export WH_URL=... or write ${WH_URL:-default}")]),
+    ("databases-missing-url", {"conf/databases.yml": "warehouse:\n  pool: {size: 2}\n"}, {},
+     [("conf/databases.yml", "warehouse.url", 1,
+       "missing url: give a SQLAlchemy URL such as mysql+pymysql://user:pw@host/db")]),
+    ("databases-pool", {"conf/databases.yml": "warehouse:\n  url: sqlite://\n  pool:\n    size: 0\n"
+                                              "    timeout: soon\n    colour: red\n"}, {},
+     [("conf/databases.yml", "warehouse.pool.size", 4, "invalid value 0: a whole number >= 1"),
+      ("conf/databases.yml", "warehouse.pool.timeout", 5,
+       "invalid duration 'soon': write seconds or e.g. 90s, 10m, 1h30m"),
+      ("conf/databases.yml", "warehouse.pool.colour", 6, "unknown key 'colour'")]),
+    ("databases-not-a-mapping", {"conf/databases.yml": "- warehouse\n"}, {},
+     [("conf/databases.yml", "", None, "must be a mapping of database names to {url: ...}")]),
+    ("databases-file-missing", {"conf/databases.yml": None}, {},
+     [("conf/databases.yml", "", None, "file not found: create it with one entry per database")]),
+    ("job-unknown-database",
+     {"jobs/job.yml": "database: warehouse\ntasks:\n  - name: a\n    sql: SELECT 1\n"
+                      "  - name: b\n    database: shop\n    sql: SELECT 2\n"}, {},
+     [("jobs/job.yml", "tasks.1.database", 6,
+       "unknown database 'shop' in task 'b' (known: warehouse); add it to conf/databases.yml")]),
+    ("job-no-database", {"jobs/job.yml": "tasks:\n  - name: a\n    sql: SELECT 1\n"}, {},
+     [("jobs/job.yml", "tasks.0", 2, "task 'a' has no database: set database at the job or task level")]),
+    ("job-unknown-dependency",
+     {"jobs/job.yml": "database: warehouse\ntasks:\n  - name: a\n    depends_on: [ghost]\n    sql: SELECT 1\n"},
+     {}, [("jobs/job.yml", "tasks.0.depends_on", 4, "task 'a' depends on unknown task 'ghost' (tasks: a)")]),
+    ("job-cycle",
+     {"jobs/job.yml": "database: warehouse\ntasks:\n  - {name: a, depends_on: [c], sql: SELECT 1}\n"
+                      "  - {name: b, depends_on: [a], sql: SELECT 2}\n  - {name: c, depends_on: [b], sql: SELECT 3}\n"},
+     {}, [("jobs/job.yml", "tasks", 2, "dependency cycle: ")]),
+    ("job-self-dependency",
+     {"jobs/job.yml": "database: warehouse\ntasks:\n  - {name: a, depends_on: a, sql: SELECT 1}\n"}, {},
+     [("jobs/job.yml", "tasks", 2, "dependency cycle: a -> a; remove one depends_on")]),
+    ("job-duplicate-task",
+     {"jobs/job.yml": "database: warehouse\ntasks:\n  - {name: a, sql: SELECT 1}\n  - {name: a, sql: SELECT 2}\n"},
+     {}, [("jobs/job.yml", "tasks.1.name", 4, "duplicate task name 'a'")]),
+    ("job-two-bodies",
+     {"jobs/job.yml": "database: warehouse\ntasks:\n  - name: a\n    sql: SELECT 1\n    sql_file: sql/a.sql\n"},
+     {}, [("jobs/job.yml", "tasks.0", 3, "task 'a' needs exactly one of sql, sql_file, export, load "
+                                         "(found: sql, sql_file)")]),
+    ("job-no-body", {"jobs/job.yml": "database: warehouse\ntasks:\n  - name: a\n"}, {},
+     [("jobs/job.yml", "tasks.0", 3, "task 'a' needs exactly one of sql, sql_file, export, load (found: none)")]),
+    ("job-no-tasks", {"jobs/job.yml": "description: nothing to do\ndatabase: warehouse\n"}, {},
+     [("jobs/job.yml", "tasks", None, "a job needs a list of tasks, e.g. tasks: [{name: load, sql: 'SELECT 1'}]")]),
+    ("job-empty-file", {"jobs/job.yml": "# nothing yet\n"}, {},
+     [("jobs/job.yml", "", None, "empty job file: give at least tasks: [{name: ..., sql: ...}]")]),
+    ("job-unknown-key", {"jobs/job.yml": "databse: warehouse\n" + JOB}, {},
+     [("jobs/job.yml", "databse", 1, "unknown key 'databse' (known keys: ")]),
+    ("task-unknown-key",
+     {"jobs/job.yml": "database: warehouse\ntasks:\n  - name: a\n    sql: SELECT 1\n    dependson: [b]\n"}, {},
+     [("jobs/job.yml", "tasks.0.dependson", 5, "unknown key 'dependson' (known keys: ")]),
+    ("job-schedule", {"jobs/job.yml": "schedule: \"61 2 * * *\"\n" + JOB}, {},
+     [("jobs/job.yml", "schedule", 1, "invalid cron expression '61 2 * * *': five fields, e.g. \"30 2 * * *\"")]),
+    ("job-schedule-six-fields", {"jobs/job.yml": "schedule: \"0 30 2 * * *\"\n" + JOB}, {},
+     [("jobs/job.yml", "schedule", 1, "invalid cron expression")]),
+    ("job-timeout", {"jobs/job.yml": "timeout: 10 minutes\n" + JOB}, {},
+     [("jobs/job.yml", "timeout", 1, "invalid duration '10 minutes': write seconds or e.g. 90s, 10m, 1h30m")]),
+    ("job-timezone", {"jobs/job.yml": "timezone: Europe/Atlantis\n" + JOB}, {},
+     [("jobs/job.yml", "timezone", 1, "unknown timezone 'Europe/Atlantis'")]),
+    ("job-max-parallel", {"jobs/job.yml": "max_parallel: 0\n" + JOB}, {},
+     [("jobs/job.yml", "max_parallel", 1, "invalid value 0: a whole number >= 1")]),
+    ("job-retry", {"jobs/job.yml": "retry: {attempts: many, max_delay: forever}\n" + JOB}, {},
+     [("jobs/job.yml", "retry.attempts", 1, "invalid value 'many': a whole number >= 1"),
+      ("jobs/job.yml", "retry.max_delay", 1, "invalid duration 'forever'")]),
+    ("task-bad-name", {"jobs/job.yml": "database: warehouse\ntasks:\n  - name: two words\n    sql: SELECT 1\n"}, {},
+     [("jobs/job.yml", "tasks.0.name", 3, "invalid value 'two words': letters, digits, _ . - only")]),
+    ("task-no-name", {"jobs/job.yml": "database: warehouse\ntasks:\n  - sql: SELECT 1\n"}, {},
+     [("jobs/job.yml", "tasks.0.name", 3, "every task needs a name")]),
+    ("task-only-comments",
+     {"jobs/job.yml": "database: warehouse\ntasks:\n  - name: a\n    sql: |\n      -- to do; later\n"}, {},
+     [("jobs/job.yml", "tasks.0.sql", 4, "sql holds no statement (only comments?)")]),
+    ("task-sql-file-missing",
+     {"jobs/job.yml": "database: warehouse\ntasks:\n  - name: a\n    sql_file: sql/missing.sql\n"}, {},
+     [("jobs/job.yml", "tasks.0.sql_file", 4, "cannot read sql/missing.sql: No such file or directory; "
+                                              "paths are relative to ")]),
+    ("export-no-path",
+     {"jobs/job.yml": "database: warehouse\ntasks:\n  - name: a\n    export:\n      query: SELECT 1\n"
+                      "      format: xlsx\n"}, {},
+     [("jobs/job.yml", "tasks.0.export.path", 4, "needs a path for the file, e.g. reports/{job}_{run_date}.csv"),
+      ("jobs/job.yml", "tasks.0.export.format", 6, "invalid value 'xlsx': csv or jsonl")]),
+    ("export-two-queries",
+     {"jobs/job.yml": "database: warehouse\ntasks:\n  - name: a\n    export:\n      query: SELECT 1; SELECT 2\n"
+                      "      path: out.csv\n"}, {},
+     [("jobs/job.yml", "tasks.0.export.query", 5, "must hold exactly one SELECT statement")]),
+    ("load-problems",
+     {"jobs/job.yml": "database: warehouse\ntasks:\n  - name: a\n    load:\n      source: shop\n"
+                      "      query: SELECT 1\n      table: t\n      mode: upsert\n"}, {},
+     [("jobs/job.yml", "tasks.0.load.key", 4, "upsert needs key: the column(s) that identify a row"),
+      ("jobs/job.yml", "tasks.0.load.source", 5, "unknown source database 'shop' (known: warehouse)")]),
+    ("job-yaml-syntax",
+     {"jobs/job.yml": "database: warehouse\ntasks:\n  - name: a\n    sql: \"SELECT 1\n  - name: b\n"}, {},
+     [("jobs/job.yml", "", 6, "YAML syntax error: ")]),
+    ("job-yaml-bad-indent",
+     {"jobs/job.yml": "database: warehouse\ntasks:\n  - name: a\n    sql: SELECT 1\n   depends_on: [b]\n"}, {},
+     [("jobs/job.yml", "", 5, "YAML syntax error: ")]),
+]
+
+
+@pytest.mark.parametrize("files, env, expected", [row[1:] for row in PROBLEMS], ids=[row[0] for row in PROBLEMS])
+def test_validation_message(tmp_path: Path, files: dict[str, str], env: dict[str, str],
+                            expected: list[tuple[str, str, int | None, str]]) -> None:
+    problems = _load_all(tmp_path, files, env)
+    got = [(p.file, p.key, p.line, p.message) for p in problems]
+    assert len(problems) == len(expected), got
+    for file, key, line, fragment in expected:
+        assert any((p.file, p.key, p.line) == (file, key, line) and fragment in p.message for p in problems), \
+            (file, key, line, fragment, got)
+
+
+def test_good_base_project_has_no_problem(tmp_path: Path) -> None:
+    assert _load_all(tmp_path, {}, {}) == []
+
+
+def test_problem_text_names_file_line_and_key() -> None:
+    p = Problem("jobs/x.yml", "tasks.1.database", "unknown database 'shop'", 7)
+    assert str(p) == "jobs/x.yml:7 [tasks.1.database]: unknown database 'shop'"
+    assert str(Problem("conf/databases.yml", "", "file not found")) == "conf/databases.yml: file not found"
+
+
+def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
+    job = ("schedule: \"99 * * * *\"\ntimeout: soon\ndatabase: warehouse\ntasks:\n"
+           "  - {name: a, depends_on: [b], sql: SELECT 1}\n"
+           "  - {name: b, depends_on: [a], sql: SELECT 2}\n"
+           "  - {name: c, database: shop, sql: SELECT 3}\n")
+    problems = _load_all(tmp_path, {"jobs/job.yml": job}, {})
+    keys = sorted(p.key for p in problems)
+    assert keys == ["schedule", "tasks", "tasks.2.database", "timeout"], problems
