@@ -69,7 +69,8 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
         from . import commands
         from .config import load_project
 
-        project = load_project(args.conf, args.jobs)
+        conf_problems: list = []
+        project = load_project(args.conf, args.jobs, collect=conf_problems if args.check else None)
         if args.log_format is None and project.settings.log_format != "text":
             logs.setup(project.settings.log_format, verbosity)
         logs.REDACTOR.add(passwords(project))
@@ -84,7 +85,7 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
         if args.list:
             return commands.list_jobs(project, out)
         if args.check:
-            return commands.check(project, out)
+            return commands.check(project, out, conf_problems)
         if args.crontab:
             from .crontab import crontab_text
 

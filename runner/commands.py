@@ -13,7 +13,7 @@ from .db import redact
 from .errors import ConfigError, Problem
 from .executor import RunRequest, RunResult, Runner, non_atomic
 from .model import Job, Project
-from .plan import from_task, missing_params, order_tasks, parse_dates, parse_params, resolve_params
+from .plan import fill_path, from_task, missing_params, order_tasks, parse_dates, parse_params, resolve_params
 from .statements import bound_preview
 
 log = logging.getLogger("runner")
@@ -95,7 +95,8 @@ def dry_run(project: Project, name: str, *, params: Sequence[str] = (), dates: s
                 if bound:
                     out.write(f"      bound: {', '.join(f'{k}={v!r}' for k, v in bound.items())}\n")
             if t.export is not None:
-                out.write(f"   -> {t.export.format} file {t.export.path}\n")
+                path = fill_path(t.export.path, values, f"{job.file} task {t.name}")
+                out.write(f"   -> {t.export.format} file {path}\n")
             if t.load is not None:
                 out.write(f"   -> {t.load.mode} into {t.load.table} from database {t.load.source}\n")
     return 0
@@ -124,9 +125,10 @@ def list_jobs(project: Project, out: IO[str]) -> int:
     return 0
 
 
-def check(project: Project, out: IO[str]) -> int:
+def check(project: Project, out: IO[str], conf_problems: Sequence[Problem] = ()) -> int:
     """`--check`: every problem in conf and every job, or a confirmation that all is valid."""
-    jobs, problems = load_jobs(project)
+    jobs, job_problems = load_jobs(project)
+    problems = [*conf_problems, *job_problems]
     for p in problems:
         out.write(f"error: {p}\n")
     notes = []

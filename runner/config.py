@@ -153,8 +153,9 @@ class _Checker:
 # ----------------------------------------------------------------------------------------------- project
 
 def load_project(conf_dir: Path | None = None, jobs_dir: Path | None = None,
-                 env: Mapping[str, str] | None = None) -> Project:
-    """Read conf/runner.yml and conf/databases.yml. Raises ConfigError with every problem found."""
+                 env: Mapping[str, str] | None = None, collect: list[Problem] | None = None) -> Project:
+    """Read conf/runner.yml and conf/databases.yml. Raises ConfigError with every problem found, or,
+    given `collect`, adds them there and returns what is valid (so --check can go on to the jobs)."""
     env = os.environ if env is None else env
     conf_dir = (conf_dir or default_conf_dir()).resolve()
     root = conf_dir.parent
@@ -165,8 +166,10 @@ def load_project(conf_dir: Path | None = None, jobs_dir: Path | None = None,
                                   "RUNNER_CONF to the folder holding runner.yml and databases.yml"))
     settings = _load_settings(conf_dir, root, env, problems)
     databases = _load_databases(conf_dir, root, env, problems)
-    if problems:
+    if problems and collect is None:
         raise ConfigError(problems)
+    if collect is not None:
+        collect.extend(problems)
     return Project(root=root, conf_dir=conf_dir, jobs_dir=jobs_dir, settings=settings, databases=databases)
 
 

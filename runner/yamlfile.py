@@ -43,6 +43,9 @@ def read_yaml(path: Path, display: str) -> YamlDoc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and start is not None and start.line + 1 != line:  # where the unclosed thing began
+            problem += f" ({context} that starts at line {start.line + 1})"
         raise ConfigError(Problem(display, "", f"YAML syntax error: {problem}; fix the YAML", line)) from None
     doc = YamlDoc(display, data)
     if node is not None:
