@@ -6,16 +6,22 @@ connection and costs no round trip when none is needed.
 - A connection idle for longer than the server's `wait_timeout` (read from the server on connect) is
   replaced without a ping: the server has already closed it.
 - `recycle` is lowered below `wait_timeout` when it is not safely below it, and that is logged once.
-- On return, ROLLBACK is sent only when a transaction is really open (stock SQLAlchemy always sends one).
-- Disconnects found by the executor invalidate that one connection, not the whole pool; a failover
-  (read-only server) drops the whole pool.
+- On return, ROLLBACK is sent unless the borrower ended its transaction itself (`transaction_ended`)
+  and the server does not report one open (stock SQLAlchemy always sends one).
+- Errors that mean the connection is gone (2006/2013 and friends, but also 1927/1053 killed, and
+  1290 read-only/1047 failover, which SQLAlchemy does not know) invalidate that one connection, not
+  the whole pool (one slow query hitting read_timeout must not cost every other connection); a
+  failover drops the whole pool.
+- A connection held longer than `leak_seconds` is reported while it is still held, and one dropped
+  without being returned is reported when the garbage collector returns it; both name the job, task
+  and the line that borrowed it.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
-import traceback
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -26,12 +32,16 @@ from sqlalchemy.engine import Engine, make_url
 
 from . import clock
 from .model import Database, Project
+from .retry import Kind, classify_error
 
 log = logging.getLogger("runner.db")
 
 SERVER_STATUS_IN_TRANS = 1
-WAIT_TIMEOUT_MARGIN = 0.2
-MYSQL_ONLY_ARGS = ("connect_timeout", "read_timeout", "write_timeout", "local_infile", "charset", "ssl")  # replace a connection once it has been idle for 80% of wait_timeout
+WAIT_TIMEOUT_MARGIN = 0.2  # replace a connection once it has been idle for 80% of wait_timeout
+MYSQL_ONLY_ARGS = ("connect_timeout", "read_timeout", "write_timeout", "local_infile", "charset", "ssl")
+_ENDED = "runner.transaction_ended"
+# SQLAlchemy knows the lost-connection numbers; these say the same in other words (see the error table).
+_DISCONNECT_KINDS = (Kind.CONNECTION_LOST, Kind.KILLED, Kind.FAILOVER)
 
 
 def redact(url: str | sa.URL) -> str:
@@ -55,6 +65,9 @@ class Borrow:
     since: float
     where: str
     context: str
+    holder: Any = None  # weak reference to the checked-out connection: dead once it was dropped
+    timer: threading.Timer | None = None
+    reported: bool = False
 
 
 class _Borrows:
@@ -87,10 +100,24 @@ def _context() -> str:
 
 
 def _borrow_site() -> str:
-    for frame in reversed(traceback.extract_stack(limit=16)[:-3]):
-        if "sqlalchemy" not in frame.filename and "/runner/db.py" not in frame.filename:
-            return f"{frame.filename}:{frame.lineno} in {frame.name}"
+    """file:line of the first caller outside SQLAlchemy and this module (walks frames; no source read)."""
+    frame: Any = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if "sqlalchemy" not in filename and not filename.endswith(("/runner/db.py", "\\runner\\db.py")):
+            return f"{filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+        frame = frame.f_back
     return "unknown"
+
+
+def transaction_ended(raw: Any) -> None:
+    """Tell the pool that the borrower of `raw` committed or rolled back: no ROLLBACK is needed on return.
+
+    The driver's status flags cannot say it: after a plain SELECT, InnoDB holds a read snapshot open
+    while PyMySQL still reports no transaction, and that snapshot would follow the connection to its
+    next borrower.
+    """
+    raw.info[_ENDED] = True
 
 
 class PoolGuard:
@@ -130,11 +157,11 @@ class PoolGuard:
 
     def _check_recycle(self, wait_timeout: float) -> None:
         safe = max(1.0, wait_timeout * (1 - WAIT_TIMEOUT_MARGIN))
-        if self.recycle is None or self.recycle > safe:
+        if self.recycle is not None and self.recycle > safe:
             if not self._warned_recycle:
                 self._warned_recycle = True
-                log.warning("database %s: pool recycle %ss is not safely below the server's wait_timeout %ss; "
-                            "using %ss", self.db.name, self.recycle, int(wait_timeout), int(safe))
+                log.warning("database %s: pool recycle %gs is not safely below the server's wait_timeout %gs; "
+                            "using %gs", self.db.name, self.recycle, wait_timeout, safe)
             self.recycle = safe
 
     # -- checkout: never hand out a dead connection, ping only when the connection has been idle
@@ -156,30 +183,48 @@ class PoolGuard:
                 raise sa_exc.DisconnectionError(f"ping failed: {exc}") from exc
             if alive is False:
                 raise sa_exc.DisconnectionError("ping failed")
-        self.borrows.add(id(record), Borrow(now, _borrow_site(), _context()))
-        weakref.finalize(proxy, self._dropped, id(record), record)
+        info[_ENDED] = False
+        self._track(record, proxy, now)
 
-    def _dropped(self, key: int, record: Any) -> None:
-        borrow = self.borrows.pop(key)
-        if borrow is not None:
-            log.warning("connection leak: a connection of database %s was dropped without being returned; "
-                        "borrowed by %s at %s", self.db.name, borrow.context, borrow.where)
+    # -- leaks: held too long (reported while held), or dropped without being returned
+    def _track(self, record: Any, proxy: Any, now: float) -> None:
+        borrow = Borrow(now, _borrow_site(), _context(), weakref.ref(proxy))
+        limit = self.db.pool.leak_seconds
+        if limit is not None:
+            borrow.timer = threading.Timer(limit, self._held_too_long, (borrow,))
+            borrow.timer.daemon = True
+            borrow.timer.start()
+        self.borrows.add(id(record), borrow)
+
+    def _held_too_long(self, borrow: Borrow) -> None:
+        borrow.reported = True
+        log.warning("connection leak: a connection of database %s has been held for more than %ss "
+                    "(pool.leak_seconds) by %s, borrowed at %s", self.db.name, self.db.pool.leak_seconds,
+                    borrow.context, borrow.where)
 
     def on_checkin(self, dbapi_conn: Any, record: Any) -> None:
         now = clock.monotonic()
         record.info["last_used"] = now
         borrow = self.borrows.pop(id(record))
-        limit = self.db.pool.leak_seconds
-        if borrow is not None and limit is not None and now - borrow.since > limit:
-            log.warning("connection held for %.1fs (leak_seconds %s) in database %s by %s, borrowed at %s",
-                        now - borrow.since, limit, self.db.name, borrow.context, borrow.where)
-
-    # -- return: ROLLBACK only when a transaction is really open
-    def on_reset(self, dbapi_conn: Any, record: Any, state: Any) -> None:
-        if state.transaction_was_reset or not state.asyncio_safe:
+        if borrow is None:
             return
-        if self.mysql and not (getattr(dbapi_conn, "server_status", SERVER_STATUS_IN_TRANS)
-                               & SERVER_STATUS_IN_TRANS):
+        if borrow.timer is not None:
+            borrow.timer.cancel()
+        if borrow.holder() is None:
+            # SQLAlchemy returns a connection whose holder was garbage collected; ours died first.
+            log.warning("connection leak: a connection of database %s was dropped without being returned "
+                        "(held %.1fs) by %s, borrowed at %s", self.db.name, now - borrow.since, borrow.context,
+                        borrow.where)
+        elif borrow.reported:
+            log.info("the connection of database %s reported as held too long came back after %.1fs (%s)",
+                     self.db.name, now - borrow.since, borrow.context)
+
+    # -- return: ROLLBACK unless the borrower ended its transaction and the server agrees none is open
+    def on_reset(self, dbapi_conn: Any, record: Any, state: Any) -> None:
+        if state.transaction_was_reset or not state.asyncio_safe or dbapi_conn is None:
+            return
+        in_trans = self.mysql and (getattr(dbapi_conn, "server_status", 0) or 0) & SERVER_STATUS_IN_TRANS
+        if record.info.get(_ENDED) and not in_trans:
             return
         dbapi_conn.rollback()
 
@@ -204,6 +249,29 @@ def _sqlite_transactions(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN")
 
 
+def on_error(context: sa.engine.ExceptionContext) -> None:
+    """Errors through SQLAlchemy Connections: the error table decides what is a disconnect.
+
+    A disconnect invalidates only the connection it happened on; only a failover (the server turned
+    read-only) drops the whole pool, since every connection then points at the wrong server.
+    """
+    if context.original_exception is None:
+        return
+    verdict = classify_error(context.original_exception)
+    if verdict.kind in _DISCONNECT_KINDS:
+        context.is_disconnect = True
+    if context.is_disconnect:
+        context.invalidate_pool_on_disconnect = verdict.kind is Kind.FAILOVER
+
+
+_connect_args: "weakref.WeakKeyDictionary[Engine, dict[str, Any]]" = weakref.WeakKeyDictionary()
+
+
+def connect_args_of(engine: Engine) -> dict[str, Any]:
+    """The driver arguments (timeouts, charset, ssl) the engine's own connections are made with."""
+    return dict(_connect_args.get(engine, {}))
+
+
 def make_engine(db: Database) -> tuple[Engine, PoolGuard]:
     url = make_url(db.url)
     kwargs: dict[str, Any] = {"pool_pre_ping": False, "pool_reset_on_return": None, "pool_recycle": -1}
@@ -223,8 +291,11 @@ def make_engine(db: Database) -> tuple[Engine, PoolGuard]:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         connect_args.setdefault("check_same_thread", False)
     engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
+    _connect_args[engine] = connect_args
     if engine.dialect.name == "sqlite":
         _sqlite_transactions(engine)
+    else:
+        event.listen(engine, "handle_error", on_error)
     return engine, PoolGuard(db, engine)
 
 

@@ -12,17 +12,17 @@ import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from tenacity import RetryCallState
 
 from . import clock, markers
-from .db import Engines, current_context
+from .db import Engines, current_context, transaction_ended
 from .errors import OutcomeUnknown, TaskFailed
 from .ledger import Ledger
 from .model import Job, Project, RetrySpec, Statement, Task
 from .plan import from_task, graph, order_tasks, resolve_params
-from .retry import HINTS, Kind, Verdict, build_retrying, classify_error
+from .retry import HINTS, Kind, Verdict, build_retrying, classify_error, describe_attempts
 from .sqltext import implicit_commit
 from .statements import prepare
 from .watchdog import Watchdog
@@ -190,9 +190,16 @@ class Runner:
         result = TaskResult(task.name)
         started = clock.monotonic()
         spec = task.retry or ctx.job.retry
+        retried: list[AttemptError] = []
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, AttemptError):
+                retried.append(exc)
+            self._log_retry(ctx, task, spec, state)
+
         retrying = build_retrying(spec, should_retry=lambda e: self._should_retry(task, e),
-                                  before_sleep=lambda state: self._log_retry(ctx, task, spec, state),
-                                  sleep=self.sleep)
+                                  before_sleep=before_sleep, sleep=self.sleep)
         current_context.label = f"job {ctx.job.name} task {task.name}"
         try:
             for attempt in retrying:
@@ -202,7 +209,8 @@ class Runner:
             result.status = "success"
         except AttemptError as exc:
             result.status = "failed"
-            result.error = self._failure_message(ctx, task, exc, result.attempts, clock.monotonic() - started, spec)
+            result.error = self._failure_message(ctx, task, exc, result.attempts, clock.monotonic() - started, spec,
+                                                 retried)
             log.error("%s", result.error)
         except TaskFailed as exc:
             result.status, result.error = "failed", str(exc)
@@ -337,6 +345,7 @@ class Runner:
                 cur.close()
                 phase = "commit"
                 raw.commit()
+                transaction_ended(raw)
             return rows
         except BaseException as exc:
             self._abandon(engine, raw, exc)
@@ -363,12 +372,13 @@ class Runner:
             return
         try:
             raw.rollback()
+            transaction_ended(raw)
         except Exception as rollback_exc:
             raw.invalidate(rollback_exc)
 
     # ------------------------------------------------------------------------------------------- messages
     def _failure_message(self, ctx: "_RunContext", task: Task, exc: AttemptError, attempts: int, seconds: float,
-                         spec: RetrySpec) -> str:
+                         spec: RetrySpec, retried: Sequence[AttemptError] = ()) -> str:
         v = exc.verdict
         lines = [f"job {ctx.job.name}: task {task.name} failed"]
         stmt = exc.statement
@@ -381,18 +391,24 @@ class Runner:
         database = task.load.source if task.load and exc.phase == "source" else task.database
         lines.append(f"  database: {self.engines.display(database)}")
         code = f"{v.errno} " if v.errno is not None else ""
-        lines.append(f"  error: {code}{_one_line(v.message)} ({v.kind.value})")
-        retried = attempts > 1
-        why = ""
-        if not retried:
+        if attempts > 1:
+            lines.append(f"  last error: {code}{_one_line(v.message)} ({v.kind.value})")
+            verdicts = [e.verdict for e in retried][-(attempts - 1):] + [v]
+            lines.extend(describe_attempts(verdicts, seconds, spec, self._should_retry(task, exc)))
+        else:
+            lines.append(f"  error: {code}{_one_line(v.message)} ({v.kind.value})")
+            why = ""
             if exc.timed_out or v.kind is Kind.TIMEOUT:
                 why = " (not retried: timeouts fail fast unless retry_timeouts: true)"
             elif not v.retryable:
                 why = " (not retried: it would fail the same way)"
             elif non_atomic(task) and not task.idempotent:
                 why = " (not retried: the task commits implicitly (DDL); mark it idempotent: true to allow retries)"
-        lines.append(f"  attempts: {attempts} over {seconds:.1f}s{why}"
-                     + (f" (retry window {spec.window:.0f}s)" if spec.window and retried else ""))
+            elif spec.attempts <= 1:
+                why = " (retry.attempts is 1)"
+            elif spec.window:
+                why = f" (the retry window of {spec.window:g}s closed)"
+            lines.append(f"  attempts: 1 over {seconds:.1f}s{why}")
         hint = HINTS.get(Kind.TIMEOUT if exc.timed_out else v.kind, HINTS[Kind.UNKNOWN])
         lines.append(f"  what to do: {hint}; then: python -m runner --job {ctx.job.name} --from-task {task.name}"
                      + f" --date {ctx.params['run_date']}")

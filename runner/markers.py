@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from . import clock
+from .db import transaction_ended
 from .statements import prepare
 
 log = logging.getLogger("runner.markers")
@@ -36,6 +37,9 @@ markers_table = sa.Table(
 _INSERT = (f"INSERT INTO {TABLE} (run_id, task, attempt, rows_affected, committed_at) "
            "VALUES (:run_id, :task, :attempt, :rows_affected, :committed_at)")
 _SELECT = f"SELECT attempt, rows_affected FROM {TABLE} WHERE run_id = :run_id AND task = :task"
+# A locking read waits for a transaction that still holds the marker row uncommitted (a COMMIT the
+# server has not finished when the client already saw the connection drop) instead of missing it.
+_SELECT_LOCKING = _SELECT + " LOCK IN SHARE MODE"
 
 _ready: set[int] = set()
 _lock = threading.Lock()
@@ -64,13 +68,15 @@ def write(cursor: Any, dialect: Any, run_id: str, task: str, attempt: int, rows:
 
 def find(engine: Engine, run_id: str, task: str) -> tuple[int, int] | None:
     """(attempt, rows) of the committed attempt of this (run, task), or None when none committed."""
+    sql = _SELECT_LOCKING if engine.dialect.name in ("mysql", "mariadb") else _SELECT
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
-        cur.execute(*prepare(_SELECT, engine.dialect, {"run_id": run_id, "task": task}))
+        cur.execute(*prepare(sql, engine.dialect, {"run_id": run_id, "task": task}))
         row = cur.fetchone()
         cur.close()
         raw.commit()
+        transaction_ended(raw)
     finally:
         raw.close()
     return (int(row[0]), int(row[1])) if row else None

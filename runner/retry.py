@@ -7,9 +7,10 @@ for a deadlock and for an unknown column alike.
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import tenacity
 from tenacity import RetryCallState
@@ -50,7 +51,8 @@ class Verdict:
 
     @property
     def invalidate_pool(self) -> bool:
-        return self.kind in (Kind.FAILOVER, Kind.KILLED)
+        """Drop every pooled connection: only a failover makes them all point at the wrong server."""
+        return self.kind is Kind.FAILOVER
 
 
 _TABLE: dict[int, tuple[Kind, bool, bool, Backoff]] = {}
@@ -170,3 +172,22 @@ def build_retrying(spec: RetrySpec, *, should_retry: Callable[[BaseException], b
     )
 
 
+def describe_attempts(verdicts: Sequence[Verdict], seconds: float, spec: RetrySpec, retried_last: bool) -> list[str]:
+    """Lines of a failure message: what was tried, for how long, and why retrying stopped.
+
+    `verdicts` are the errors of the attempts in order; `retried_last` says whether the last one is an
+    error the policy retries (then attempts or the window ran out).
+    """
+    counts = Counter(f"{v.errno} {v.kind.value}" if v.errno is not None else v.kind.value for v in verdicts)
+    errors = ", ".join(f"{text} x{n}" for text, n in counts.items())
+    if not retried_last:
+        stop = "the last error is not retried"
+    elif len(verdicts) >= spec.attempts:
+        stop = f"all {spec.attempts} attempts were used (retry.attempts)"
+    elif spec.window:
+        stop = f"the retry window of {spec.window:g}s closed (retry.window)"
+    else:
+        stop = "retrying stopped"
+    return [f"  tried: {len(verdicts)} attempts over {seconds:.1f}s, with backoff of up to {spec.max_delay:g}s "
+            f"between them; errors: {errors}",
+            f"  stopped: {stop}"]

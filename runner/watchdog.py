@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from .db import is_mysql
+from .db import connect_args_of, is_mysql
 
 log = logging.getLogger("runner.watchdog")
 
@@ -28,6 +28,10 @@ class Watchdog:
         self.label = label
         self.fired = False
         self._timer: threading.Timer | None = None
+        # Held while killing: once the task leaves the watchdog, its connection may go back to the
+        # pool and serve another task, whose statement a late KILL QUERY must not hit.
+        self._lock = threading.Lock()
+        self._stopped = False
         self._thread_id = dbapi_conn.thread_id() if is_mysql(engine) and seconds else None
 
     def __enter__(self) -> "Watchdog":
@@ -40,9 +44,16 @@ class Watchdog:
     def __exit__(self, *exc: object) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        with self._lock:
+            self._stopped = True
 
     def _fire(self) -> None:
-        self.fired = True
+        with self._lock:
+            if not self._stopped:
+                self.fired = True
+                self._kill()
+
+    def _kill(self) -> None:
         try:
             if self._thread_id is not None:
                 kill_query(self.engine, self._thread_id)
@@ -56,7 +67,7 @@ class Watchdog:
 def kill_query(engine: Engine, thread_id: int) -> None:
     """KILL QUERY from a fresh, unpooled connection (the pool may be exhausted or unhealthy)."""
     cargs, cparams = engine.dialect.create_connect_args(engine.url)
-    cparams = {**cparams, "connect_timeout": 5}
+    cparams = {**cparams, **connect_args_of(engine), "connect_timeout": 5}
     conn = engine.dialect.loaded_dbapi.connect(*cargs, **cparams)
     try:
         cur = conn.cursor()
