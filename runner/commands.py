@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 from . import clock
 from .config import load_job, load_jobs
 from .db import redact
-from .errors import ConfigError, Problem
+from .errors import ConfigError, Problem, UsageError
 from .executor import RunRequest, RunResult, Runner, non_atomic
-from .model import Job, Project
+from .model import Job, Project, Task
 from .plan import fill_path, from_task, missing_params, order_tasks, parse_dates, parse_params, resolve_params
 from .statements import bound_preview
 
@@ -21,6 +21,14 @@ log = logging.getLogger("runner")
 
 def today_in(tz: str) -> date:
     return clock.now().astimezone(ZoneInfo(tz)).date()
+
+
+def selected_tasks(job: Job, from_task_name: str | None) -> list[Task]:
+    """The tasks a run makes, in plan order; an unknown --from-task names the job file."""
+    try:
+        return from_task(order_tasks(job.tasks), from_task_name)
+    except UsageError as exc:
+        raise UsageError(f"{job.file}: {exc}") from None
 
 
 def check_params(job: Job, run_date: date, cli: dict[str, str]) -> None:
@@ -39,7 +47,7 @@ def run_job(project: Project, name: str, *, params: Sequence[str] = (), dates: s
     job = load_job(project, name)
     cli = parse_params(params)
     days = parse_dates(dates) if dates else [today_in(job.timezone)]
-    from_task(order_tasks(job.tasks), from_task_name)  # unknown task: usage error before anything runs
+    selected_tasks(job, from_task_name)  # unknown task: usage error before anything runs
     check_params(job, days[0], cli)
     from .lock import job_lock
 
@@ -76,7 +84,7 @@ def dry_run(project: Project, name: str, *, params: Sequence[str] = (), dates: s
     job = load_job(project, name)
     cli = parse_params(params)
     days = parse_dates(dates) if dates else [today_in(job.timezone)]
-    tasks = from_task(order_tasks(job.tasks), from_task_name)
+    tasks = selected_tasks(job, from_task_name)
     check_params(job, days[0], cli)
     for day in days:
         values = resolve_params(job, day, cli, run_id="(new)")

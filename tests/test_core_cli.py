@@ -46,7 +46,7 @@ BAD_INPUT = [
     ("cycle", {"two": TWO_TASKS.replace("    sql: SELECT 1", "    depends_on: [b]\n    sql: SELECT 1")}, None,
      ["--job", "two"], ["jobs/two.yml:3 [tasks]: dependency cycle: ", "; remove one depends_on"]),
     ("unknown-from-task", {"two": TWO_TASKS}, None, ["--job", "two", "--from-task", "c"],
-     ["unknown task 'c' for --from-task (tasks in order: a, b)"]),
+     ["jobs/two.yml: unknown task 'c' for --from-task (tasks in order: a, b)"]),
     ("malformed-param", {"two": TWO_TASKS}, None, ["--job", "two", "--param", "day"],
      ["malformed --param 'day': write --param KEY=VALUE"]),
     ("malformed-date", {"two": TWO_TASKS}, None, ["--job", "two", "--date", "2026-11-31"],
