@@ -151,7 +151,9 @@ class _ClassifiedWait(tenacity.wait.wait_base):
 
     def __call__(self, retry_state: RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
-        backoff = classify_error(exc).backoff if exc is not None else Backoff.NONE
+        # The executor raises its own wrapper carrying the verdict; classifying the wrapper would find no errno.
+        verdict = getattr(exc, "verdict", None) or (classify_error(exc) if exc is not None else None)
+        backoff = verdict.backoff if isinstance(verdict, Verdict) else Backoff.NONE
         return self._waits[backoff](retry_state)
 
 

@@ -178,7 +178,7 @@ PROBLEMS = [
      [("jobs/job.yml", "tasks.0.dependson", 5, "unknown key 'dependson' (known keys: ")]),
     ("job-schedule", {"jobs/job.yml": "schedule: \"61 2 * * *\"\n" + JOB}, {},
      [("jobs/job.yml", "schedule", 1, "invalid cron expression '61 2 * * *': five fields, e.g. \"30 2 * * *\"")]),
-    ("job-schedule-six-fields", {"jobs/job.yml": "schedule: \"0 30 2 * * *\"\n" + JOB}, {},
+    ("job-schedule-seven-fields", {"jobs/job.yml": "schedule: \"0 0 30 2 * * *\"\n" + JOB}, {},
      [("jobs/job.yml", "schedule", 1, "invalid cron expression")]),
     ("job-timeout", {"jobs/job.yml": "timeout: 10 minutes\n" + JOB}, {},
      [("jobs/job.yml", "timeout", 1, "invalid duration '10 minutes': write seconds or e.g. 90s, 10m, 1h30m")]),

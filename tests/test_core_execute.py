@@ -211,3 +211,29 @@ def test_literal_colons_and_percent_signs_reach_mariadb_unchanged(tmp_path: Path
     code, out = run_main(project, "--job", "notes", "--param", "who=it's me; %s")
     assert code == 0, out
     assert _execute(mdb, fresh_db, "SELECT t, who FROM notes") == [("at 10:30 :not_a_param, 100%", "it's me; %s")]
+
+
+# ------------------------------------------------------------------------------------- backoff
+
+def test_retries_of_a_real_connect_failure_back_off(tmp_path: Path) -> None:
+    """Nothing listens on port 1: every attempt fails with 2003, and each retry waits a jittered backoff."""
+    from datetime import date
+
+    from runner.config import load_job, load_project
+    from runner.executor import Runner, RunRequest
+
+    job = ("database: warehouse\nretry: {attempts: 4, base_delay: 0.5, max_delay: 3}\n"
+           "tasks:\n  - {name: t, sql: SELECT 1}\n")
+    project = write_project(tmp_path, {"down": job}, "warehouse:\n  url: mysql+pymysql://u:pw@127.0.0.1:1/db\n")
+    loaded = load_project(project / "conf", env={})
+    delays: list[float] = []
+    runner = Runner(loaded, sleep=delays.append)
+    try:
+        result = runner.run(RunRequest(load_job(loaded, "down"), date(2026, 11, 2)))
+    finally:
+        runner.close()
+    assert result.status == "failed" and result.tasks[0].attempts == 4
+    assert len(delays) == 3
+    assert all(0 < d <= 3 for d in delays), delays
+    attempts = ledger_attempts(project, result.run_id)
+    assert [(a.attempt, a.errno) for a in attempts] == [(1, 2003), (2, 2003), (3, 2003), (4, 2003)]
