@@ -258,6 +258,14 @@ def _load_databases(conf_dir: Path, root: Path, env: Mapping[str, str], problems
             if not any((p.file, p.key) == (doc.file, url_key) for p in problems):  # else: unset ${VAR}, said
                 c.add(path_ + ("url",), "missing url: give a SQLAlchemy URL such as mysql+pymysql://user:pw@host/db")
                 continue
+        elif _unparsable(url):
+            from .db import redact
+
+            source = f" (from {env_override_name(str(name))})" if override else ""
+            shown = redact(url) if "@" in url else "(not shown: no user@host part to hide a password in)"
+            c.add(path_ + ("url",), f"invalid url {shown}{source}: write dialect+driver://user:password@host:"
+                                    "port/database, e.g. mysql+pymysql://etl:pw@db.example:3306/warehouse")
+            continue
         pool = _pool(c, m.get("pool"), path_ + ("pool",))
         connect_args = c.typed(m, "connect_args", path_, dict, {})
         markers = c.typed(m, "markers", path_, bool, True)
@@ -265,6 +273,16 @@ def _load_databases(conf_dir: Path, root: Path, env: Mapping[str, str], problems
                                   connect_args=connect_args, markers=markers)
     problems.extend(c.problems)
     return out
+
+
+def _unparsable(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(url)
+    except Exception:  # the parser's own message may quote the url, password included: say it ourselves
+        return True
+    return False
 
 
 def _pool(c: _Checker, value: Any, path: KeyPath) -> PoolSpec:

@@ -137,6 +137,11 @@ PROBLEMS = [
       ("conf/databases.yml", "warehouse.pool.timeout", 5,
        "invalid duration 'soon': write seconds or e.g. 90s, 10m, 1h30m"),
       ("conf/databases.yml", "warehouse.pool.colour", 6, "unknown key 'colour'")]),
+    ("databases-bad-url", {"conf/databases.yml": "warehouse:\n  url: mysql+pymysql://etl:Hush-77@db:port/wh\n"}, {},
+     [("conf/databases.yml", "warehouse.url", 2, "invalid url mysql+pymysql://etl:***@db:port/wh: write "
+       "dialect+driver://user:password@host:port/database")]),
+    ("databases-bad-override", {}, {"RUNNER_DB_WAREHOUSE_URL": "not a url with Hush-77"},
+     [("conf/databases.yml", "warehouse.url", 2, "(from RUNNER_DB_WAREHOUSE_URL): write dialect+driver://")]),
     ("databases-not-a-mapping", {"conf/databases.yml": "- warehouse\n"}, {},
      [("conf/databases.yml", "", None, "must be a mapping of database names to {url: ...}")]),
     ("databases-file-missing", {"conf/databases.yml": None}, {},
@@ -228,6 +233,7 @@ def test_validation_message(tmp_path: Path, files: dict[str, str], env: dict[str
                             expected: list[tuple[str, str, int | None, str]]) -> None:
     problems = _load_all(tmp_path, files, env)
     got = [(p.file, p.key, p.line, p.message) for p in problems]
+    assert not any("Hush-77" in str(p) for p in problems), "a password never appears in a message"
     assert len(problems) == len(expected), got
     for file, key, line, fragment in expected:
         assert any((p.file, p.key, p.line) == (file, key, line) and fragment in p.message for p in problems), \
