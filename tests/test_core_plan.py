@@ -130,6 +130,7 @@ def test_missing_params(sql: str, params: dict[str, str], missing: list[str]) ->
     ("a d:b,c c:a b:a", "a c b d"),  # c and b are ready together: YAML order (c before b)
     ("x y:x z", "x z y"),  # z is ready at once, y only after x
     ("b:a a c:b", "a b c"),
+    ("a:ghost b", "b a"),  # an unknown name (rejected by validation) never appears in the plan
 ])
 def test_order_tasks(spec: str, order: str) -> None:
     assert [t.name for t in order_tasks(_tasks(spec))] == order.split()
