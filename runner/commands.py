@@ -54,9 +54,9 @@ def run_job(project: Project, name: str, *, params: Sequence[str] = (), dates: s
     own = runner is None
     runner = runner or Runner(project)
     try:
-        with job_lock(project, runner.ledger, job.name, trigger):
+        with job_lock(project, runner.ledger, job.name, trigger) as held:
             for day in days:
-                result = runner.run(RunRequest(job, day, cli, from_task_name, trigger))
+                result = runner.run(RunRequest(job, day, cli, from_task_name, trigger, still_locked=held.verify))
                 print_summary(result, out)
                 if not result.ok:
                     return 1
@@ -113,10 +113,9 @@ def dry_run(project: Project, name: str, *, params: Sequence[str] = (), dates: s
 def next_run(job: Job, now: datetime | None = None) -> datetime | None:
     if not job.schedule:
         return None
-    from croniter import croniter
+    from .schedule import Schedule
 
-    tz = ZoneInfo(job.timezone)
-    return croniter(job.schedule, (now or clock.now()).astimezone(tz)).get_next(datetime)
+    return Schedule(job.schedule, job.timezone).next_after(now or clock.now()).astimezone(ZoneInfo(job.timezone))
 
 
 def list_jobs(project: Project, out: IO[str]) -> int:
@@ -168,13 +167,13 @@ def history(project: Project, job: str | None, out: IO[str], limit: int = 30) ->
             per_task.setdefault(run_id, []).append(f"{task}:{status[:4]}/{attempts}a/{rows or 0}r")
     finally:
         ledger.dispose()
-    table = [("STARTED (UTC)", "JOB", "DATE", "SLOT", "HOST", "TRIGGER", "STATUS", "SECONDS", "ATTEMPTS", "ROWS",
+    table = [("STARTED (UTC)", "JOB", "DATE", "SLOT (UTC)", "HOST", "TRIGGER", "STATUS", "SECONDS", "ATTEMPTS", "ROWS",
               "TASKS", "ERROR")]
     for r in runs:
         secs = (r["ended_at"] - r["started_at"]).total_seconds() if r["ended_at"] else None
         error = " ".join((r["error"] or "").split())[:80]
         table.append((r["started_at"].strftime("%Y-%m-%d %H:%M:%S"), r["job"], r["run_date"],
-                      r["slot"].strftime("%Y-%m-%d %H:%M") if r["slot"] else "-", r["host"], r["trigger"],
+                      r["slot"].strftime("%Y-%m-%d %H:%M:%S") if r["slot"] else "-", r["host"], r["trigger"],
                       r["status"], f"{secs:.1f}" if secs is not None else "-", str(r["attempts"]), str(r["rows"]),
                       " ".join(per_task.get(r["run_id"], [])), error))
     _table(table, out)

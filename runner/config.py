@@ -30,7 +30,7 @@ TASK_KEYS = {"name", "description", "sql", "sql_file", "export", "load", "depend
 RETRY_KEYS = {"attempts", "max_delay", "window", "base_delay"}
 POOL_KEYS = {"size", "max_overflow", "timeout", "recycle", "pre_ping", "ping_skip_ms", "leak_seconds"}
 DB_KEYS = {"url", "pool", "connect_args", "markers"}
-SETTINGS_KEYS = {"timezone", "state_url", "retry", "log_format", "log_dir", "misfire_grace"}
+SETTINGS_KEYS = {"timezone", "state_url", "retry", "log_format", "log_dir", "misfire_grace", "stop_grace"}
 EXPORT_KEYS = {"query", "path", "format", "compress"}
 LOAD_KEYS = {"source", "query", "table", "mode", "key", "incremental", "create", "batch_rows"}
 
@@ -226,6 +226,7 @@ def _load_settings(conf_dir: Path, root: Path, env: Mapping[str, str], problems:
                            "text or json"),
         log_dir=c.typed(m, "log_dir", (), str, base.log_dir),
         misfire_grace=c.duration(m, "misfire_grace", (), base.misfire_grace) or 0.0,
+        stop_grace=c.duration(m, "stop_grace", (), base.stop_grace) or 0.0,
     )
     problems.extend(c.problems)
     return settings
@@ -357,7 +358,8 @@ def _build_job(project: Project, name: str, path: Path, problems: list[Problem])
     params = c.typed(m, "params", (), dict, {})
     schedule = c.typed(m, "schedule", (), str, None)
     if schedule is not None and not _valid_cron(schedule):
-        c.add(("schedule",), f"invalid cron expression {schedule!r}: five fields, e.g. \"30 2 * * *\"")
+        c.add(("schedule",), f"invalid cron expression {schedule!r}: five fields, e.g. \"30 2 * * *\", or six "
+                             f"with a leading seconds field, e.g. \"*/10 * * * * *\"")
     job = Job(
         name=name,
         file=doc.file,
@@ -381,9 +383,9 @@ def _build_job(project: Project, name: str, path: Path, problems: list[Problem])
 
 
 def _valid_cron(expr: str) -> bool:
-    from croniter import croniter  # imported here: only jobs with a schedule pay for it
+    from .schedule import is_valid  # imported here: only jobs with a schedule pay for croniter
 
-    return len(expr.split()) == 5 and croniter.is_valid(expr)
+    return is_valid(expr)
 
 
 def _build_tasks(project: Project, job: Job, doc: YamlDoc, c: _Checker, value: Any) -> list[Task]:

@@ -39,6 +39,7 @@ class RunRequest:
     trigger: str = "manual"
     slot: datetime | None = None
     run_id: str | None = None
+    still_locked: Callable[[], bool] | None = None  # the job's lock, checked before each task attempt
 
 
 @dataclass
@@ -119,7 +120,7 @@ class Runner:
         deadline = started + job.timeout if job.timeout else None
         self.ledger.start_run(run_id, job.name, req.run_date.isoformat(), req.trigger, req.slot)
         log.info("job %s started (run %s, date %s, %d tasks)", job.name, run_id[:8], req.run_date, len(selected))
-        ctx = _RunContext(run_id=run_id, job=job, params=params, deadline=deadline)
+        ctx = _RunContext(run_id=run_id, job=job, params=params, deadline=deadline, still_locked=req.still_locked)
         status, error = "failed", None
         try:
             error = self._run_tasks(ctx, selected, results, on_task)
@@ -250,6 +251,10 @@ class Runner:
         if ctx.deadline is not None and clock.monotonic() >= ctx.deadline:
             raise TaskFailed(f"job {ctx.job.name}: job timeout of {ctx.job.timeout:.0f}s reached before task "
                              f"{task.name} started")
+        if ctx.still_locked is not None and not ctx.still_locked():
+            # A MySQL named lock dies with its connection: another process may hold it now.
+            raise TaskFailed(f"job {ctx.job.name}: the job's lock was lost (its state store connection dropped), "
+                             f"so task {task.name} was not started: another process may be running the job")
         attempt_id = self.ledger.start_attempt(ctx.run_id, task.name, attempt)
         try:
             if attempt > 1:
@@ -425,6 +430,7 @@ class _RunContext:
     job: Job
     params: dict[str, str]
     deadline: float | None = None
+    still_locked: Callable[[], bool] | None = None
 
 
 def _one_line(text: str) -> str:

@@ -143,7 +143,8 @@ class Settings:
     retry: RetrySpec = RetrySpec()
     log_format: str = "text"
     log_dir: str = "var/log"
-    misfire_grace: float = 3600.0
+    misfire_grace: float = 3600.0  # how late a slot may still start with catch_up: none
+    stop_grace: float = 60.0  # how long the daemon lets running jobs finish after SIGTERM
 
 
 @dataclass(frozen=True)
