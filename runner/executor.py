@@ -79,6 +79,7 @@ class AttemptError(Exception):
         self.statement = statement
         self.phase = phase  # "connect" | "statement" | "commit" | "marker"
         self.timed_out = timed_out
+        self.attempt_id: int | None = None  # its row in the ledger
 
     @property
     def ambiguous(self) -> bool:
@@ -210,6 +211,9 @@ class Runner:
             result.status = "success"
         except AttemptError as exc:
             result.status = "failed"
+            if exc.attempt_id is not None and self._should_retry(task, exc):  # attempts or window ran out
+                self.ledger.finish_attempt(exc.attempt_id, "failed", errno=exc.verdict.errno,
+                                           error=_one_line(exc.verdict.message))
             result.error = self._failure_message(ctx, task, exc, result.attempts, clock.monotonic() - started, spec,
                                                  retried)
             log.error("%s", result.error)
@@ -269,6 +273,7 @@ class Runner:
             v = exc.verdict
             status = "retrying" if self._should_retry(task, exc) else "failed"
             self.ledger.finish_attempt(attempt_id, status, errno=v.errno, error=_one_line(v.message))
+            exc.attempt_id = attempt_id
             if exc.ambiguous and not self.project.databases[task.database].markers:
                 raise OutcomeUnknown(
                     f"job {ctx.job.name} task {task.name}: the connection to {self.engines.display(task.database)} "

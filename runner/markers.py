@@ -68,6 +68,7 @@ def write(cursor: Any, dialect: Any, run_id: str, task: str, attempt: int, rows:
 
 def find(engine: Engine, run_id: str, task: str) -> tuple[int, int] | None:
     """(attempt, rows) of the committed attempt of this (run, task), or None when none committed."""
+    ensure_table(engine)  # a retry may come before any attempt got as far as creating it
     sql = _SELECT_LOCKING if engine.dialect.name in ("mysql", "mariadb") else _SELECT
     raw = engine.raw_connection()
     try:
