@@ -1,20 +1,31 @@
 """Export a query's rows to CSV or JSON Lines (optionally gzip), streamed and written atomically.
 
-Formats: CSV has a header row; NULL is written as an empty field. JSON Lines has one object per row
-with NULL as null. Dates and datetimes are ISO 8601, DECIMAL keeps its exact digits, binary values are
-base64. The file appears under its final name only when complete (temporary file, fsync, rename).
+CSV (RFC 4180, UTF-8, "\n" line ends): a header row of column names, then one line per row. NULL is
+an empty unquoted field; an empty string is a quoted empty field (""), so the two never mix (the
+convention of PostgreSQL's CSV COPY). Fields holding a comma, a quote or a line break are quoted,
+quotes doubled.
+
+JSON Lines: one object per row, keys in column order, NULL as null; numbers that JSON holds exactly
+(integers, floats) as numbers; DECIMAL as a string of its exact digits.
+
+Both formats: dates and datetimes in ISO 8601 ("2024-05-01 13:45:00.250000"), TIME as [-]HH:MM:SS,
+binary values in base64, booleans as true/false.
+
+Rows stream from an unbuffered cursor; the file appears under its final name only when complete
+(temporary file beside it, fsync, rename); after a failure no partial file is visible and an
+earlier file of that name is left as it was. The row count goes to the ledger.
 """
 
 from __future__ import annotations
 
 import base64
-import csv
 import datetime as dt
 import decimal
 import gzip
 import io
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator
@@ -22,7 +33,9 @@ from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator
 import sqlalchemy as sa
 
 from .plan import fill_path
+from .progress import Progress
 from .statements import prepare
+from .values import temporal_text
 
 if TYPE_CHECKING:
     from .executor import Runner, _RunContext
@@ -37,12 +50,8 @@ def text_value(value: Any) -> Any:
         return value
     if isinstance(value, decimal.Decimal):
         return format(value, "f")
-    if isinstance(value, dt.datetime):
-        return value.isoformat(sep=" ")
-    if isinstance(value, (dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return str(value)
+    if isinstance(value, (dt.date, dt.time, dt.timedelta)):
+        return temporal_text(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return base64.b64encode(bytes(value)).decode("ascii")
     return str(value)
@@ -74,12 +83,27 @@ def write_atomic(path: Path, write: "callable[[IO[str]], int]", compress: bool =
     return count
 
 
+_CSV_SPECIAL = re.compile(r'[",\r\n]')
+
+
+def csv_field(value: Any) -> str:
+    """One CSV field: NULL empty, the empty string quoted, quotes doubled where needed."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(text_value(value))
+    if not text or _CSV_SPECIAL.search(text):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
 def write_csv(out: IO[str], columns: list[str], rows: Iterable[tuple[Any, ...]]) -> int:
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
+    out.write(",".join(csv_field(c) for c in columns) + "\n")
     n = 0
     for row in rows:
-        writer.writerow(["" if v is None else text_value(v) for v in row])
+        out.write(",".join([csv_field(v) for v in row]))
+        out.write("\n")
         n += 1
     return n
 
@@ -114,6 +138,18 @@ def export_path(runner: "Runner", ctx: "_RunContext", task: "Task") -> Path:
     return path if path.is_absolute() else runner.project.root / path
 
 
+def counted(rows: Iterator[tuple[Any, ...]], progress: Progress, every: int = 1000) -> Iterator[tuple[Any, ...]]:
+    """The rows, reporting them to `progress` every `every` rows."""
+    n = 0
+    for row in rows:
+        yield row
+        n += 1
+        if n == every:
+            progress.add(n)
+            n = 0
+    progress.add(n)
+
+
 def run_export(runner: "Runner", ctx: "_RunContext", task: "Task") -> tuple[int, str]:
     spec = task.export
     assert spec is not None
@@ -121,9 +157,14 @@ def run_export(runner: "Runner", ctx: "_RunContext", task: "Task") -> tuple[int,
     path = export_path(runner, ctx, task)
     sql, args = prepare(spec.query.sql, engine.dialect, ctx.params)
     writer = write_csv if spec.format == "csv" else write_jsonl
-    with engine.connect() as conn:
-        columns, rows = stream_rows(conn, sql, args)
-        count = write_atomic(path, lambda out: writer(out, columns, rows), compress=spec.compress)
+    progress = Progress(f"job {ctx.job.name} task {task.name}")
+    try:
+        with engine.connect() as conn:
+            columns, rows = stream_rows(conn, sql, args)
+            count = write_atomic(path, lambda out: writer(out, columns, counted(rows, progress)),
+                                 compress=spec.compress)
+    finally:
+        progress.finish()
     try:
         shown = path.relative_to(runner.project.root)
     except ValueError:
