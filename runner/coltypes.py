@@ -185,8 +185,8 @@ def value_column(name: str, values: Sequence[Any]) -> SourceColumn:
 def table_for(name: str, schema: str | None, columns: Sequence[SourceColumn], key: Sequence[str] = ()) -> sa.Table:
     """A SQLAlchemy table for CREATE TABLE: the source columns, nullable, `key` as the primary key."""
     cols = [sa.Column(c.name, _key_type(c) if c.name in key else c.type, primary_key=c.name in key,
-                      nullable=c.name not in key, autoincrement=False) for c in columns]
-    return sa.Table(name, sa.MetaData(), *cols, schema=schema)
+                      nullable=c.name not in key, autoincrement=False, quote=True) for c in columns]
+    return sa.Table(name, sa.MetaData(), *cols, schema=schema, quote=True, quote_schema=True)
 
 
 def _key_type(c: SourceColumn) -> Any:
