@@ -38,7 +38,7 @@ from .localinfile import StreamingConnection
 from .model import LoadSpec, Statement, Task
 from .progress import Progress, human_rate
 from .retry import Kind, Verdict, classify_error
-from .rowcopy import Writer, adapters, batches, complete_columns, source_cursor, sqlite_declared
+from .rowcopy import Writer, abandon, adapters, batches, complete_columns, source_cursor, sqlite_declared
 from .statements import prepare
 from .watchdog import Watchdog
 
@@ -333,7 +333,8 @@ def _rollback_dedicated(conn: StreamingConnection) -> None:
 
 
 def _throw_away(engine: Engine, raw: Any, exc: BaseException) -> None:
-    """A source connection after a failure: it may be mid-result, so it is not reused."""
+    """A source connection (pooled raw connection or sa.Connection) after a failure: it may be
+    mid-result, so it is not reused."""
     raw.invalidate(exc if isinstance(exc, Exception) else None)
     cause = getattr(exc, "cause", exc)
     if isinstance(cause, Exception) and classify_error(cause).invalidate_pool:
@@ -347,9 +348,7 @@ def _run_generic(load: _Load, state: wm.State | None) -> tuple[int, str]:
     try:
         rows, note = _generic_stream(load, src_conn, state)
     except BaseException as exc:
-        verdict = classify_error(getattr(exc, "cause", exc)) if isinstance(exc, Exception) else None
-        if verdict is None or verdict.disconnect:
-            src_conn.invalidate()
+        _throw_away(load.src, src_conn, exc)
         src_conn.close()
         raise
     src_conn.close()
@@ -367,24 +366,26 @@ def _generic_stream(load: _Load, src_conn: sa.Connection, state: wm.State | None
         sql, args = load.params(_bind(load, state, wm_col))
     total = _estimate(dbapi, sql, args) if _is_mysql(load.src) else None
     cursor = source_cursor(dbapi, dialect)
-    try:
-        cursor.execute(sql, args)
-    except Exception as exc:
-        raise SourceError(exc) from exc
-    names = [d[0] for d in cursor.description]
-    inc = _watermark_column(load, names)
-    stream = batches(cursor, load.spec.batch_rows)
-    first = next(stream, [])
-    columns = probed or complete_columns(names, declared, first)
     progress = Progress(load.label, total)
     try:
-        rows = _generic_into_target(load, columns, first, stream, progress,
-                                    names.index(inc) if inc is not None else None, state)
+        with ExitStack() as stack:
+            load.watch(stack, load.src, dbapi)
+            try:
+                cursor.execute(sql, args)
+            except Exception as exc:
+                raise SourceError(exc) from exc
+            names = [d[0] for d in cursor.description]
+            inc = _watermark_column(load, names)
+            stream = batches(cursor, load.spec.batch_rows)
+            first = next(stream, [])
+            columns = probed or complete_columns(names, declared, first)
+            rows = _generic_into_target(load, columns, first, stream, progress,
+                                        names.index(inc) if inc is not None else None, state)
     except BaseException:
         progress.finish()
+        abandon(cursor)
         raise
-    finally:
-        cursor.close()
+    cursor.close()
     return rows, _finish(load, progress, rows, "batched INSERT")
 
 

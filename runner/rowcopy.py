@@ -71,6 +71,19 @@ def source_cursor(dbapi_conn: Any, dialect: str) -> Any:
     return dbapi_conn.cursor()
 
 
+def abandon(cursor: Any) -> None:
+    """Leave an unbuffered cursor mid-result without reading the rest (PyMySQL's close() would read
+    every remaining row); its connection is then thrown away, not reused."""
+    result = getattr(cursor, "_result", None)
+    if result is not None and getattr(result, "unbuffered_active", False):
+        result.unbuffered_active = False
+        return
+    try:
+        cursor.close()
+    except Exception:  # the connection is thrown away next; a close that fails changes nothing
+        pass
+
+
 def batches(cursor: Any, size: int) -> Iterator[Sequence[Sequence[Any]]]:
     """The source rows, `size` at a time; a failure is raised as SourceError."""
     while True:

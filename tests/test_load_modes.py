@@ -278,3 +278,17 @@ def test_history_shows_the_rows_of_each_load(tmp_path: Path, mdb: PrivateMariaDB
     out = io.StringIO()
     assert main(["--conf", str(project.root / "conf"), "--history", "--job", "copy"], out=out) == 0
     assert "copy:succ/1a/77r" in out.getvalue()
+
+
+def test_a_load_past_its_timeout_is_killed_on_both_servers(tmp_path: Path, mdb: PrivateMariaDB, fresh_db: str,
+                                                           target: Target) -> None:
+    execute(mdb, fresh_db, "CREATE TABLE src (id INT PRIMARY KEY)", "INSERT INTO src SELECT seq FROM seq_1_to_400")
+    project = project_for(tmp_path, mdb, fresh_db, target)
+    job = load("slow", "SELECT id, SLEEP(0.02) AS z FROM src", "t")
+    job["tasks"][0]["timeout"] = "1s"
+    outcome = project.run(project.job("slow", job))
+    assert outcome.code == 1
+    assert "timed out after 1s; the statement was killed on the server" in outcome.output
+    assert [a.status for a in outcome.of("slow")] == ["failed"]
+    assert rows_of(mdb, fresh_db, "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                                  "WHERE INFO LIKE '%SLEEP(0.02)%' AND ID <> CONNECTION_ID()") == [(0,)]
