@@ -22,7 +22,7 @@ from .errors import OutcomeUnknown, TaskFailed
 from .ledger import Ledger
 from .model import Job, Project, RetrySpec, Statement, Task
 from .plan import from_task, graph, order_tasks, resolve_params
-from .retry import HINTS, Kind, Verdict, build_retrying, classify_error, describe_attempts
+from .retry import HINTS, Kind, Verdict, build_retrying, classify_error, describe_attempts, server_away
 from .sqltext import implicit_commit
 from .statements import prepare
 from .watchdog import Watchdog
@@ -244,9 +244,11 @@ class Runner:
         delay = state.upcoming_sleep
         if isinstance(exc, AttemptError):
             v = exc.verdict
-            log.warning("job %s task %s: error %s (%s) on attempt %d/%d; retrying in %.2fs: %s",
-                        ctx.job.name, task.name, v.errno, v.kind.value, state.attempt_number, spec.attempts,
-                        delay, _one_line(v.message),
+            limit = f"{state.attempt_number}/{spec.attempts}"
+            if spec.window and server_away(v, exc.phase):  # waited out until the window closes
+                limit = f"{state.attempt_number} ({state.seconds_since_start or 0:.0f}s of the {spec.window:g}s window)"
+            log.warning("job %s task %s: error %s (%s) on attempt %s; retrying in %.2fs: %s",
+                        ctx.job.name, task.name, v.errno, v.kind.value, limit, delay, _one_line(v.message),
                         extra={"job": ctx.job.name, "task": task.name, "errno": v.errno,
                                "attempt": state.attempt_number, "next_delay": round(delay, 3)})
 
@@ -404,7 +406,8 @@ class Runner:
         if attempts > 1:
             lines.append(f"  last error: {code}{_one_line(v.message)} ({v.kind.value})")
             verdicts = [e.verdict for e in retried][-(attempts - 1):] + [v]
-            lines.extend(describe_attempts(verdicts, seconds, spec, self._should_retry(task, exc)))
+            lines.extend(describe_attempts(verdicts, seconds, spec, self._should_retry(task, exc),
+                                           server_away(v, exc.phase)))
         else:
             lines.append(f"  error: {code}{_one_line(v.message)} ({v.kind.value})")
             why = ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from datetime import timedelta
 from typing import Any
 
@@ -41,22 +42,24 @@ _SELECT = f"SELECT attempt, rows_affected FROM {TABLE} WHERE run_id = :run_id AN
 # server has not finished when the client already saw the connection drop) instead of missing it.
 _SELECT_LOCKING = _SELECT + " LOCK IN SHARE MODE"
 
-_ready: set[int] = set()
+# Engines whose marker table is known to exist (by identity: a disposed engine's id may be reused by an
+# engine of another database).
+_ready: "weakref.WeakSet[Engine]" = weakref.WeakSet()
 _lock = threading.Lock()
 
 
 def ensure_table(engine: Engine) -> None:
     """Create the marker table once per engine, and drop markers older than KEEP_DAYS."""
-    if id(engine) in _ready:
+    if engine in _ready:
         return
     with _lock:
-        if id(engine) in _ready:
+        if engine in _ready:
             return
         _metadata.create_all(engine, checkfirst=True)
         cutoff = clock.now().replace(tzinfo=None) - timedelta(days=KEEP_DAYS)
         with engine.begin() as conn:
             conn.execute(markers_table.delete().where(markers_table.c.committed_at < cutoff))
-        _ready.add(id(engine))
+        _ready.add(engine)
 
 
 def write(cursor: Any, dialect: Any, run_id: str, task: str, attempt: int, rows: int) -> None:

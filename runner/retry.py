@@ -38,6 +38,12 @@ class Backoff(Enum):
     SHORT = 1  # deadlocks: retry soon, with jitter so the two sides do not collide again
     NORMAL = 2
     LONG = 3  # too many connections: give the server room
+    # The connection is gone: probe again every couple of seconds at most (a refused connect costs the
+    # server nothing), so that a job goes on within moments of the server's return.
+    RECONNECT = 4
+
+
+RECONNECT_CAP = 2.0
 
 
 @dataclass(frozen=True)
@@ -65,9 +71,9 @@ def _rows(kind: Kind, errnos: tuple[int, ...], retry: bool, disconnect: bool, ba
 
 _rows(Kind.DEADLOCK, (1213,), True, False, Backoff.SHORT)
 _rows(Kind.LOCK_WAIT, (1205,), True, False, Backoff.NORMAL)
-_rows(Kind.CONNECTION_LOST, (2006, 2013, 2055, 2014, 4031), True, True, Backoff.NORMAL)
-_rows(Kind.KILLED, (1927, 1053), True, True, Backoff.NORMAL)
-_rows(Kind.CANNOT_CONNECT, (2002, 2003), True, True, Backoff.NORMAL)
+_rows(Kind.CONNECTION_LOST, (2006, 2013, 2055, 2014, 4031), True, True, Backoff.RECONNECT)
+_rows(Kind.KILLED, (1927, 1053), True, True, Backoff.RECONNECT)
+_rows(Kind.CANNOT_CONNECT, (2002, 2003), True, True, Backoff.RECONNECT)
 _rows(Kind.FAILOVER, (1290, 1047, 1836), True, True, Backoff.NORMAL)
 _rows(Kind.TOO_MANY, (1040, 1203), True, True, Backoff.LONG)
 _rows(Kind.TIMEOUT, (3024, 1969, 1317), False, False, Backoff.NONE)
@@ -103,7 +109,7 @@ def classify_error(exc: BaseException) -> Verdict:
     lowered = text.lower()
     if errno == 0 or any(s in lowered for s in _LOST_TEXT) or getattr(exc, "connection_invalidated", False) \
             or isinstance(orig, (ConnectionError, BrokenPipeError)):
-        return Verdict(Kind.CONNECTION_LOST, errno, True, True, Backoff.NORMAL, text or "connection lost")
+        return Verdict(Kind.CONNECTION_LOST, errno, True, True, Backoff.RECONNECT, text or "connection lost")
     return Verdict(Kind.UNKNOWN if errno is not None else Kind.PERMANENT, errno, False, False, Backoff.NONE, text)
 
 
@@ -146,26 +152,60 @@ class _ClassifiedWait(tenacity.wait.wait_base):
             Backoff.SHORT: tenacity.wait_random_exponential(multiplier=min(base, 0.05), max=min(cap, 2.0)),
             Backoff.NORMAL: tenacity.wait_random_exponential(multiplier=base, max=cap),
             Backoff.LONG: tenacity.wait_random_exponential(multiplier=base * 4, max=cap),
+            Backoff.RECONNECT: tenacity.wait_random_exponential(multiplier=base, max=min(cap, RECONNECT_CAP)),
             Backoff.NONE: tenacity.wait_none(),
         }
 
     def __call__(self, retry_state: RetryCallState) -> float:
+        verdict = _verdict(retry_state)
+        return self._waits[verdict.backoff if verdict is not None else Backoff.NONE](retry_state)
+
+
+def _verdict(retry_state: RetryCallState) -> Verdict | None:
+    exc = retry_state.outcome.exception() if retry_state.outcome else None
+    # The executor raises its own wrapper carrying the verdict; classifying the wrapper would find no errno.
+    verdict = getattr(exc, "verdict", None) or (classify_error(exc) if exc is not None else None)
+    return verdict if isinstance(verdict, Verdict) else None
+
+
+OUTAGE = frozenset({Kind.CANNOT_CONNECT, Kind.FAILOVER, Kind.TOO_MANY})
+
+
+def server_away(verdict: Verdict, phase: str | None = None) -> bool:
+    """The server is away (down, restarting, failing over, full) rather than the task failing.
+
+    With a window, these are waited out until it closes, however many attempts that takes; `attempts`
+    bounds the rest. A connection lost in the middle of a statement counts as an attempt: the
+    statement itself may be what breaks it (a packet over max_allowed_packet, a crash), and if the
+    server is really gone, the next attempt cannot connect and is waited out.
+    """
+    return verdict.kind in OUTAGE or (verdict.disconnect and phase == "connect")
+
+
+class _Stop(tenacity.stop.stop_base):
+    """Stop after `attempts`, or before a sleep that would end past the `window`."""
+
+    def __init__(self, spec: RetrySpec):
+        self._attempts = tenacity.stop_after_attempt(spec.attempts)
+        self._window = tenacity.stop_before_delay(spec.window) if spec.window else None
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        if self._window is None:
+            return self._attempts(retry_state)
+        if self._window(retry_state):
+            return True
+        verdict = _verdict(retry_state)
         exc = retry_state.outcome.exception() if retry_state.outcome else None
-        # The executor raises its own wrapper carrying the verdict; classifying the wrapper would find no errno.
-        verdict = getattr(exc, "verdict", None) or (classify_error(exc) if exc is not None else None)
-        backoff = verdict.backoff if isinstance(verdict, Verdict) else Backoff.NONE
-        return self._waits[backoff](retry_state)
+        away = verdict is not None and server_away(verdict, getattr(exc, "phase", None))
+        return not away and self._attempts(retry_state)
 
 
 def build_retrying(spec: RetrySpec, *, should_retry: Callable[[BaseException], bool],
                    before_sleep: Callable[[RetryCallState], None] | None = None,
                    sleep: Callable[[float], Any] | None = None) -> tenacity.Retrying:
     """A fresh Retrying for one task run (shared instances mix up their statistics)."""
-    stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(spec.attempts)
-    if spec.window:
-        stop = stop | tenacity.stop_before_delay(spec.window)
     return tenacity.Retrying(
-        stop=stop,
+        stop=_Stop(spec),
         wait=_ClassifiedWait(spec),
         retry=tenacity.retry_if_exception(should_retry),
         sleep=sleep or clock.sleep,
@@ -174,20 +214,22 @@ def build_retrying(spec: RetrySpec, *, should_retry: Callable[[BaseException], b
     )
 
 
-def describe_attempts(verdicts: Sequence[Verdict], seconds: float, spec: RetrySpec, retried_last: bool) -> list[str]:
+def describe_attempts(verdicts: Sequence[Verdict], seconds: float, spec: RetrySpec, retried_last: bool,
+                      away: bool = False) -> list[str]:
     """Lines of a failure message: what was tried, for how long, and why retrying stopped.
 
     `verdicts` are the errors of the attempts in order; `retried_last` says whether the last one is an
-    error the policy retries (then attempts or the window ran out).
+    error the policy retries (then attempts or the window ran out), `away` whether it said the server
+    was away (`server_away`: only the window limits those).
     """
     counts = Counter(f"{v.errno} {v.kind.value}" if v.errno is not None else v.kind.value for v in verdicts)
     errors = ", ".join(f"{text} x{n}" for text, n in counts.items())
     if not retried_last:
         stop = "the last error is not retried"
+    elif spec.window and (away or len(verdicts) < spec.attempts):
+        stop = f"the retry window of {spec.window:g}s closed (retry.window)"
     elif len(verdicts) >= spec.attempts:
         stop = f"all {spec.attempts} attempts were used (retry.attempts)"
-    elif spec.window:
-        stop = f"the retry window of {spec.window:g}s closed (retry.window)"
     else:
         stop = "retrying stopped"
     return [f"  tried: {len(verdicts)} attempts over {seconds:.1f}s, with backoff of up to {spec.max_delay:g}s "

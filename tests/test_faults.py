@@ -127,7 +127,7 @@ def test_idle_connection_closed_by_wait_timeout_is_replaced_at_checkout(
 def test_server_restart_in_the_middle_of_a_job(project: FaultProject, mdb: PrivateMariaDB,
                                                fresh_db: str) -> None:
     make_facts(mdb, fresh_db)
-    job = project.job("restart", {"database": "wh", "retry": {"attempts": 100, "window": 30}, "tasks": chain(
+    job = project.job("restart", {"database": "wh", "retry": {"attempts": 2, "window": 30}, "tasks": chain(
         facts_task("a", 10, "0"), facts_task("b", 20, "0.5"), facts_task("c", 30, "0"))})
     run = project.start(job)
     wait_for_statement(mdb, fresh_db, "SELECT SLEEP(0.5)%")
@@ -151,11 +151,12 @@ def test_server_restart_in_the_middle_of_a_job(project: FaultProject, mdb: Priva
 def test_server_down_at_start_and_back_within_the_window(project: FaultProject, mdb: PrivateMariaDB,
                                                          fresh_db: str) -> None:
     make_facts(mdb, fresh_db)
-    job = project.job("outage", {"database": "wh", "retry": {"attempts": 100, "window": 20},
+    # Fewer attempts than the outage lasts: within the window, the server being away is waited out.
+    job = project.job("outage", {"database": "wh", "retry": {"attempts": 2, "window": 20},
                                  "tasks": [facts_task("a", 10, "0")]})
     mdb.stop()
     run = project.start(job)
-    wait_until(lambda: project.attempts_so_far(job) >= 2, 10, "two refused attempts")
+    wait_until(lambda: project.attempts_so_far(job) >= 4, 10, "four refused attempts")
     mdb.start()
     outcome = run.result()
 
@@ -166,7 +167,7 @@ def test_server_stays_down_past_the_window(project: FaultProject, mdb: PrivateMa
     secret = "s3cret-Pw-9"
     project.databases["wh"]["url"] = mysql_url(mdb.host, mdb.port, fresh_db, "etl", secret)
     project.write_conf()
-    job = project.job("outage", {"database": "wh", "retry": {"attempts": 1000, "window": 2},
+    job = project.job("outage", {"database": "wh", "retry": {"attempts": 2, "window": 2},
                                  "tasks": [{"name": "a", "sql": "INSERT INTO facts VALUES (1, 'a', 1)"}]})
     mdb.stop()
     started = time.monotonic()

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 import tenacity
 
 from runner.model import RetrySpec
-from runner.retry import Backoff, Kind, Verdict, build_retrying, classify_error, describe_attempts
+from runner.retry import Backoff, Kind, Verdict, build_retrying, classify_error, describe_attempts, server_away
 
 OP = pymysql.err.OperationalError
 READ_ONLY = "The MariaDB server is running with the --read-only option so it cannot execute this statement"
@@ -28,21 +28,23 @@ TABLE = [
      Backoff.SHORT),
     (OP(1205, "Lock wait timeout exceeded; try restarting transaction"), Kind.LOCK_WAIT, True, False,
      Backoff.NORMAL),
-    (OP(2006, "MySQL server has gone away"), Kind.CONNECTION_LOST, True, True, Backoff.NORMAL),
-    (OP(2013, "Lost connection to MySQL server during query"), Kind.CONNECTION_LOST, True, True, Backoff.NORMAL),
+    (OP(2006, "MySQL server has gone away"), Kind.CONNECTION_LOST, True, True, Backoff.RECONNECT),
+    (OP(2013, "Lost connection to MySQL server during query"), Kind.CONNECTION_LOST, True, True,
+     Backoff.RECONNECT),
     (OP(2055, "Lost connection to MySQL server at 'reading initial communication packet'"),
-     Kind.CONNECTION_LOST, True, True, Backoff.NORMAL),
-    (pymysql.err.InternalError(2014, "Command Out of Sync"), Kind.CONNECTION_LOST, True, True, Backoff.NORMAL),
+     Kind.CONNECTION_LOST, True, True, Backoff.RECONNECT),
+    (pymysql.err.InternalError(2014, "Command Out of Sync"), Kind.CONNECTION_LOST, True, True,
+     Backoff.RECONNECT),
     (OP(4031, "The client was disconnected by the server because of inactivity"), Kind.CONNECTION_LOST, True,
-     True, Backoff.NORMAL),
-    (pymysql.err.InterfaceError(0, ""), Kind.CONNECTION_LOST, True, True, Backoff.NORMAL),
-    (pymysql.err.Error("Already closed"), Kind.CONNECTION_LOST, True, True, Backoff.NORMAL),
-    (OP(1927, "Connection was killed"), Kind.KILLED, True, True, Backoff.NORMAL),
-    (OP(1053, "Server shutdown in progress"), Kind.KILLED, True, True, Backoff.NORMAL),
+     True, Backoff.RECONNECT),
+    (pymysql.err.InterfaceError(0, ""), Kind.CONNECTION_LOST, True, True, Backoff.RECONNECT),
+    (pymysql.err.Error("Already closed"), Kind.CONNECTION_LOST, True, True, Backoff.RECONNECT),
+    (OP(1927, "Connection was killed"), Kind.KILLED, True, True, Backoff.RECONNECT),
+    (OP(1053, "Server shutdown in progress"), Kind.KILLED, True, True, Backoff.RECONNECT),
     (OP(2002, "Can't connect to local server through socket '/run/mysqld/mysqld.sock' (2)"),
-     Kind.CANNOT_CONNECT, True, True, Backoff.NORMAL),
+     Kind.CANNOT_CONNECT, True, True, Backoff.RECONNECT),
     (OP(2003, "Can't connect to MySQL server on '127.0.0.1' ([Errno 111] Connection refused)"),
-     Kind.CANNOT_CONNECT, True, True, Backoff.NORMAL),
+     Kind.CANNOT_CONNECT, True, True, Backoff.RECONNECT),
     (OP(1290, READ_ONLY), Kind.FAILOVER, True, True, Backoff.NORMAL),
     (OP(1047, "WSREP has not yet prepared node for application use"), Kind.FAILOVER, True, True, Backoff.NORMAL),
     (OP(1040, "Too many connections"), Kind.TOO_MANY, True, True, Backoff.LONG),
@@ -142,7 +144,10 @@ def _run(spec: RetrySpec, errors: list[Exception], retry_if: type = Exception) -
 
 
 @pytest.mark.parametrize("errno, base, cap, multiplier, ceiling", [
-    (2013, 0.5, 300.0, 0.5, 300.0),     # connection lost: normal backoff
+    (2013, 0.5, 300.0, 0.5, 2.0),       # connection lost: exponential, but probing at least every 2s
+    (2003, 0.5, 300.0, 0.5, 2.0),       # cannot connect: the same, to resume soon after the server is back
+    (2003, 0.1, 1.0, 0.1, 1.0),         # ... never above the configured cap
+    (1205, 0.5, 300.0, 0.5, 300.0),     # lock wait timeout: normal backoff
     (1290, 1.0, 10.0, 1.0, 10.0),       # failover: normal backoff
     (1213, 0.5, 300.0, 0.05, 2.0),      # deadlock: short, jittered, capped at 2s
     (1213, 0.01, 0.5, 0.01, 0.5),       # ... never above the configured cap
@@ -181,22 +186,35 @@ def test_attempts(errors: list[Exception], calls: int, sleeps: int) -> None:
 
 # ------------------------------------------------------------------------------------------- stop
 
-@pytest.mark.parametrize("attempt, elapsed, upcoming, attempts, window, stop", [
-    (1, 0.0, 0.5, 5, None, False),
-    (4, 100.0, 0.5, 5, None, False),     # no window: only attempts count
-    (5, 0.0, 0.5, 5, None, True),
-    (2, 10.0, 0.5, 100, 60.0, False),
-    (2, 59.0, 0.5, 100, 60.0, False),
-    (2, 59.6, 0.5, 100, 60.0, True),     # the next sleep would end past the window
-    (3, 61.0, 0.0, 100, 60.0, True),
-    (5, 1.0, 0.5, 5, 60.0, True),        # attempts run out before the window
+LOST = OP(2013, "Lost connection to MySQL server during query")
+DOWN = OP(2003, "Can't connect to MySQL server")
+DEADLOCK = OP(1213, "Deadlock found")
+
+
+@pytest.mark.parametrize("error, attempt, elapsed, upcoming, attempts, window, stop", [
+    (LOST, 1, 0.0, 0.5, 5, None, False),
+    (LOST, 4, 100.0, 0.5, 5, None, False),      # no window: only attempts count
+    (LOST, 5, 0.0, 0.5, 5, None, True),
+    (DEADLOCK, 5, 0.0, 0.5, 5, None, True),
+    (DOWN, 2, 10.0, 0.5, 100, 60.0, False),
+    (DOWN, 2, 59.0, 0.5, 100, 60.0, False),
+    (DOWN, 2, 59.6, 0.5, 100, 60.0, True),      # the next sleep would end past the window
+    (DOWN, 3, 61.0, 0.0, 100, 60.0, True),
+    (DEADLOCK, 5, 1.0, 0.5, 5, 60.0, True),     # attempts bound deadlocks even inside a window
+    (OP(1205, "Lock wait timeout"), 5, 1.0, 0.5, 5, 60.0, True),
+    (DOWN, 5, 1.0, 0.5, 5, 60.0, False),        # the server being away is waited out until the window closes
+    (LOST, 5, 1.0, 0.5, 5, 60.0, True),         # lost mid-statement: an attempt (the statement may be the cause)
+    (OP(1290, READ_ONLY), 9, 20.0, 0.5, 5, 60.0, False),
+    (OP(1040, "Too many connections"), 9, 20.0, 0.5, 5, 60.0, False),
+    (OP(1053, "Server shutdown in progress"), 9, 59.8, 0.5, 5, 60.0, True),
 ])
-def test_stop_after_attempts_or_before_the_window_closes(attempt: int, elapsed: float, upcoming: float,
-                                                         attempts: int, window: float | None,
+def test_stop_after_attempts_or_before_the_window_closes(error: Exception, attempt: int, elapsed: float,
+                                                         upcoming: float, attempts: int, window: float | None,
                                                          stop: bool) -> None:
     retrying = build_retrying(RetrySpec(attempts=attempts, window=window), should_retry=lambda e: True,
                               sleep=lambda s: None)
     state = tenacity.RetryCallState(retrying, fn=None, args=(), kwargs={})
+    state.set_exception((type(error), error, None))
     state.attempt_number = attempt
     state.start_time = 1000.0
     state.outcome_timestamp = 1000.0 + elapsed
@@ -217,20 +235,57 @@ def _v(errno: int, kind: Kind) -> Verdict:
     return Verdict(kind, errno, True, True, Backoff.NORMAL, "x")
 
 
-@pytest.mark.parametrize("verdicts, seconds, spec, retried_last, lines", [
-    ([_v(2003, Kind.CANNOT_CONNECT)] * 9, 3.24, RetrySpec(attempts=100, max_delay=0.3, window=3), True,
+@pytest.mark.parametrize("verdicts, seconds, spec, retried_last, away, lines", [
+    ([_v(2003, Kind.CANNOT_CONNECT)] * 9, 3.24, RetrySpec(attempts=100, max_delay=0.3, window=3), True, True,
      ["  tried: 9 attempts over 3.2s, with backoff of up to 0.3s between them; errors: 2003 cannot connect x9",
       "  stopped: the retry window of 3s closed (retry.window)"]),
     ([_v(2013, Kind.CONNECTION_LOST), _v(2003, Kind.CANNOT_CONNECT), _v(2003, Kind.CANNOT_CONNECT)], 12.0,
-     RetrySpec(attempts=3, max_delay=300, window=600), True,
+     RetrySpec(attempts=3, max_delay=300), True, True,
      ["  tried: 3 attempts over 12.0s, with backoff of up to 300s between them; errors: 2013 connection lost x1, "
       "2003 cannot connect x2",
       "  stopped: all 3 attempts were used (retry.attempts)"]),
-    ([_v(1213, Kind.DEADLOCK), _v(1062, Kind.PERMANENT)], 0.4, RetrySpec(attempts=5, max_delay=2), False,
+    ([_v(1213, Kind.DEADLOCK)] * 5, 1.5, RetrySpec(attempts=5, max_delay=2, window=600), True, False,
+     ["  tried: 5 attempts over 1.5s, with backoff of up to 2s between them; errors: 1213 deadlock x5",
+      "  stopped: all 5 attempts were used (retry.attempts)"]),
+    ([_v(2003, Kind.CANNOT_CONNECT)] * 40, 599.0, RetrySpec(attempts=5, max_delay=30, window=600), True, True,
+     ["  tried: 40 attempts over 599.0s, with backoff of up to 30s between them; errors: 2003 cannot connect x40",
+      "  stopped: the retry window of 600s closed (retry.window)"]),
+    ([_v(1213, Kind.DEADLOCK), _v(1062, Kind.PERMANENT)], 0.4, RetrySpec(attempts=5, max_delay=2), False, False,
      ["  tried: 2 attempts over 0.4s, with backoff of up to 2s between them; errors: 1213 deadlock x1, "
       "1062 data, schema, syntax or permission error x1",
       "  stopped: the last error is not retried"]),
 ])
 def test_describe_attempts(verdicts: list[Verdict], seconds: float, spec: RetrySpec, retried_last: bool,
-                           lines: list[str]) -> None:
-    assert describe_attempts(verdicts, seconds, spec, retried_last) == lines
+                           away: bool, lines: list[str]) -> None:
+    assert describe_attempts(verdicts, seconds, spec, retried_last, away) == lines
+
+
+@pytest.mark.parametrize("verdict, phase, away", [
+    (classify_error(DOWN), "connect", True),
+    (classify_error(OP(1290, READ_ONLY)), "statement", True),
+    (classify_error(OP(1040, "Too many connections")), "connect", True),
+    (classify_error(LOST), "connect", True),
+    (classify_error(LOST), "statement", False),
+    (classify_error(OP(1053, "Server shutdown in progress")), "statement", False),
+    (classify_error(DEADLOCK), "statement", False),
+    (classify_error(OP(1062, "Duplicate entry")), "connect", False),
+])
+def test_server_away(verdict: Verdict, phase: str, away: bool) -> None:
+    assert server_away(verdict, phase) is away
+
+
+@pytest.mark.parametrize("error, phase, stop", [
+    (DOWN, "connect", False),
+    (LOST, "connect", False),     # no server to talk to yet: waited out
+    (LOST, "statement", True),    # lost while a statement ran: counts as an attempt
+    (LOST, "commit", True),
+    (DEADLOCK, "statement", True),
+])
+def test_stop_reads_the_verdict_and_phase_the_executor_attaches(error: Exception, phase: str, stop: bool) -> None:
+    from runner.executor import AttemptError
+
+    retrying = build_retrying(RetrySpec(attempts=3, window=60.0), should_retry=lambda e: True, sleep=lambda s: None)
+    state = tenacity.RetryCallState(retrying, fn=None, args=(), kwargs={})
+    state.set_exception((AttemptError, AttemptError(error, classify_error(error), None, phase), None))
+    state.attempt_number, state.start_time, state.outcome_timestamp, state.upcoming_sleep = 8, 0.0, 5.0, 0.5
+    assert retrying.stop(state) is stop
