@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     action.add_argument("--crontab", action="store_true", help="print cron lines for every scheduled job")
     action.add_argument("--scheduler", action="store_true", help="run the scheduler daemon")
     action.add_argument("--due", action="store_true",
-                        help="run every job whose latest scheduled slot has no successful run")
+                        help="run every job (with --job: that job, as its cron line does) whose latest scheduled "
+                             "slot has no successful run")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="set a job parameter")
     p.add_argument("--date", metavar="YYYY-MM-DD[..YYYY-MM-DD]", help="run date, or an inclusive range")
     p.add_argument("--from-task", metavar="TASK", help="start at this task (and run what follows)")
@@ -57,9 +58,8 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
     args = parser.parse_args(argv)
     if not (args.job or args.list or args.check or args.history or args.crontab or args.scheduler or args.due):
         parser.error("say what to do: --job NAME, --list, --check, --history, --crontab, --scheduler or --due")
-    if args.job and (args.list or args.check or args.crontab or args.scheduler or args.due):
-        parser.error("--job runs one job; it cannot be combined with --list, --check, --crontab, --scheduler "
-                     "or --due")
+    if args.job and (args.list or args.check or args.crontab or args.scheduler):
+        parser.error("--job runs one job; it cannot be combined with --list, --check, --crontab or --scheduler")
     out = out or sys.stdout
     if not args.scheduler and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
@@ -76,6 +76,10 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
         logs.REDACTOR.add(passwords(project))
         if args.history:
             return commands.history(project, args.job, out)
+        if args.due:
+            from .scheduler import run_due
+
+            return run_due(project, out=out, job=args.job)
         if args.job and args.dry_run:
             return commands.dry_run(project, args.job, params=args.param, dates=args.date,
                                     from_task_name=args.from_task, out=out)
@@ -91,10 +95,6 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
 
             out.write(crontab_text(project, python=args.python))
             return 0
-        if args.due:
-            from .scheduler import run_due
-
-            return run_due(project, out=out)
         from .scheduler import run_daemon
 
         return run_daemon(project)

@@ -129,6 +129,9 @@ class Schedule:
         self.every_hour = hours == ["*"] or len(hours) == 24
         self._offsets = _offsets(tz)
         self._local = threading.local()  # one croniter per thread: building one costs ~7x reusing it
+        # A few stretches (slot, next slot) found lately: the jobs sharing a schedule ask about the same
+        # moment, and each asks twice (the latest slot, and whether another came after the last run).
+        self._known: tuple[tuple[datetime, datetime], ...] = ()
 
     def __repr__(self) -> str:
         return f"Schedule({self.expr!r}, {self.timezone!r})"
@@ -142,9 +145,37 @@ class Schedule:
             it.set_current(wall, force=True)
         return it.get_next(datetime) if forward else it.get_prev(datetime)
 
+    def _stretch(self, t: datetime) -> tuple[datetime, datetime] | None:
+        for a, b in self._known:
+            if a <= t < b:
+                return a, b
+        return None
+
+    def _learn(self, a: datetime, b: datetime) -> None:
+        self._known = ((a, b),) + self._known[:3]
+
     def next_after(self, t: datetime) -> datetime:
         """The first slot strictly after the instant `t`."""
-        lo, strict = t.astimezone(UTC), True
+        t = t.astimezone(UTC)
+        known = self._stretch(t)
+        if known is None:
+            self.latest_at_or_before(t)  # learns the stretch holding t, for the next asker
+            known = self._stretch(t)
+        return known[1] if known is not None else self._next_after(t)
+
+    def latest_at_or_before(self, t: datetime) -> datetime | None:
+        """The last slot at or before the instant `t` (None when the expression never matched)."""
+        t = t.astimezone(UTC)
+        known = self._stretch(t)
+        if known is not None:
+            return known[0]
+        latest = self._latest_at_or_before(t)
+        if latest is not None:
+            self._learn(latest, self._next_after(latest))
+        return latest
+
+    def _next_after(self, t: datetime) -> datetime:
+        lo, strict = t, True
         while True:
             start, end, off, before = self._offsets.segment(lo)
             wall_lo = _naive(lo) + off
@@ -158,9 +189,8 @@ class Schedule:
                 return end  # a wall time skipped by the jump forward runs at the jump
             lo, strict = end, False
 
-    def latest_at_or_before(self, t: datetime) -> datetime | None:
-        """The last slot at or before the instant `t` (None when the expression never matched)."""
-        hi = t.astimezone(UTC)
+    def _latest_at_or_before(self, t: datetime) -> datetime | None:
+        hi = t
         try:
             while True:
                 start, _end, off, before = self._offsets.segment(hi)

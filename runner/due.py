@@ -1,0 +1,209 @@
+"""Run a job's due slot exactly once, whatever started it: the daemon at the slot's time, a cron line,
+or the catch-up command `--due`.
+
+`prepare` takes the job's lock (one holder across hosts sharing the state store) and, under it:
+1. runs of the job still recorded as `running` belong to a process that died or lost the lock: they
+   are marked `abandoned`, and run again when the job says `rerun_abandoned: true` and their slot is
+   within the job's grace;
+2. slots after the latest recorded one are planned by `schedule.plan_slots`: the latest runs once
+   (coalesced) when it is within the grace, every other one is recorded as `missed`;
+3. each slot to run is claimed with its run row in one transaction, so a slot another host claimed
+   meanwhile is skipped quietly.
+`execute` then runs the claimed slots, still under the lock, and releases it. The daemon prepares in
+one thread and executes in a pool; `run_due` does both in the calling thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Sequence
+
+from . import clock
+from .errors import JobLocked
+from .executor import RunRequest, RunResult, Runner, new_run_id
+from .lock import Held, job_lock
+from .model import Job, Project
+from .schedule import Schedule, grace_seconds, plan_slots, rerun_allowed
+from .slotbook import Claim, JobSlots, SlotLedger, SlotTaken, Unfinished
+
+log = logging.getLogger("runner.due")
+
+
+@dataclass
+class Outcome:
+    """What one look at a job's slots did."""
+
+    job: str
+    results: list[RunResult] = field(default_factory=list)
+    missed: list[datetime] = field(default_factory=list)
+    abandoned: list[Unfinished] = field(default_factory=list)
+    locked: str | None = None  # the holder, when the job was running elsewhere
+    taken: int = 0  # slots another process claimed first
+
+    @property
+    def failed(self) -> bool:
+        return any(not r.ok for r in self.results)
+
+    @property
+    def idle(self) -> bool:
+        return not (self.results or self.missed or self.abandoned or self.locked or self.taken)
+
+
+@dataclass
+class Prepared:
+    """Slots claimed under the job's lock, ready to run; `execute` releases the lock."""
+
+    job: Job
+    trigger: str
+    held: Held
+    release: contextlib.ExitStack
+    runs: list[tuple[datetime, str]]  # (slot, run_id), in the order to run
+    outcome: Outcome
+
+
+def grace_of(project: Project, job: Job) -> float:
+    return grace_seconds(job.catch_up, job.catch_up_window, project.settings.misfire_grace)
+
+
+class DueRunner:
+    """Looks at the slots of jobs and runs what is due; shared by every trigger of one process."""
+
+    def __init__(self, project: Project, runner: Runner, ledger: SlotLedger):
+        self.project = project
+        self.runner = runner
+        self.ledger = ledger
+        self._schedules: dict[tuple[str, str], Schedule] = {}
+
+    def schedule(self, job: Job) -> Schedule:
+        key = (job.schedule or "", job.timezone)
+        if key not in self._schedules:
+            self._schedules[key] = Schedule(*key)
+        return self._schedules[key]
+
+    def needing_look(self, jobs: Sequence[Job]) -> list[Job]:
+        """Without the locks: the jobs with a slot to run or record, or a run that may be abandoned."""
+        states = self.ledger.jobs_slots([job.name for job in jobs])
+        now = clock.now()
+        out = []
+        for job in jobs:
+            state = states[job.name]
+            plan = plan_slots(self.schedule(job), now, state.last, grace_of(self.project, job))
+            if state.unfinished or plan.run is not None or plan.missed:
+                out.append(job)
+        return out
+
+    def run_due(self, job: Job, trigger: str) -> Outcome:
+        prepared = self.prepare([job], trigger)[0]
+        return prepared if isinstance(prepared, Outcome) else self.execute(prepared)
+
+    def prepare(self, jobs: Sequence[Job], trigger: str) -> list[Prepared | Outcome]:
+        """For each job: take its lock, settle abandoned runs and missed slots, claim what is to run.
+        The ledger is read, and the plain claims written, once for all the jobs."""
+        held: list[tuple[Job, Held, contextlib.ExitStack]] = []
+        out: dict[str, Prepared | Outcome] = {}
+        try:
+            for job in jobs:
+                release = contextlib.ExitStack()
+                try:
+                    held.append((job, release.enter_context(job_lock(self.project, self.ledger, job.name, trigger)),
+                                 release))
+                except JobLocked as exc:
+                    out[job.name] = Outcome(job.name, locked=str(exc))
+            states = self.ledger.jobs_slots([job.name for job, _, _ in held]) if held else {}
+            now = clock.now()
+            plans = {job.name: self._settle(job, trigger, states[job.name], now) for job, _, _ in held}
+            won = {c.run_id for c in self.ledger.claim_many([c for _, runs in plans.values() for c in runs
+                                                              if isinstance(c, Claim)])}
+            for job, lock, release in held:
+                outcome, wanted = plans[job.name]
+                runs = []
+                for c in wanted:
+                    if isinstance(c, Claim) and c.run_id not in won:
+                        outcome.taken += 1
+                        log.info("job %s: slot %s was claimed by another process; skipped", job.name, _fmt(c.slot))
+                    else:
+                        runs.append((c.slot, c.run_id))
+                if runs:
+                    out[job.name] = Prepared(job, trigger, lock, release, runs, outcome)
+                else:
+                    release.close()
+                    out[job.name] = outcome
+        except BaseException:
+            for job, _, release in held:
+                if not isinstance(out.get(job.name), Prepared):
+                    release.close()
+            raise
+        return [out[job.name] for job in jobs]
+
+    def execute(self, prepared: Prepared) -> Outcome:
+        """Run the claimed slots in order, then release the job's lock."""
+        job, out = prepared.job, prepared.outcome
+        schedule = self.schedule(job)
+        try:
+            for slot, run_id in prepared.runs:
+                req = RunRequest(job=job, run_date=date.fromisoformat(schedule.local_date(slot)),
+                                 trigger=prepared.trigger, slot=slot, run_id=run_id,
+                                 still_locked=prepared.held.verify)
+                out.results.append(self.runner.run(req))
+        finally:
+            prepared.release.close()
+        return out
+
+    def _settle(self, job: Job, trigger: str, state: JobSlots, now: datetime) -> tuple[Outcome, list[Claim | _Rerun]]:
+        """Under the job's lock: abandoned runs (taken over at once when they are to run again) and
+        missed slots are recorded; the claims still to make are returned, in the order to run."""
+        out = Outcome(job.name)
+        schedule = self.schedule(job)
+        grace = grace_of(self.project, job)
+        wanted: list[Claim | _Rerun] = []
+        for run in state.unfinished:  # we hold the lock, so whoever started these is gone
+            out.abandoned.append(run)
+            if rerun_allowed(job.rerun_abandoned, run.slot, now, grace):
+                rerun = self._take_over(job, schedule, run, trigger)
+                if rerun is not None:
+                    log.warning("job %s: run %s (slot %s, %s pid %s) was abandoned; running its slot again",
+                                job.name, run.run_id[:8], _fmt(run.slot), run.host, run.pid)
+                    wanted.append(rerun)
+                    continue
+            if self.ledger.abandon(run, job.name):
+                log.warning("job %s: run %s (slot %s, %s pid %s) was abandoned%s", job.name, run.run_id[:8],
+                            _fmt(run.slot), run.host, run.pid,
+                            "" if job.rerun_abandoned else "; not run again (rerun_abandoned: false)")
+        plan = plan_slots(schedule, now, state.last, grace)
+        if plan.missed:
+            reason = (f"missed: no runner was up, or the job was still running, at the slot's time; only the "
+                      f"latest slot within {grace:.0f}s is run (catch_up: {job.catch_up})")
+            self.ledger.record_missed(job.name, [(s, schedule.local_date(s)) for s in plan.missed], trigger,
+                                      reason, plan.missed_before)
+            out.missed.extend(plan.missed)
+            log.warning("job %s: %d slot(s) missed and recorded as missed: %s", job.name, len(plan.missed),
+                        ", ".join(_fmt(s) for s in plan.missed[-5:]) + (" ..." if len(plan.missed) > 5 else ""))
+        if plan.run is not None:
+            wanted.append(Claim(job.name, plan.run, new_run_id(), schedule.local_date(plan.run), trigger))
+        return out, wanted
+
+    def _take_over(self, job: Job, schedule: Schedule, run: Unfinished, trigger: str) -> _Rerun | None:
+        assert run.slot is not None
+        run_id = new_run_id()
+        try:
+            self.ledger.claim(job.name, run.slot, run_id, schedule.local_date(run.slot), trigger,
+                              takes_over=run.run_id)
+        except SlotTaken as exc:
+            log.info("%s; not run again", exc)
+            return None
+        return _Rerun(run.slot, run_id)
+
+
+@dataclass(frozen=True)
+class _Rerun:
+    """An abandoned run's slot, already claimed again."""
+
+    slot: datetime
+    run_id: str
+
+
+def _fmt(slot: datetime | None) -> str:
+    return slot.strftime("%Y-%m-%d %H:%M:%S") + "Z" if slot is not None else "-"
