@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -36,6 +37,9 @@ _holders = sa.Table(
 )
 
 
+_SINCE = "%Y-%m-%d %H:%M:%S UTC"
+
+
 def lock_name(job: str) -> str:
     return f"runner.job.{job}"[:64]
 
@@ -54,7 +58,10 @@ class Held:
 def _holder_text(info: dict[str, Any] | None) -> str:
     if not info:
         return "another process (holder unknown)"
-    return f"host {info.get('host')} pid {info.get('pid')} ({info.get('trigger', '?')}) since {info.get('since')}"
+    since = info.get("since")
+    if isinstance(since, datetime):  # MySQL's DATETIME: naive UTC
+        since = since.strftime(_SINCE)
+    return f"host {info.get('host')} pid {info.get('pid')} ({info.get('trigger', '?')}) since {since}"
 
 
 @contextlib.contextmanager
@@ -93,7 +100,7 @@ def _file_lock(ledger: Ledger, job: str, trigger: str) -> Iterator[Held]:
             raise JobLocked(f"job {job} is already running: {_holder_text(_read_note(fd))}; "
                             "this start was skipped") from None
         _write_note(fd, {"host": HOST, "pid": os.getpid(), "trigger": trigger,
-                         "since": clock.now().isoformat(timespec="seconds")})
+                         "since": clock.now().strftime(_SINCE)})
         try:
             yield Held(job)
         finally:

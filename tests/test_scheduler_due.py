@@ -1,0 +1,113 @@
+"""Cron mode (`--due`, `--due --job NAME`) as real subprocesses on a SQLite state store: after an outage
+the latest slot runs once and the older ones are recorded as missed; a run whose process was killed
+is marked abandoned and its slot run again when the job allows it."""
+
+from __future__ import annotations
+
+import signal
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from runner.executor import new_run_id
+from runner.schedule import Schedule
+from runner.slotbook import SlotLedger
+from tests.harness.mariadb import PrivateMariaDB
+from tests.schedkit import SchedProject, stop, wait_for
+
+
+def two_hours_ago() -> tuple[str, datetime]:
+    """A daily schedule whose latest slot is two hours old (so no slot comes due while a test runs)."""
+    t = datetime.now(timezone.utc) - timedelta(hours=2)
+    expr = f"{t.minute} {t.hour} * * *"
+    return expr, Schedule(expr, "UTC").latest_at_or_before(datetime.now(timezone.utc))
+
+
+def seed_success(ledger: SlotLedger, job: str, slot: datetime) -> None:
+    """The run the job had before the outage."""
+    run_id = new_run_id()
+    ledger.claim(job, slot, run_id, slot.date().isoformat(), "cron")
+    ledger.finish_run(run_id, "success", 1, 0)
+
+
+@pytest.fixture
+def sqlite_project(tmp_path: Path) -> tuple[SchedProject, SlotLedger]:
+    p = SchedProject(tmp_path, {"wh": "sqlite:///var/wh.db"}, settings={"misfire_grace": "1h"})
+    return p, SlotLedger(f"sqlite:///{tmp_path / 'var' / 'state.db'}")
+
+
+def statuses(ledger: SlotLedger, job: str) -> list[tuple[datetime | None, str, str]]:
+    return [(r["slot"], r["status"], r["trigger"]) for r in ledger.slot_runs(job)]
+
+
+def test_due_after_an_outage_runs_the_latest_slot_once_and_records_the_others_missed(
+        sqlite_project: tuple[SchedProject, SlotLedger]) -> None:
+    p, ledger = sqlite_project
+    expr, latest = two_hours_ago()
+    p.job("nightly", {"schedule": expr, "database": "wh", "tasks": [
+        {"name": "mark", "idempotent": True,
+         "sql": "CREATE TABLE IF NOT EXISTS marks (day TEXT); INSERT INTO marks VALUES (:run_date)"}]})
+    before = latest - timedelta(days=5)  # the server was down for four nights
+    seed_success(ledger, "nightly", before)
+
+    done = p.run("--due")
+    assert done.returncode == 0, done.stderr
+    assert "nightly: 4 missed slot(s) recorded as missed" in done.stdout
+    missed = [latest - timedelta(days=d) for d in (4, 3, 2, 1)]
+    assert statuses(ledger, "nightly") == [(before, "success", "cron"), *[(m, "missed", "due") for m in missed],
+                                           (latest, "success", "due")]
+    history = p.run("--history", "--job", "nightly").stdout
+    assert history.count(" missed ") == 4 and " due " in history
+
+    again = p.run("--due")
+    assert again.returncode == 0 and "nothing due" in again.stdout
+    assert len(ledger.slot_runs("nightly")) == 6
+
+
+def test_catch_up_none_records_a_late_slot_as_missed_and_runs_nothing(
+        sqlite_project: tuple[SchedProject, SlotLedger]) -> None:
+    p, ledger = sqlite_project  # misfire_grace 1h: the slot two hours old is too late
+    expr, latest = two_hours_ago()
+    p.job("strict", {"schedule": expr, "catch_up": "none", "database": "wh", "tasks": [{"name": "t", "sql": "SELECT 1"}]})
+    seed_success(ledger, "strict", latest - timedelta(days=1))
+    done = p.run("--due", "--job", "strict")
+    assert done.returncode == 0, done.stderr
+    assert statuses(ledger, "strict")[1:] == [(latest, "missed", "cron")]
+
+
+def test_due_for_a_job_without_a_schedule_is_a_usage_error(sqlite_project: tuple[SchedProject, SlotLedger]) -> None:
+    p, _ = sqlite_project
+    p.job("by_hand", {"database": "wh", "tasks": [{"name": "t", "sql": "SELECT 1"}]})
+    done = p.run("--due", "--job", "by_hand")
+    assert done.returncode == 2
+    assert "job by_hand has no schedule, so nothing is ever due: run it with --job by_hand" in done.stderr
+
+
+@pytest.mark.parametrize("rerun", [True, False])
+def test_a_killed_run_is_abandoned_and_run_again_when_allowed(tmp_path: Path, mdb: PrivateMariaDB, fresh_db: str,
+                                                              rerun: bool) -> None:
+    p = SchedProject(tmp_path, {"mdb": mdb.url(fresh_db)})
+    ledger = SlotLedger(f"sqlite:///{tmp_path / 'var' / 'state.db'}")
+    expr, latest = two_hours_ago()
+    p.job("slow", {"schedule": expr, "rerun_abandoned": rerun, "database": "mdb",
+                   "tasks": [{"name": "nap", "sql": "DO SLEEP(2)"}]})
+    first = p.start("--due", "--job", "slow")
+    try:
+        wait_for("the run", lambda: [r for r in ledger.slot_runs("slow") if r["status"] == "running"], 30)
+        first.send_signal(signal.SIGKILL)  # the host dies mid-run: no chance to record anything
+        assert first.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        stop(first)
+    assert statuses(ledger, "slow") == [(latest, "running", "cron")]
+
+    done = p.run("--due")
+    assert done.returncode == 0, done.stderr
+    assert "slow: 1 abandoned run(s) found" in done.stdout
+    runs = ledger.slot_runs("slow")
+    assert [(r["slot"], r["status"]) for r in runs] == (
+        [(latest, "abandoned"), (latest, "success")] if rerun else [(latest, "abandoned")])
+    if rerun:
+        assert f"run again as {runs[1]['run_id']}" in runs[0]["error"]
+    else:
+        assert f"pid {first.pid} (cron) never finished and job slow's lock was free" in runs[0]["error"]
