@@ -299,6 +299,20 @@ def make_engine(db: Database) -> tuple[Engine, PoolGuard]:
     return engine, PoolGuard(db, engine)
 
 
+def create_tables(engine: Engine, *tables: Any, attempts: int = 3) -> None:
+    """Create tables (and their indexes) unless present, tolerating another process that creates the
+    same ones at the same moment (several runs starting together on a fresh state store)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            for table in tables:
+                table.create(engine, checkfirst=True)
+            return
+        except sa_exc.DBAPIError as exc:
+            errno = getattr(exc.orig, "args", (None,))[0]
+            if attempt == attempts or not (errno in (1050, 1061) or "already exists" in str(exc.orig)):
+                raise
+
+
 def passwords(project: Project) -> list[str]:
     """The passwords in the project's database urls (for masking in logs)."""
     out = []

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from . import clock
+from .db import create_tables
 
 metadata = sa.MetaData()
 
@@ -121,7 +122,7 @@ class Ledger:
             return
         with self._lock:
             if not self._ready:
-                metadata.create_all(self.engine, checkfirst=True)
+                create_tables(self.engine, *metadata.sorted_tables)
                 self._ready = True
 
     def _write(self, stmt: Any, params: dict[str, Any] | None = None) -> Any:

@@ -20,6 +20,7 @@ from typing import Any, Iterator
 import sqlalchemy as sa
 
 from . import clock
+from .db import create_tables
 from .errors import JobLocked
 from .ledger import HOST, Ledger
 from .model import Project
@@ -130,7 +131,7 @@ def _write_note(fd: int, doc: dict[str, Any]) -> None:
 @contextlib.contextmanager
 def _mysql_lock(ledger: Ledger, job: str, trigger: str) -> Iterator[Held]:
     ledger.ensure_schema()
-    _holders.create(ledger.engine, checkfirst=True)
+    create_tables(ledger.engine, _holders)
     name = lock_name(job)
     # A dedicated connection outside the pool: the lock lives and dies with it.
     conn = ledger.engine.connect().execution_options(isolation_level="AUTOCOMMIT")

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from . import clock
-from .db import transaction_ended
+from .db import create_tables, transaction_ended
 from .statements import prepare
 
 log = logging.getLogger("runner.markers")
@@ -55,7 +55,7 @@ def ensure_table(engine: Engine) -> None:
     with _lock:
         if engine in _ready:
             return
-        _metadata.create_all(engine, checkfirst=True)
+        create_tables(engine, markers_table)
         cutoff = clock.now().replace(tzinfo=None) - timedelta(days=KEEP_DAYS)
         with engine.begin() as conn:
             conn.execute(markers_table.delete().where(markers_table.c.committed_at < cutoff))

@@ -20,6 +20,7 @@ from typing import Any, Iterator, Sequence
 import sqlalchemy as sa
 
 from . import clock
+from .db import create_tables
 from .errors import RunnerError
 from .ledger import HOST, Ledger, attempts, runs
 
@@ -160,9 +161,7 @@ class SlotLedger(Ledger):
         super().ensure_schema()
         if not self._slots_ready:
             with self._turn(first=False):
-                slots.create(self.engine, checkfirst=True)
-                with contextlib.suppress(sa.exc.DBAPIError):  # another host created it at the same moment
-                    _running_index.create(self.engine, checkfirst=True)
+                create_tables(self.engine, slots, _running_index)
             self._slots_ready = True
 
     def _turn(self, first: bool) -> Any:
