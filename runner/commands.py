@@ -163,15 +163,19 @@ def history(project: Project, job: str | None, out: IO[str], limit: int = 30) ->
     try:
         runs = ledger.history(job, limit)
         per_task: dict[str, list[str]] = {}
-        for run_id, task, attempts, rows, status in ledger.task_rows([r["run_id"] for r in runs]):
-            per_task.setdefault(run_id, []).append(f"{task}:{status[:4]}/{attempts}a/{rows or 0}r")
+        failed: dict[str, str] = {}
+        for a in ledger.last_attempts([r["run_id"] for r in runs]):
+            per_task.setdefault(a.run_id, []).append(f"{a.task}:{a.status[:4]}/{a.attempt}a/{a.rows or 0}r")
+            if a.status == "failed" and a.run_id not in failed:
+                code = f"{a.errno} " if a.errno is not None else ""
+                failed[a.run_id] = f"{a.task}: {code}{a.error or ''}"
     finally:
         ledger.dispose()
     table = [("STARTED (UTC)", "JOB", "DATE", "SLOT (UTC)", "HOST", "TRIGGER", "STATUS", "SECONDS", "ATTEMPTS", "ROWS",
               "TASKS", "ERROR")]
     for r in runs:
         secs = (r["ended_at"] - r["started_at"]).total_seconds() if r["ended_at"] else None
-        error = " ".join((r["error"] or "").split())[:80]
+        error = " ".join((failed.get(r["run_id"]) or r["error"] or "").split())[:100]
         table.append((r["started_at"].strftime("%Y-%m-%d %H:%M:%S"), r["job"], r["run_date"],
                       r["slot"].strftime("%Y-%m-%d %H:%M:%S") if r["slot"] else "-", r["host"], r["trigger"],
                       r["status"], f"{secs:.1f}" if secs is not None else "-", str(r["attempts"]), str(r["rows"]),

@@ -11,7 +11,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -167,17 +167,17 @@ class Ledger:
         with self.engine.connect() as conn:
             return [TaskAttempt(**{k: v for k, v in r._mapping.items() if k != "id"}) for r in conn.execute(q)]
 
-    def task_rows(self, run_ids: list[str]) -> Iterator[tuple[str, str, int, int | None, str]]:
-        """(run_id, task, attempts, rows of the last attempt, last status) per task of the given runs."""
+    def last_attempts(self, run_ids: list[str]) -> list[TaskAttempt]:
+        """The last attempt of each task of the given runs, in the order the tasks started."""
         if not run_ids:
-            return iter(())
+            return []
         self.ensure_schema()
         q = sa.select(attempts).where(attempts.c.run_id.in_(run_ids)).order_by(attempts.c.id)
-        last: dict[tuple[str, str], tuple[int, int | None, str]] = {}
+        last: dict[tuple[str, str], TaskAttempt] = {}
         with self.engine.connect() as conn:
             for r in conn.execute(q):
-                last[(r.run_id, r.task)] = (r.attempt, r.rows, r.status)
-        return iter([(k[0], k[1], v[0], v[1], v[2]) for k, v in last.items()])
+                last[(r.run_id, r.task)] = TaskAttempt(**{k: v for k, v in r._mapping.items() if k != "id"})
+        return list(last.values())
 
     # -- watermarks (incremental loads)
     def watermark(self, job: str, task: str) -> str | None:
