@@ -180,7 +180,8 @@ class SlotLedger(Ledger):
     def start_attempt(self, run_id: str, task: str, attempt: int) -> int:
         """On SQLite the attempts starting at one moment are written together (group commit): the first
         writer to get its turn writes every one waiting, in one transaction."""
-        if self._turns is None:
+        if self._turns is None or not getattr(self.engine.dialect, "insert_executemany_returning_sort_by_parameter_order",
+                                              False):  # SQLite before 3.35 has no RETURNING
             return super().start_attempt(run_id, task, attempt)
         ticket = _Ticket(dict(run_id=run_id, task=task, attempt=attempt, started_at=_naive(clock.now()),
                               status="running"))

@@ -1,0 +1,142 @@
+"""The daemon (`python -m runner --scheduler`) as real subprocesses: three of them on one MariaDB state
+store run every slot exactly once, also after one is killed with SIGKILL in the middle of a run;
+SIGTERM lets a running job finish and exits 0; SIGHUP reloads, and keeps the old jobs when the new
+set is invalid; slots missed while no daemon was up are found in the ledger at start-up."""
+
+from __future__ import annotations
+
+import re
+import signal
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from runner.slotbook import SlotLedger
+from tests.harness.mariadb import PrivateMariaDB
+from tests.schedkit import SchedProject, stop, wait_for
+from tests.test_scheduler_due import seed_success, two_hours_ago
+
+SLOTS = 22  # slots covered by the three-daemon test, at one a second
+
+
+def runs_of(ledger: SlotLedger, job: str, status: str | None = None) -> list[dict]:
+    return [r for r in ledger.slot_runs(job) if status is None or r["status"] == status]
+
+
+def test_three_daemons_run_every_slot_exactly_once_even_when_one_is_killed_mid_run(
+        tmp_path: Path, mdb: PrivateMariaDB, fresh_db: str) -> None:
+    url = mdb.url(fresh_db)
+    conn = mdb.connect(fresh_db, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE ticks (run_id CHAR(32) PRIMARY KEY)")
+    p = SchedProject(tmp_path, {"mdb": url}, state_url=url)
+    p.job("tick", {"schedule": "* * * * * *", "rerun_abandoned": True, "database": "mdb", "tasks": [
+        {"name": "tick", "sql": "INSERT INTO ticks (run_id) VALUES (:run_id); DO SLEEP(0.4)"}]})
+    ledger = SlotLedger(url)
+    daemons = [p.start("--scheduler", log=tmp_path / f"daemon{i}.log") for i in range(3)]
+    try:
+        first = wait_for("a first run", lambda: runs_of(ledger, "tick", "success"), 30)[0]["slot"]
+        wait_for("a few slots", lambda: len(runs_of(ledger, "tick")) >= 6, 30)
+        victim = wait_for("a run in progress", lambda: [r for r in runs_of(ledger, "tick", "running")
+                                                        if r["pid"] in {d.pid for d in daemons}], 20, every=0.01)[0]
+        daemon = next(d for d in daemons if d.pid == victim["pid"])
+        daemon.send_signal(signal.SIGKILL)
+        assert daemon.wait(timeout=10) == -signal.SIGKILL
+        wait_for(f"{SLOTS} slots", lambda: len({r["slot"] for r in runs_of(ledger, "tick")}) >= SLOTS + 2, 60)
+        last = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=2)
+        survivors = [d for d in daemons if d is not daemon]
+        assert [stop(d) for d in survivors] == [0, 0]
+    finally:
+        for d in daemons:
+            stop(d, signal.SIGKILL)
+    logs = "".join((tmp_path / f"daemon{i}.log").read_text() for i in range(3))
+
+    runs = [r for r in runs_of(ledger, "tick") if first <= r["slot"] <= last]
+    slots = [first + timedelta(seconds=i) for i in range(int((last - first).total_seconds()) + 1)]
+    assert len(slots) >= SLOTS
+    success = [r["slot"] for r in runs if r["status"] == "success"]
+    assert sorted(success) == slots, logs  # every slot ran, and exactly once
+    assert not [r for r in runs if r["status"] == "missed"], logs  # none missed while a daemon was alive
+    abandoned = [r for r in runs if r["status"] == "abandoned"]
+    assert [r["run_id"] for r in abandoned] == [victim["run_id"]], logs
+    assert len({r["host"] + str(r["pid"]) for r in runs if r["status"] == "success"}) >= 2  # shared between daemons
+    with conn.cursor() as cur:  # the killed run's INSERT was rolled back; every other run's is there once
+        cur.execute("SELECT run_id FROM ticks")
+        ticked = {row[0] for row in cur.fetchall()}
+    success_ids = {r["run_id"] for r in runs_of(ledger, "tick", "success")}
+    assert victim["run_id"] not in ticked and success_ids <= ticked
+
+
+def test_sigterm_lets_the_running_job_finish_records_it_and_exits_0(tmp_path: Path, mdb: PrivateMariaDB,
+                                                                    fresh_db: str) -> None:
+    p = SchedProject(tmp_path, {"mdb": mdb.url(fresh_db)})
+    ledger = SlotLedger(f"sqlite:///{tmp_path / 'var' / 'state.db'}")
+    expr, latest = two_hours_ago()
+    p.job("slow", {"schedule": expr, "database": "mdb", "tasks": [{"name": "nap", "sql": "DO SLEEP(2)"}]})
+    p.job("tick", {"schedule": "* * * * * *", "database": "mdb", "tasks": [{"name": "t", "sql": "SELECT 1"}]})
+    daemon = p.start("--scheduler", log=tmp_path / "daemon.log")
+    try:
+        wait_for("the slow run", lambda: runs_of(ledger, "slow", "running"), 30)
+        daemon.send_signal(signal.SIGTERM)
+        stopped_at = datetime.now(timezone.utc)
+        assert daemon.wait(timeout=30) == 0
+    finally:
+        stop(daemon, signal.SIGKILL)
+    log = (tmp_path / "daemon.log").read_text()
+    assert re.search(r"SIGTERM: starting no new runs; waiting up to 20s for \d running job\(s\): .*slow", log), log
+    (run,) = runs_of(ledger, "slow")
+    assert run["slot"] == latest and run["status"] == "success" and run["ended_at"] is not None
+    assert run["ended_at"] > stopped_at.replace(tzinfo=None)  # it went on after the signal
+    late = [r for r in runs_of(ledger, "tick") if r["started_at"] > stopped_at.replace(tzinfo=None)
+            + timedelta(milliseconds=100)]
+    assert not late, late  # nothing new started after SIGTERM
+
+
+def test_sighup_reloads_and_an_invalid_set_keeps_the_old_jobs(tmp_path: Path) -> None:
+    p = SchedProject(tmp_path, {"wh": "sqlite:///var/wh.db"})
+    ledger = SlotLedger(f"sqlite:///{tmp_path / 'var' / 'state.db'}")
+    task = [{"name": "t", "sql": "SELECT 1"}]
+    p.job("a", {"schedule": "* * * * * *", "database": "wh", "tasks": task})
+    daemon = p.start("--scheduler", log=tmp_path / "daemon.log")
+    try:
+        wait_for("job a", lambda: runs_of(ledger, "a", "success"), 30)
+        p.job("b", {"schedule": "* * * * * *", "database": "wh", "tasks": task})
+        daemon.send_signal(signal.SIGHUP)
+        wait_for("job b after the reload", lambda: runs_of(ledger, "b", "success"), 30)
+
+        p.job("c", {"schedule": "every minute", "database": "nowhere", "tasks": task})
+        (p.root / "jobs" / "b.yml").write_text("tasks: [")
+        daemon.send_signal(signal.SIGHUP)
+        log_file = tmp_path / "daemon.log"
+        wait_for("the failed reload", lambda: "reload failed" in log_file.read_text(), 30)
+        reloaded_at = datetime.now(timezone.utc).replace(tzinfo=None)
+        for job in ("a", "b"):  # both keep their schedules
+            wait_for(f"job {job} after the failed reload",
+                     lambda job=job: [r for r in runs_of(ledger, job, "success") if r["started_at"] > reloaded_at], 10)
+        assert stop(daemon) == 0
+    finally:
+        stop(daemon, signal.SIGKILL)
+    log = (tmp_path / "daemon.log").read_text()
+    assert "reloaded: 2 scheduled job(s): a, b" in log
+    assert "reload: jobs/b.yml" in log and "YAML syntax error" in log
+    assert "reload: jobs/c.yml:1 [schedule]: invalid cron expression 'every minute'" in log
+    assert "reload: jobs/c.yml:4 [tasks.0.database]: unknown database 'nowhere'" in log
+    assert "reload failed with 3 problem(s); the 2 job(s) loaded before keep their schedules" in log
+    assert not runs_of(ledger, "c")
+
+
+def test_slots_missed_while_no_daemon_was_up_are_recorded_at_start_up(tmp_path: Path) -> None:
+    p = SchedProject(tmp_path, {"wh": "sqlite:///var/wh.db"})
+    ledger = SlotLedger(f"sqlite:///{tmp_path / 'var' / 'state.db'}")
+    expr, latest = two_hours_ago()
+    p.job("nightly", {"schedule": expr, "database": "wh", "tasks": [{"name": "t", "sql": "SELECT 1"}]})
+    seed_success(ledger, "nightly", latest - timedelta(days=3))
+    daemon = p.start("--scheduler", log=tmp_path / "daemon.log")
+    try:
+        wait_for("the catch-up run", lambda: runs_of(ledger, "nightly", "success")[1:], 30)
+        assert stop(daemon) == 0
+    finally:
+        stop(daemon, signal.SIGKILL)
+    assert [(r["slot"], r["status"], r["trigger"]) for r in runs_of(ledger, "nightly")][1:] == [
+        (latest - timedelta(days=2), "missed", "daemon"), (latest - timedelta(days=1), "missed", "daemon"),
+        (latest, "success", "daemon")]
+    assert "job nightly: 2 slot(s) missed and recorded as missed" in (tmp_path / "daemon.log").read_text()
