@@ -329,7 +329,6 @@ def run_due(project: Project, out: IO[str], job: str | None = None) -> int:
             if outcome.abandoned:
                 out.write(f"{j.name}: {len(outcome.abandoned)} abandoned run(s) found\n")
             if outcome.locked:
-                out.write(f"{outcome.locked}\n")
                 log.warning("%s", outcome.locked)
     finally:
         runner.close()

@@ -140,3 +140,25 @@ def test_slots_missed_while_no_daemon_was_up_are_recorded_at_start_up(tmp_path: 
         (latest - timedelta(days=2), "missed", "daemon"), (latest - timedelta(days=1), "missed", "daemon"),
         (latest, "success", "daemon")]
     assert "job nightly: 2 slot(s) missed and recorded as missed" in (tmp_path / "daemon.log").read_text()
+
+
+def test_a_run_longer_than_stop_grace_is_cut_off_with_exit_130_and_found_abandoned(tmp_path: Path) -> None:
+    """SIGTERM with a job still running when stop_grace is over: the daemon exits 130 and says so; the
+    run stays `running` until the next runner takes the job's lock and marks it abandoned."""
+    p = SchedProject(tmp_path, {"wh": "sqlite:///var/wh.db"}, settings={"stop_grace": 1})
+    ledger = SlotLedger(f"sqlite:///{tmp_path / 'var' / 'state.db'}")
+    expr, latest = two_hours_ago()
+    slow = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000000) SELECT COUNT(*) FROM n"
+    p.job("long", {"schedule": expr, "database": "wh", "tasks": [{"name": "count", "sql": slow}]})
+    daemon = p.start("--scheduler", log=tmp_path / "daemon.log")
+    try:
+        wait_for("the long run", lambda: runs_of(ledger, "long", "running"), 30)
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 130
+    finally:
+        stop(daemon, signal.SIGKILL)
+    assert "stop grace of 1s is over and job(s) long are still running: exiting" in (tmp_path / "daemon.log").read_text()
+    assert [r["status"] for r in runs_of(ledger, "long")] == ["running"]
+    done = p.run("--due", "--job", "long")
+    assert done.returncode == 0 and "long: 1 abandoned run(s) found" in done.stdout, done.stdout + done.stderr
+    assert [(r["slot"], r["status"]) for r in runs_of(ledger, "long")] == [(latest, "abandoned")]
