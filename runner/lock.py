@@ -128,13 +128,29 @@ def _write_note(fd: int, doc: dict[str, Any]) -> None:
     os.pwrite(fd, json.dumps(doc).encode()[:_NOTE_SIZE].ljust(_NOTE_SIZE), 0)
 
 
+_holders_ready: set[str] = set()
+_lock_engines: dict[str, sa.Engine] = {}
+
+
+def _lock_engine(ledger: Ledger) -> sa.Engine:
+    """Connections for named locks, each opened for one lock and closed with it, never pooled: the
+    scheduler holds one per running job, and the ledger's small pool would make the next job wait."""
+    engine = _lock_engines.get(ledger.url)
+    if engine is None:
+        engine = _lock_engines[ledger.url] = sa.create_engine(ledger.url, poolclass=sa.pool.NullPool,
+                                                              connect_args={"connect_timeout": 10})
+    return engine
+
+
 @contextlib.contextmanager
 def _mysql_lock(ledger: Ledger, job: str, trigger: str) -> Iterator[Held]:
     ledger.ensure_schema()
-    create_tables(ledger.engine, _holders)
+    if ledger.url not in _holders_ready:
+        create_tables(ledger.engine, _holders)
+        _holders_ready.add(ledger.url)
     name = lock_name(job)
     # A dedicated connection outside the pool: the lock lives and dies with it.
-    conn = ledger.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    conn = _lock_engine(ledger).connect().execution_options(isolation_level="AUTOCOMMIT")
     try:
         got = conn.execute(sa.text("SELECT GET_LOCK(:n, 0)"), {"n": name}).scalar()
         if got != 1:

@@ -162,3 +162,29 @@ def test_a_run_longer_than_stop_grace_is_cut_off_with_exit_130_and_found_abandon
     done = p.run("--due", "--job", "long")
     assert done.returncode == 0 and "long: 1 abandoned run(s) found" in done.stdout, done.stdout + done.stderr
     assert [(r["slot"], r["status"]) for r in runs_of(ledger, "long")] == [(latest, "abandoned")]
+
+
+def test_many_jobs_due_at_one_second_on_a_mysql_state_store_all_run(tmp_path: Path, mdb: PrivateMariaDB,
+                                                                     fresh_db: str) -> None:
+    """Twelve jobs due together: each holds its own GET_LOCK connection while it runs, more than the
+    ledger's pool has, and every one of them still runs every slot."""
+    url = mdb.url(fresh_db)
+    p = SchedProject(tmp_path, {"mdb": url}, state_url=url)
+    names = [f"j{i:02d}" for i in range(12)]
+    for name in names:
+        p.job(name, {"schedule": "*/2 * * * * *", "database": "mdb", "tasks": [{"name": "t", "sql": "DO SLEEP(0.3)"}]})
+    ledger = SlotLedger(url)
+    daemon = p.start("--scheduler", log=tmp_path / "daemon.log")
+    try:
+        wait_for("three slots of every job",
+                 lambda: all(len(runs_of(ledger, n, "success")) >= 3 for n in names), 40)
+        assert stop(daemon) == 0
+    finally:
+        stop(daemon, signal.SIGKILL)
+    log = (tmp_path / "daemon.log").read_text()
+    for name in names:
+        slots = [r["slot"] for r in runs_of(ledger, name) if r["status"] == "success"]
+        assert slots == sorted(set(slots)), log
+        steps = {(b - a).total_seconds() for a, b in zip(slots[1:], slots[2:])}  # after the start-up one
+        assert steps <= {2.0}, (name, slots, log)
+        assert not runs_of(ledger, name, "missed"), log
