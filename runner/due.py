@@ -132,9 +132,8 @@ class DueRunner:
                     release.close()
                     out[job.name] = outcome
         except BaseException:
-            for job, _, release in held:
-                if not isinstance(out.get(job.name), Prepared):
-                    release.close()
+            for _, _, release in held:  # a claim made without its run left running: found abandoned later
+                release.close()
             raise
         return [out[job.name] for job in jobs]
 
