@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from .errors import ConfigError, Problem
 from .model import (Database, ExportSpec, IncrementalSpec, Job, LoadSpec, PoolSpec, Project, RetrySpec,
                     Settings, Statement, Task)
-from .sqltext import split_statements
+from .sqltext import UnparsableStatement, split_statements
 from .yamlfile import KeyPath, YamlDoc, read_yaml
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -454,10 +454,10 @@ def _inline_sql(doc: YamlDoc, c: _Checker, m: dict[str, Any], path: KeyPath) -> 
     if not isinstance(sql, str) or not sql.strip():
         c.add(path, "sql must be non-empty text")
         return ()
-    statements = split_statements(sql, doc.file, doc.value_lines.get(path, doc.line(path) or 1))
-    if not statements:
+    statements = _split(c, path, sql, doc.file, doc.value_lines.get(path, doc.line(path) or 1))
+    if statements == ():
         c.add(path, "sql holds no statement (only comments?)")
-    return statements
+    return statements or ()
 
 
 def _sql_file(project: Project, c: _Checker, m: dict[str, Any], path: KeyPath) -> tuple[Statement, ...]:
@@ -471,10 +471,22 @@ def _sql_file(project: Project, c: _Checker, m: dict[str, Any], path: KeyPath) -
     except OSError as exc:
         c.add(path, f"cannot read {rel}: {exc.strerror}; paths are relative to {project.root}")
         return ()
-    statements = split_statements(text, _display(file, project.root), 1)
-    if not statements:
+    statements = _split(c, path, text, _display(file, project.root), 1)
+    if statements == ():
         c.add(path, f"{rel} holds no statement")
-    return statements
+    return statements or ()
+
+
+def _split(c: _Checker, path: KeyPath, text: str, file: str, first_line: int) -> tuple[Statement, ...] | None:
+    """The statements of an SQL text, or None (and a problem naming the statement's line) when
+    sqlparse cannot parse one of them."""
+    try:
+        return split_statements(text, file, first_line)
+    except UnparsableStatement as exc:
+        key = ".".join(str(p) for p in path)
+        c.problems.append(Problem(exc.file, key, f"the statement here cannot be parsed ({exc.reason.rstrip('.')}): "
+                                                 "nest it less deeply or split it", exc.line))
+        return None
 
 
 def _query(doc: YamlDoc, c: _Checker, m: dict[str, Any], path: KeyPath) -> Statement | None:
@@ -482,7 +494,9 @@ def _query(doc: YamlDoc, c: _Checker, m: dict[str, Any], path: KeyPath) -> State
     if not isinstance(q, str) or not q.strip():
         c.add(path + ("query",), "needs a query: the SELECT whose rows are moved")
         return None
-    stmts = split_statements(q, doc.file, doc.value_lines.get(path + ("query",), doc.line(path) or 1))
+    stmts = _split(c, path + ("query",), q, doc.file, doc.value_lines.get(path + ("query",), doc.line(path) or 1))
+    if stmts is None:
+        return None
     if len(stmts) != 1:
         c.add(path + ("query",), "must hold exactly one SELECT statement")
         return None

@@ -7,8 +7,15 @@ from functools import lru_cache
 
 import sqlparse
 from sqlparse import tokens as T
+from sqlparse.engine import grouping
+from sqlparse.exceptions import SQLParseError
 
 from .model import Statement
+
+# sqlparse refuses statements of more than 10,000 tokens, a guard against hostile input; a
+# 1,500-row INSERT is past it. Job SQL is the operator's own text, so that cap only breaks real jobs
+# (the cost stays linear). The nesting cap (100 levels) stays: past it the parser would recurse away.
+grouping.MAX_GROUPING_TOKENS = None
 
 _PLACEHOLDER = re.compile(r"^:([A-Za-z_][A-Za-z0-9_]*)$")
 
@@ -17,11 +24,20 @@ _IMPLICIT_COMMIT = {"CREATE", "ALTER", "DROP", "RENAME", "TRUNCATE", "GRANT", "R
                     "ANALYZE", "OPTIMIZE", "REPAIR", "FLUSH", "INSTALL", "UNINSTALL"}
 
 
+class UnparsableStatement(SQLParseError):
+    """sqlparse cannot parse a statement (nested too deeply); says where the statement starts."""
+
+    def __init__(self, file: str, line: int, reason: str):
+        self.file, self.line, self.reason = file, line, reason
+        super().__init__(f"statement at {file}:{line} cannot be parsed: {reason}")
+
+
 def split_statements(text: str, file: str, first_line: int) -> tuple[Statement, ...]:
     """Split SQL text into statements (quotes, comments and semicolons in strings handled by sqlparse).
 
     Each statement keeps the line where it starts in its file; the trailing semicolon is dropped and
-    statements that hold only comments are skipped.
+    statements that hold only comments are skipped. A statement sqlparse cannot parse raises
+    UnparsableStatement naming its line.
     """
     out: list[Statement] = []
     cursor = 0
@@ -31,17 +47,20 @@ def split_statements(text: str, file: str, first_line: int) -> tuple[Statement, 
             start = cursor
         cursor = start + len(raw)
         sql = raw.strip().rstrip(";").strip()
-        if not sqlparse.format(sql, strip_comments=True).strip():
-            continue
         lead = len(raw) - len(raw.lstrip())
-        line = first_line + text.count("\n", 0, start + lead) + _leading_comment_lines(sql)
-        out.append(Statement(sql=sql, file=file, line=line))
+        line = first_line + text.count("\n", 0, start + lead)
+        try:
+            stripped = sqlparse.format(sql, strip_comments=True).strip()
+        except SQLParseError as exc:
+            raise UnparsableStatement(file, line, str(exc)) from None
+        if not stripped:
+            continue
+        out.append(Statement(sql=sql, file=file, line=line + _leading_comment_lines(sql, stripped)))
     return tuple(out)
 
 
-def _leading_comment_lines(sql: str) -> int:
+def _leading_comment_lines(sql: str, stripped: str) -> int:
     """Lines taken by comments before the statement's first keyword (so errors point at the SQL)."""
-    stripped = sqlparse.format(sql, strip_comments=True).strip()
     first = stripped.split(None, 1)[0] if stripped else ""
     idx = sql.find(first)
     return sql.count("\n", 0, idx) if idx > 0 else 0

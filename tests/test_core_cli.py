@@ -303,3 +303,47 @@ def test_run_date_defaults_to_today_in_the_jobs_timezone(tmp_path: Path, monkeyp
     assert sorted((r["job"], r["run_date"]) for r in ledger_runs(project)) == [("days", "2026-11-21"), ("utc", "2026-11-20")]
     assert _rows(project, "SELECT day, note FROM days ORDER BY day") == [
         ("2026-11-20", "made on 2026-11-20"), ("2026-11-21", "made on 2026-11-21")]
+
+
+# ------------------------------------------------------------------------------------- large SQL files
+
+BIG = """\
+description: Seeds 1,500 rows from one INSERT in a .sql file
+database: warehouse
+tasks:
+  - name: setup
+    idempotent: true
+    sql: CREATE TABLE IF NOT EXISTS big (id INTEGER PRIMARY KEY, label TEXT, day TEXT)
+  - name: seed
+    depends_on: [setup]
+    sql_file: sql/big.sql
+"""
+
+
+def test_a_sql_file_with_a_1500_row_insert_is_valid_and_runs(tmp_path: Path) -> None:
+    from tests.test_core_sqltext import big_insert
+
+    project = write_project(tmp_path, {"big": BIG}, files={"sql/big.sql": big_insert(1500)})
+    code, out = run_main(project, "--check")
+    assert (code, out.splitlines()[-1]) == (0, "configuration valid: 1 job(s), 1 database(s)"), out
+    code, out = run_main(project, "--list")
+    assert code == 0 and "invalid" not in out and "Seeds 1,500 rows" in out
+    code, out = run_main(project, "--job", "big", "--date", "2026-11-02")
+    assert code == 0, out
+    assert _rows(project, "SELECT COUNT(*), MIN(day), MAX(label) FROM big") == [(1500, "2026-11-02", "row 999")]
+
+
+def test_a_statement_sqlparse_cannot_parse_is_a_problem_naming_file_and_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    deep = "SELECT " + "(" * 120 + "1" + ")" * 120
+    project = write_project(tmp_path, {"big": BIG, "fine": TWO_TASKS},
+                            files={"sql/big.sql": f"SELECT 1;\n\n{deep};\n"})
+    code, out = run_main(project, "--check")
+    assert code == 2, out
+    assert ("error: sql/big.sql:3 [tasks.1.sql_file]: the statement here cannot be parsed (Maximum grouping depth "
+            "exceeded (100)): nest it less deeply or split it") in out
+    assert out.splitlines()[-1] == "1 problem(s) found; nothing was run"
+    code, _ = run_main(project, "--job", "big")
+    assert code == 2
+    assert "sql/big.sql:3 [tasks.1.sql_file]: the statement here cannot be parsed" in capsys.readouterr().err
+    assert not (project / "var").exists()

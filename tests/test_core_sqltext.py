@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from runner.config import load_job, load_project
-from runner.sqltext import implicit_commit, placeholders, split_statements
+from runner.sqltext import UnparsableStatement, bindable, implicit_commit, placeholders, split_statements
 from runner.statements import prepare
 from tests.fixtures.core import write_project
 
@@ -87,6 +87,28 @@ def test_placeholders_ignore_colons_in_literals_and_comments(sql: str, names: li
 ])
 def test_implicit_commit(sql: str, commits: bool) -> None:
     assert implicit_commit(sql) is commits
+
+
+def big_insert(rows: int) -> str:
+    """One INSERT of `rows` rows: past sqlparse's default cap of 10,000 tokens from about 700 rows."""
+    values = ",\n".join(f"({i}, 'row {i}', :run_date)" for i in range(rows))
+    return f"INSERT INTO big (id, label, day) VALUES\n{values};\n"
+
+
+def test_a_statement_of_many_thousand_tokens_is_split_and_parsed() -> None:
+    (stmt,) = split_statements("-- seed\n" + big_insert(1500), "sql/big.sql", 1)
+    assert (stmt.line, stmt.first_line) == (2, "INSERT INTO big (id, label, day) VALUES")
+    assert placeholders(stmt.sql) == ["run_date"]
+    assert implicit_commit(stmt.sql) is False
+    assert bindable(stmt.sql).count(":run_date") == 1500
+
+
+def test_a_statement_nested_too_deeply_names_its_line() -> None:
+    deep = "SELECT " + "(" * 120 + "1" + ")" * 120
+    with pytest.raises(UnparsableStatement) as info:
+        split_statements(f"SELECT 1;\n\n{deep};\nSELECT 2", "sql/deep.sql", 1)
+    assert (info.value.file, info.value.line) == ("sql/deep.sql", 3)
+    assert "depth" in info.value.reason
 
 
 # ------------------------------------------------------------------------------------- lines in files
