@@ -56,7 +56,3 @@ class TaskFailed(RunnerError):
 
 class OutcomeUnknown(TaskFailed):
     """The connection was lost while COMMIT was in flight and no marker can tell what happened."""
-
-
-class Interrupted(RunnerError):
-    exit_code = 130

@@ -87,6 +87,15 @@ class AttemptError(Exception):
         return self.phase == "commit" and self.verdict.disconnect
 
 
+def timeout_error(cause: BaseException, statement: Statement | None, phase: str,
+                  seconds: float | None) -> AttemptError:
+    """The attempt error of a statement the watchdog killed at the task's timeout."""
+    verdict = classify_error(cause)
+    return AttemptError(cause, Verdict(Kind.TIMEOUT, verdict.errno, False, False, verdict.backoff,
+                                       f"timed out after {seconds or 0:.0f}s; the statement was killed on the "
+                                       f"server ({verdict.message})"), statement, phase, timed_out=True)
+
+
 def non_atomic(task: Task) -> bool:
     """A statement of the task commits implicitly (DDL on MySQL/MariaDB), splitting its transaction."""
     return any(implicit_commit(s.sql) for s in task.statements)
@@ -362,11 +371,7 @@ class Runner:
         except BaseException as exc:
             self._abandon(engine, raw, exc)
             if isinstance(exc, _TimedOut) or (watchdog.fired and isinstance(exc, Exception)):
-                err = AttemptError(exc, classify_error(exc), stmt, phase, timed_out=True)
-                err.verdict = Verdict(Kind.TIMEOUT, err.verdict.errno, False, False, err.verdict.backoff,
-                                      f"timed out after {watchdog.seconds:.0f}s; the statement was killed on the "
-                                      f"server ({err.verdict.message})")
-                raise err from exc
+                raise timeout_error(exc, stmt, phase, watchdog.seconds) from exc
             if isinstance(exc, Exception):
                 raise AttemptError(exc, classify_error(exc), stmt, phase) from exc
             raise

@@ -32,10 +32,12 @@ from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator
 
 import sqlalchemy as sa
 
+from .executor import timeout_error
 from .plan import fill_path
 from .progress import Progress
 from .statements import prepare
 from .values import temporal_text
+from .watchdog import Watchdog
 
 if TYPE_CHECKING:
     from .executor import Runner, _RunContext
@@ -57,6 +59,23 @@ def text_value(value: Any) -> Any:
     return str(value)
 
 
+def _process_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _process_umask()  # read once, at import, while no other thread can be creating files
+
+
+def _file_mode(path: Path) -> int:
+    """The mode of the file being replaced, or what the umask gives a new file (mkstemp makes 0600)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~_UMASK
+
+
 def write_atomic(path: Path, write: "callable[[IO[str]], int]", compress: bool = False) -> int:
     """Write through `write(text_stream)` into a temporary file beside `path`, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +91,7 @@ def write_atomic(path: Path, write: "callable[[IO[str]], int]", compress: bool =
                 binary.close()
             raw.flush()
             os.fsync(raw.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, _file_mode(path))
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -157,12 +176,20 @@ def run_export(runner: "Runner", ctx: "_RunContext", task: "Task") -> tuple[int,
     path = export_path(runner, ctx, task)
     sql, args = prepare(spec.query.sql, engine.dialect, ctx.params)
     writer = write_csv if spec.format == "csv" else write_jsonl
-    progress = Progress(f"job {ctx.job.name} task {task.name}")
+    label = f"job {ctx.job.name} task {task.name}"
+    progress = Progress(label)
     try:
         with engine.connect() as conn:
-            columns, rows = stream_rows(conn, sql, args)
-            count = write_atomic(path, lambda out: writer(out, columns, counted(rows, progress)),
-                                 compress=spec.compress)
+            watchdog = Watchdog(engine, conn.connection.dbapi_connection, runner.timeout_for(ctx, task), label)
+            try:
+                with watchdog:
+                    columns, rows = stream_rows(conn, sql, args)
+                    count = write_atomic(path, lambda out: writer(out, columns, counted(rows, progress)),
+                                         compress=spec.compress)
+            except Exception as exc:
+                if watchdog.fired:
+                    raise timeout_error(exc, spec.query, "statement", watchdog.seconds) from exc
+                raise
     finally:
         progress.finish()
     try:

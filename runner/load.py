@@ -31,13 +31,14 @@ from . import markers
 from . import watermark as wm
 from .coltypes import SourceColumn, mysql_column, table_for
 from .errors import TaskFailed
-from .executor import AttemptError, Runner
-from .fastcopy import SourceError, copy as fast_copy
-from .loadsql import CREATE, WritePlan, insert_sql, mysql_quote, qualified, split_name, write_plan, wrapped
+from .executor import AttemptError, Runner, timeout_error
+from .fastcopy import SourceError
+from .fastcopy import copy as fast_copy
+from .loadsql import CREATE, WritePlan, insert_sql, mysql_quote, qualified, split_name, wrapped, write_plan
 from .localinfile import StreamingConnection
 from .model import LoadSpec, Statement, Task
 from .progress import Progress, human_rate
-from .retry import Kind, Verdict, classify_error
+from .retry import classify_error
 from .rowcopy import Writer, abandon, adapters, batches, complete_columns, source_cursor, sqlite_declared
 from .statements import prepare
 from .watchdog import Watchdog
@@ -124,13 +125,9 @@ def run_load(runner: Runner, ctx: "_RunContext", task: Task, attempt: int) -> tu
 
 
 def _attempt_error(load: _Load, cause: BaseException, statement: Statement | None, phase: str) -> AttemptError:
-    verdict = classify_error(cause)
     if not load.timed_out:
-        return AttemptError(cause, verdict, statement, phase)
-    seconds = next(w.seconds for w in load.watchdogs if w.fired)
-    timeout = Verdict(Kind.TIMEOUT, verdict.errno, False, False, verdict.backoff,
-                      f"timed out after {seconds:.0f}s; the statement was killed on the server ({verdict.message})")
-    return AttemptError(cause, timeout, statement, phase, timed_out=True)
+        return AttemptError(cause, classify_error(cause), statement, phase)
+    return timeout_error(cause, statement, phase, next(w.seconds for w in load.watchdogs if w.fired))
 
 
 # ------------------------------------------------------------------------------------------ watermark

@@ -32,7 +32,7 @@ class Watchdog:
         # pool and serve another task, whose statement a late KILL QUERY must not hit.
         self._lock = threading.Lock()
         self._stopped = False
-        self._thread_id = dbapi_conn.thread_id() if is_mysql(engine) and seconds else None
+        self._thread_id = dbapi_conn.thread_id() if is_mysql(engine) else None
 
     def __enter__(self) -> "Watchdog":
         if self.seconds is not None:
@@ -41,9 +41,12 @@ class Watchdog:
             self._timer.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if exc_type is not None and not issubclass(exc_type, Exception):
+            # Ctrl-C or SIGTERM: a statement left running on the server would keep its locks.
+            self.interrupt()
         with self._lock:
             self._stopped = True
 
@@ -51,17 +54,23 @@ class Watchdog:
         with self._lock:
             if not self._stopped:
                 self.fired = True
-                self._kill()
+                self._kill(f"timeout of {self.seconds}s reached")
 
-    def _kill(self) -> None:
+    def interrupt(self) -> None:
+        """Kill the running statement now (the run is being interrupted)."""
+        with self._lock:
+            if not self._stopped:
+                self._kill("run interrupted")
+
+    def _kill(self, why: str) -> None:
         try:
             if self._thread_id is not None:
                 kill_query(self.engine, self._thread_id)
             elif self.engine.dialect.name == "sqlite":
                 self.dbapi_conn.interrupt()
-            log.warning("%s: timeout of %ss reached; statement killed on the server", self.label, self.seconds)
+            log.warning("%s: %s; statement killed on the server", self.label, why)
         except Exception as exc:  # the task still fails on its own when the server answers
-            log.error("%s: timeout reached but the statement could not be killed: %s", self.label, exc)
+            log.error("%s: %s but the statement could not be killed: %s", self.label, why, exc)
 
 
 def kill_query(engine: Engine, thread_id: int) -> None:
