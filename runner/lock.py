@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
@@ -128,6 +129,7 @@ def _write_note(fd: int, doc: dict[str, Any]) -> None:
     os.pwrite(fd, json.dumps(doc).encode()[:_NOTE_SIZE].ljust(_NOTE_SIZE), 0)
 
 
+_STILL_HELD = sa.text("SELECT IS_USED_LOCK(:n) = CONNECTION_ID()")
 _holders_ready: set[str] = set()
 _lock_engines: dict[str, sa.Engine] = {}
 
@@ -162,18 +164,28 @@ def _mysql_lock(ledger: Ledger, job: str, trigger: str) -> Iterator[Held]:
         conn.execute(_holders.insert().values(job=job, host=HOST, pid=os.getpid(), trigger=trigger,
                                               connection_id=conn_id, since=clock.now().replace(tzinfo=None)))
 
+        # Task threads of a job with max_parallel > 1 check the lock at once, and a connection serves one
+        # statement at a time: interleaved, their packets look like a lost lock.
+        turn = threading.Lock()
+
         def still_held() -> bool:
-            try:
-                return conn.execute(sa.text("SELECT IS_USED_LOCK(:n) = CONNECTION_ID()"), {"n": name}).scalar() == 1
-            except sa.exc.DBAPIError:
-                return False
+            with turn:
+                if conn.invalidated:
+                    return False
+                try:
+                    return conn.execute(_STILL_HELD, {"n": name}).scalar() == 1
+                except sa.exc.SQLAlchemyError:  # lost, or not usable since it was lost (PendingRollbackError)
+                    return False
 
         try:
             yield Held(job, still_held)
         finally:
-            with contextlib.suppress(sa.exc.DBAPIError):
-                conn.execute(_holders.delete().where(_holders.c.job == job, _holders.c.connection_id == conn_id))
-                conn.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+            with turn:
+                if not conn.invalidated:  # a lost connection took its lock with it
+                    with contextlib.suppress(sa.exc.SQLAlchemyError):
+                        conn.execute(_holders.delete().where(_holders.c.job == job,
+                                                             _holders.c.connection_id == conn_id))
+                        conn.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": name})
     finally:
         with contextlib.suppress(Exception):
             conn.invalidate()  # never return a connection that held a named lock to the pool

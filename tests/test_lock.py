@@ -86,7 +86,10 @@ def test_a_lost_mysql_lock_stops_the_run_before_its_next_task(tmp_path: Path, md
         assert proc.returncode == 1, out
     finally:
         stop(proc)
-    assert "the job's lock was lost" in out and "task second was not started" in out, out
+    assert ("job two: the job's lock was lost (its state store connection dropped), so task second was not "
+            "started: another process may be running the job") in out, out
+    assert "unexpected error" not in out and "PendingRollbackError" not in out and "Traceback" not in out, out
+    assert "job two failed" in out, out
     (run,) = ledger.history("two")
     assert run["status"] == "failed"
     assert [(a.task, a.status) for a in ledger.attempts_of(run["run_id"])] == [("first", "success")]
@@ -96,3 +99,22 @@ def test_a_lost_mysql_lock_stops_the_run_before_its_next_task(tmp_path: Path, md
             raise AssertionError("the second task ran")
         except pymysql.err.ProgrammingError as exc:
             assert exc.args[0] == 1146  # table doesn't exist: the second task never ran
+
+
+def test_tasks_running_in_parallel_all_check_one_mysql_lock(tmp_path: Path, mdb: PrivateMariaDB,
+                                                              fresh_db: str) -> None:
+    """Every task thread checks the job's GET_LOCK before it starts, on the one connection that holds
+    it: eight at once must each see the lock held, every time."""
+    p = SchedProject(tmp_path, {"mdb": mdb.url(fresh_db)}, state_url=mdb.url(fresh_db))
+    p.job("wide", {"database": "mdb", "max_parallel": 8,
+                   "tasks": [{"name": f"t{i}", "sql": "SELECT 1"} for i in range(8)]})
+    ledger = Ledger(mdb.url(fresh_db))
+    for _ in range(6):
+        done = p.run("--job", "wide")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "lock was lost" not in done.stderr and "unexpected error" not in done.stderr, done.stderr
+    runs = ledger.history("wide")
+    assert [r["status"] for r in runs] == ["success"] * 6
+    for run in runs:
+        assert sorted((a.task, a.status) for a in ledger.attempts_of(run["run_id"])) == [
+            (f"t{i}", "success") for i in range(8)]
