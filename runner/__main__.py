@@ -53,6 +53,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Options of a run by hand (--job NAME alone); every other action would silently ignore them.
+_RUN_OPTIONS = (("param", "--param"), ("date", "--date"), ("from_task", "--from-task"), ("dry_run", "--dry-run"))
+_ACTIONS = (("due", "--due"), ("history", "--history"), ("scheduler", "--scheduler"), ("list", "--list"),
+            ("check", "--check"), ("crontab", "--crontab"))
+
+
+def misused_option(args: argparse.Namespace) -> str | None:
+    """Why an option was given with an action that has no use for it, or None when all fit.
+    (Without --job or an action, the parser has already asked what to do.)"""
+    action = next((flag for dest, flag in _ACTIONS if getattr(args, dest)), None)
+    for dest, flag in _RUN_OPTIONS:
+        if getattr(args, dest) and action:
+            return f"{flag} is for a run by hand (--job NAME) and cannot be combined with {action}"
+    if args.python and not args.crontab:
+        return "--python only goes with --crontab (the interpreter its cron lines start)"
+    return None
+
+
 def main(argv: Sequence[str] | None = None, out=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -60,6 +78,9 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
         parser.error("say what to do: --job NAME, --list, --check, --history, --crontab, --scheduler or --due")
     if args.job and (args.list or args.check or args.crontab or args.scheduler):
         parser.error("--job runs one job; it cannot be combined with --list, --check, --crontab or --scheduler")
+    misused = misused_option(args)
+    if misused:
+        parser.error(misused)
     out = out or sys.stdout
     if not args.scheduler and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)

@@ -86,6 +86,37 @@ def test_bad_command_line_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert info.value.code == 2
 
 
+# Options that only a run by hand uses: any other action would ignore them (--due --dry-run ran the jobs).
+MISUSED_OPTIONS = [
+    (["--due", "--dry-run"], "--dry-run is for a run by hand (--job NAME) and cannot be combined with --due"),
+    (["--due", "--job", "two", "--dry-run"], "--dry-run is for a run by hand (--job NAME) and cannot be combined "
+                                             "with --due"),
+    (["--due", "--date", "2026-11-01"], "--date is for a run by hand (--job NAME) and cannot be combined with --due"),
+    (["--due", "--job", "two", "--param", "x=1"], "--param is for a run by hand"),
+    (["--due", "--from-task", "b"], "--from-task is for a run by hand"),
+    (["--history", "--job", "two", "--date", "2026-11-01"], "cannot be combined with --history"),
+    (["--scheduler", "--dry-run"], "--dry-run is for a run by hand (--job NAME) and cannot be combined with "
+                                   "--scheduler"),
+    (["--list", "--param", "x=1"], "cannot be combined with --list"),
+    (["--check", "--from-task", "a"], "cannot be combined with --check"),
+    (["--crontab", "--date", "2026-11-01"], "cannot be combined with --crontab"),
+    (["--dry-run"], "say what to do: --job NAME"),
+    (["--job", "two", "--python", "/usr/bin/python3"], "--python only goes with --crontab"),
+    (["--due", "--python", "/usr/bin/python3"], "--python only goes with --crontab"),
+]
+
+
+@pytest.mark.parametrize("argv, message", MISUSED_OPTIONS, ids=[" ".join(r[0]) for r in MISUSED_OPTIONS])
+def test_options_an_action_would_ignore_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    argv: list[str], message: str) -> None:
+    project = write_project(tmp_path, {"two": TWO_TASKS.replace("description:", "schedule: '* * * * *'\ndescription:")})
+    with pytest.raises(SystemExit) as info:
+        run_main(project, *argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (project / "var").exists(), "nothing may run"
+
+
 # ------------------------------------------------------------------------------------- --check, --list
 
 BROKEN_PROBLEMS = [
