@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -42,8 +43,23 @@ _holders = sa.Table(
 _SINCE = "%Y-%m-%d %H:%M:%S UTC"
 
 
-def lock_name(job: str) -> str:
-    return f"runner.job.{job}"[:64]
+_NAME_LIMIT = 64  # MySQL refuses longer lock names
+_DIGEST = 16  # hex characters of the digest: 64 bits
+
+
+def lock_name(store: str, job: str) -> str:
+    """The named lock of `job` in the state store named `store` (its database on the server). Named
+    locks are server-wide, so the name carries a digest of both: two projects on one server, or two
+    job names sharing their first 64 characters, never block each other. The job name leads, cut to
+    fit, so the lock stays recognisable in the server's lock list."""
+    digest = hashlib.sha256(f"{store}\0{job}".encode()).hexdigest()[:_DIGEST]
+    return f"runner.{job}"[:_NAME_LIMIT - _DIGEST - 1] + "." + digest
+
+
+def _store_name(ledger: Ledger) -> str:
+    """The state store as every host sees it: the database holding its tables. The url's host, port
+    and user may be written differently on each host sharing the store, so they are left out."""
+    return sa.make_url(ledger.url).database or ""
 
 
 class Held:
@@ -150,7 +166,7 @@ def _mysql_lock(ledger: Ledger, job: str, trigger: str) -> Iterator[Held]:
     if ledger.url not in _holders_ready:
         create_tables(ledger.engine, _holders)
         _holders_ready.add(ledger.url)
-    name = lock_name(job)
+    name = lock_name(_store_name(ledger), job)
     # A dedicated connection outside the pool: the lock lives and dies with it.
     conn = _lock_engine(ledger).connect().execution_options(isolation_level="AUTOCOMMIT")
     try:

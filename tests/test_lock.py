@@ -5,11 +5,15 @@ the run before its next task. Real subprocesses, a real private MariaDB."""
 from __future__ import annotations
 
 import re
+import uuid
 from pathlib import Path
+from typing import Iterator
 
 import pymysql
+import pytest
 
 from runner.ledger import HOST, Ledger
+from runner.lock import lock_name
 from tests.harness.mariadb import PrivateMariaDB
 from tests.schedkit import SchedProject, stop, wait_for
 
@@ -118,3 +122,69 @@ def test_tasks_running_in_parallel_all_check_one_mysql_lock(tmp_path: Path, mdb:
     for run in runs:
         assert sorted((a.task, a.status) for a in ledger.attempts_of(run["run_id"])) == [
             (f"t{i}", "success") for i in range(8)]
+
+
+LONG = "regional_sales_rollup_for_every_warehouse_store_and_day_of_the_week"  # 67 characters
+
+
+@pytest.mark.parametrize("store, job, other_store, other_job", [
+    ("state_a", "nightly", "state_b", "nightly"),  # two projects on one server
+    ("state", LONG + "_eu", "state", LONG + "_us"),  # alike in their first 64 characters and more
+    ("state", "Nightly", "state", "nightly"),  # differ in case only: the digests differ whatever the server compares
+])
+def test_lock_names_differ_by_state_store_and_by_whole_job_name(store: str, job: str, other_store: str,
+                                                                  other_job: str) -> None:
+    a, b = lock_name(store, job), lock_name(other_store, other_job)
+    assert a.lower() != b.lower()
+    assert len(a) <= 64 and len(b) <= 64
+    assert a.startswith(f"runner.{job}"[:40]) and b.startswith(f"runner.{other_job}"[:40])
+    assert lock_name(store, job) == a  # every host sharing the store derives the same name
+
+
+@pytest.fixture
+def second_db(mdb: PrivateMariaDB) -> Iterator[str]:
+    """A second database on the same server, as another project's state store."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    conn = mdb.connect(db=None, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}`")
+    try:
+        yield name
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.close()
+
+
+def runs_beside(first: tuple[SchedProject, Ledger, str], second: tuple[SchedProject, Ledger, str]) -> None:
+    """Start the first job (a long one), and run the second while the first holds its lock: the second
+    must run, not exit 3."""
+    (p1, ledger1, job1), (p2, ledger2, job2) = first, second
+    proc = p1.start("--job", job1)
+    try:
+        wait_for("the first job to be running", lambda: running(ledger1, job1), 30)
+        done = p2.run("--job", job2)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert proc.poll() is None, "the first job must still be running"
+    finally:
+        assert stop(proc) == 130
+    assert [r["status"] for r in ledger2.history(job2)] == ["success"]
+
+
+def test_two_projects_on_one_server_do_not_block_each_other(tmp_path: Path, mdb: PrivateMariaDB, fresh_db: str,
+                                                           second_db: str) -> None:
+    projects = []
+    for db, sql in ((fresh_db, "DO SLEEP(30)"), (second_db, "SELECT 1")):
+        p = SchedProject(tmp_path / db, {"mdb": mdb.url(db)}, state_url=mdb.url(db))
+        p.job("nightly", {"database": "mdb", "tasks": [{"name": "t", "sql": sql}]})
+        projects.append((p, Ledger(mdb.url(db)), "nightly"))
+    runs_beside(projects[0], projects[1])
+
+
+def test_two_long_job_names_alike_in_their_first_64_characters_do_not_block_each_other(
+        tmp_path: Path, mdb: PrivateMariaDB, fresh_db: str) -> None:
+    p = SchedProject(tmp_path, {"mdb": mdb.url(fresh_db)}, state_url=mdb.url(fresh_db))
+    ledger = Ledger(mdb.url(fresh_db))
+    for job, sql in ((LONG + "_eu", "DO SLEEP(30)"), (LONG + "_us", "SELECT 1")):
+        p.job(job, {"database": "mdb", "tasks": [{"name": "t", "sql": sql}]})
+    runs_beside((p, ledger, LONG + "_eu"), (p, ledger, LONG + "_us"))
