@@ -33,7 +33,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from . import clock, logs
-from .config import load_job, load_jobs, load_project
+from .config import job_names, load_job, load_jobs, load_project
 from .db import passwords
 from .due import DueRunner, Outcome, Prepared, grace_of
 from .errors import ConfigError, UsageError
@@ -308,12 +308,13 @@ def run_daemon(project: Project) -> int:
 # ---------------------------------------------------------------------------------------------- --due
 
 def run_due(project: Project, out: IO[str], job: str | None = None) -> int:
-    """`--due`: run every scheduled job (or `job`) whose latest slot has no run, once, and record the
-    slots before it as missed. Exit 0 (also when nothing is due), 1 when a run failed, 3 when a job
-    was skipped because it is running elsewhere."""
+    """`--due`: run every scheduled job (or `job`) whose latest slot has no successful run, once, and
+    record the slots before it as missed. A job file that is invalid is logged and left out; the
+    other jobs still run. Exit 0 (also when nothing is due); otherwise the first that applies of:
+    1 a run failed, 2 a job file is invalid, 3 a job was skipped because it is running elsewhere."""
     from .commands import print_summary
 
-    jobs = _due_jobs(project, job)
+    jobs, invalid = _due_jobs(project, job)
     ledger = SlotLedger(project.settings.state_url)
     runner = Runner(project, ledger=ledger)
     due = DueRunner(project, runner, ledger)
@@ -337,16 +338,23 @@ def run_due(project: Project, out: IO[str], job: str | None = None) -> int:
     out.flush()
     if any(o.failed for o in outcomes):
         return 1
+    if invalid:
+        return ConfigError.exit_code
     return 3 if any(o.locked for o in outcomes) else 0
 
 
-def _due_jobs(project: Project, name: str | None) -> list[Job]:
+def _due_jobs(project: Project, name: str | None) -> tuple[list[Job], list[str]]:
+    """The scheduled jobs to look at, and the names of job files too invalid to look at (logged here:
+    one broken file must not keep every other job from its slot)."""
     if name is not None:
         job = load_job(project, name)
         if not job.schedule:
             raise UsageError(f"job {name} has no schedule, so nothing is ever due: run it with --job {name}")
-        return [job]
+        return [job], []
     jobs, problems = load_jobs(project)
-    if problems:
-        raise ConfigError(problems)
-    return [job for _, job in sorted(jobs.items()) if job.schedule]
+    invalid = [n for n in job_names(project) if n not in jobs]
+    for p in problems:
+        log.error("%s", logs.REDACTOR.scrub(str(p)))
+    for n in invalid:
+        log.error("job %s was not looked at: its file is invalid (see --check)", n)
+    return [job for _, job in sorted(jobs.items()) if job.schedule], invalid

@@ -111,3 +111,20 @@ def test_a_killed_run_is_abandoned_and_run_again_when_allowed(tmp_path: Path, md
         assert f"run again as {runs[1]['run_id']}" in runs[0]["error"]
     else:
         assert f"pid {first.pid} (cron) never finished and job slow's lock was free" in runs[0]["error"]
+
+
+@pytest.mark.parametrize("sql, code", [("SELECT 1", 2), ("SELECT * FROM no_such_table", 1)])
+def test_an_invalid_job_file_does_not_stop_due_from_running_the_valid_jobs(
+        sqlite_project: tuple[SchedProject, SlotLedger], sql: str, code: int) -> None:
+    """Exit 2 says a job file is invalid, after the valid jobs ran; a run that failed says 1 instead."""
+    p, ledger = sqlite_project
+    expr, latest = two_hours_ago()
+    p.job("good", {"schedule": expr, "database": "wh", "tasks": [{"name": "t", "sql": sql}]})
+    p.job("broken", {"schedule": expr, "database": "wh", "tasks": [{"name": "t", "sql": "SELECT 1"}],
+                     "no_such_key": 1})
+    done = p.run("--due")
+    assert done.returncode == code, done.stderr
+    assert "jobs/broken.yml" in done.stderr and "no_such_key" in done.stderr, done.stderr
+    assert "job broken was not looked at: its file is invalid (see --check)" in done.stderr, done.stderr
+    assert statuses(ledger, "good") == [(latest, "success" if code == 2 else "failed", "due")]
+    assert ledger.slot_runs("broken") == []
