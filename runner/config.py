@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo
@@ -33,6 +34,7 @@ DB_KEYS = {"url", "pool", "connect_args", "markers"}
 SETTINGS_KEYS = {"timezone", "state_url", "retry", "log_format", "log_dir", "misfire_grace", "stop_grace"}
 EXPORT_KEYS = {"query", "path", "format", "compress"}
 LOAD_KEYS = {"source", "query", "table", "mode", "key", "incremental", "create", "batch_rows"}
+PARAM_TYPES = (str, int, float, bool, type(None), date)  # date covers datetime
 
 
 def default_conf_dir() -> Path:
@@ -368,7 +370,7 @@ def _build_job(project: Project, name: str, path: Path, problems: list[Problem])
         schedule=schedule,
         timezone=c.timezone(m, (), s.timezone),
         database=database,
-        params={str(k): str(v) for k, v in params.items()},
+        params=_params(c, params),
         retry=retry,
         timeout=c.duration(m, "timeout", (), None),
         max_parallel=c.typed(m, "max_parallel", (), int, 1, lambda v: v >= 1, "a whole number >= 1"),
@@ -380,6 +382,18 @@ def _build_job(project: Project, name: str, path: Path, problems: list[Problem])
     _check_meaning(project, job, tasks, c)
     problems.extend(c.problems)
     return Job(**{**job.__dict__, "tasks": tuple(tasks)})
+
+
+def _params(c: _Checker, params: dict[Any, Any]) -> dict[str, object]:
+    """Job parameters with their YAML types: `n: 2` binds the number 2 (LIMIT :n), not the text '2'."""
+    out: dict[str, object] = {}
+    for key, value in params.items():
+        if not isinstance(value, PARAM_TYPES):
+            c.add(("params", key), f"invalid value {value!r}: a parameter is one value (text, number, true/false, "
+                                   "null or a date)")
+            continue
+        out[str(key)] = value
+    return out
 
 
 def _valid_cron(expr: str) -> bool:

@@ -120,7 +120,7 @@ class Job:
     schedule: str | None = None
     timezone: str = "UTC"
     database: str | None = None
-    params: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, object] = field(default_factory=dict)  # YAML scalars, types kept
     retry: RetrySpec = RetrySpec()
     timeout: float | None = None
     max_parallel: int = 1

@@ -95,26 +95,27 @@ def builtin_params(job: Job, run_date: date, run_id: str = "") -> dict[str, str]
     }
 
 
-def resolve_params(job: Job, run_date: date, cli: Mapping[str, str], run_id: str = "") -> dict[str, str]:
-    """Built-ins, then the job's params, then --param; `{name}` in a value refers to a built-in."""
+def resolve_params(job: Job, run_date: date, cli: Mapping[str, str], run_id: str = "") -> dict[str, object]:
+    """Built-ins, then the job's params, then --param; `{name}` in a text value refers to a built-in.
+    Job params keep their YAML type (a number stays a number); --param values are text."""
     builtins = builtin_params(job, run_date, run_id)
-    out = dict(builtins)
+    out: dict[str, object] = dict(builtins)
     for source, values in (("params", job.params), ("--param", cli)):
         for key, value in values.items():
-            out[key] = _fill(value, builtins, f"{job.file} {source}.{key}")
+            out[key] = _fill(value, builtins, f"{job.file} {source}.{key}") if isinstance(value, str) else value
     return out
 
 
-def _fill(value: str, builtins: Mapping[str, str], where: str) -> str:
+def _fill(value: str, builtins: Mapping[str, object], where: str) -> str:
     def sub(m: re.Match[str]) -> str:
         if m.group(1) not in builtins:
             raise UsageError(f"{where}: unknown placeholder {{{m.group(1)}}} (built-ins: {', '.join(builtins)})")
-        return builtins[m.group(1)]
+        return str(builtins[m.group(1)])
 
     return _BUILTIN_REF.sub(sub, value)
 
 
-def fill_path(template: str, params: Mapping[str, str], where: str) -> str:
+def fill_path(template: str, params: Mapping[str, object], where: str) -> str:
     """A path with `{param}` placeholders, filled from the run's parameters."""
     return _fill(template, params, where)
 
@@ -126,7 +127,7 @@ class MissingParam:
     where: str
 
 
-def missing_params(tasks: Iterable[Task], params: Mapping[str, str]) -> list[MissingParam]:
+def missing_params(tasks: Iterable[Task], params: Mapping[str, object]) -> list[MissingParam]:
     """Parameters that a statement uses but no built-in, job param or --param sets."""
     out: list[MissingParam] = []
     for t in tasks:

@@ -286,6 +286,30 @@ def test_param_overrides_the_jobs_param(tmp_path: Path) -> None:
     assert _rows(project, "SELECT day, note FROM days") == [("2026-11-05", "by hand 2026-11-04")]
 
 
+TYPED = """\
+database: warehouse
+params: {n: 2, ratio: 0.5, flag: true, none: null, since: 2026-01-05, label: "{run_date}"}
+tasks:
+  - name: setup
+    idempotent: true
+    sql: CREATE TABLE IF NOT EXISTS seen (n, ratio, flag, none, since, label, given)
+  - name: record
+    depends_on: [setup]
+    sql: |
+      INSERT INTO seen SELECT typeof(:n), typeof(:ratio), :flag, typeof(:none), :since, :label, typeof(:given);
+      DELETE FROM seen WHERE rowid NOT IN (SELECT rowid FROM seen ORDER BY rowid LIMIT :n)
+"""
+
+
+def test_job_params_reach_the_driver_with_their_yaml_types(tmp_path: Path) -> None:
+    project = write_project(tmp_path, {"typed": TYPED})
+    for _ in range(3):
+        code, out = run_main(project, "--job", "typed", "--date", "2026-11-02", "--param", "given=7")
+        assert code == 0, out
+    assert _rows(project, "SELECT * FROM seen") == [
+        ("integer", "real", 1, "null", "2026-01-05", "2026-11-02", "text")] * 2  # LIMIT :n kept two rows
+
+
 def test_database_url_override_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     project = write_project(tmp_path, {"days": DAYS})
     elsewhere = tmp_path / "elsewhere.db"

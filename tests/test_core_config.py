@@ -219,6 +219,10 @@ PROBLEMS = [
                       "      query: SELECT 1\n      table: t\n      mode: upsert\n"}, {},
      [("jobs/job.yml", "tasks.0.load.key", 4, "upsert needs key: the column(s) that identify a row"),
       ("jobs/job.yml", "tasks.0.load.source", 5, "unknown source database 'shop' (known: warehouse)")]),
+    ("job-param-not-a-value",
+     {"jobs/job.yml": "params:\n  n: 2\n  regions: [north, south]\n" + JOB}, {},
+     [("jobs/job.yml", "params.regions", 3, "invalid value ['north', 'south']: a parameter is one value (text, "
+                                            "number, true/false, null or a date)")]),
     ("job-yaml-syntax",
      {"jobs/job.yml": "database: warehouse\ntasks:\n  - name: a\n    sql: \"SELECT 1\n  - name: b\n"}, {},
      [("jobs/job.yml", "", 6, "YAML syntax error: ")]),
@@ -248,6 +252,20 @@ def test_problem_text_names_file_line_and_key() -> None:
     p = Problem("jobs/x.yml", "tasks.1.database", "unknown database 'shop'", 7)
     assert str(p) == "jobs/x.yml:7 [tasks.1.database]: unknown database 'shop'"
     assert str(Problem("conf/databases.yml", "", "file not found")) == "conf/databases.yml: file not found"
+
+
+def test_job_params_keep_their_yaml_types(tmp_path: Path) -> None:
+    from datetime import date, datetime
+
+    job = ("params:\n  n: 2\n  ratio: 0.25\n  flag: true\n  none: null\n  since: 2026-01-05\n"
+           "  at: 2026-01-05 02:30:00\n  quoted: '2'\n  day: '{yesterday}'\n" + JOB)
+    _load_all(tmp_path, {"jobs/job.yml": job}, {})
+    from runner.config import load_job
+
+    params = load_job(load_project(tmp_path / "conf", env={}), "job").params
+    assert params == {"n": 2, "ratio": 0.25, "flag": True, "none": None, "since": date(2026, 1, 5),
+                      "at": datetime(2026, 1, 5, 2, 30), "quoted": "2", "day": "{yesterday}"}
+    assert [type(v) for v in params.values()] == [int, float, bool, type(None), date, datetime, str, str]
 
 
 def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:

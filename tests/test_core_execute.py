@@ -214,6 +214,22 @@ def test_literal_colons_and_percent_signs_reach_mariadb_unchanged(tmp_path: Path
     assert _execute(mdb, fresh_db, "SELECT t, who FROM notes") == [("at 10:30 :not_a_param, 100%", "it's me; %s")]
 
 
+def test_a_number_in_params_is_bound_as_a_number_for_limit(tmp_path: Path, mdb: PrivateMariaDB, fresh_db: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """MariaDB refuses LIMIT '2' (1064): `params: {n: 2}` must reach the driver as the number 2."""
+    job = ("database: warehouse\nparams: {n: 2, since: 2026-01-02, ratio: 0.5}\ntasks:\n  - name: pick\n    sql: |\n"
+           "      INSERT INTO picked SELECT id, :ratio * id FROM src WHERE day >= :since ORDER BY id LIMIT :n\n")
+    _execute(mdb, fresh_db, "CREATE TABLE src (id INT PRIMARY KEY, day DATE)",
+             "INSERT INTO src VALUES (1, '2026-01-01'), (2, '2026-01-02'), (3, '2026-01-03'), (4, '2026-01-04')",
+             "CREATE TABLE picked (id INT, half DECIMAL(6, 2))")
+    project = write_project(tmp_path, {"pick": job}, WAREHOUSE)
+    monkeypatch.setenv("RUNNER_DB_WAREHOUSE_URL", mdb.url(fresh_db))
+    code, out = run_main(project, "--job", "pick")
+    assert code == 0, out
+    assert [(i, float(h)) for i, h in _execute(mdb, fresh_db, "SELECT id, half FROM picked ORDER BY id")] == [
+        (2, 1.0), (3, 1.5)]
+
+
 # ------------------------------------------------------------------------------------- backoff
 
 def test_retries_of_a_real_connect_failure_back_off(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ def _tasks(spec: str) -> list[Task]:
     return out
 
 
-def _job(params: dict[str, str] | None = None, tz: str = "UTC") -> Job:
+def _job(params: dict[str, object] | None = None, tz: str = "UTC") -> Job:
     return Job(name="nightly", file="jobs/nightly.yml", tasks=(), timezone=tz, params=params or {})
 
 
@@ -45,11 +45,17 @@ def _job(params: dict[str, str] | None = None, tz: str = "UTC") -> Job:
     # a job param may override a built-in name; values of other params still see the built-in
     ({"run_date": "2020-01-01", "day": "{run_date}"}, date(2026, 11, 21), {},
      {"run_date": "2020-01-01", "day": "2026-11-21"}),
+    # YAML types are kept (LIMIT :n needs the number 2, not the text '2'); only text is filled
+    ({"n": 2, "ratio": 0.5, "flag": True, "none": None, "since": date(2026, 1, 5), "tag": "{job}"},
+     date(2026, 11, 21), {},
+     {"n": 2, "ratio": 0.5, "flag": True, "none": None, "since": date(2026, 1, 5), "tag": "nightly"}),
+    ({"n": 2}, date(2026, 11, 21), {"n": "3"}, {"n": "3"}),  # --param values are text
 ])
-def test_resolve_params(params: dict[str, str], run_date: date, cli: dict[str, str],
-                        expected: dict[str, str]) -> None:
+def test_resolve_params(params: dict[str, object], run_date: date, cli: dict[str, str],
+                        expected: dict[str, object]) -> None:
     got = resolve_params(_job(params), run_date, cli, run_id="r1")
     assert {k: got[k] for k in expected} == expected
+    assert {k: type(got[k]) for k in expected} == {k: type(v) for k, v in expected.items()}
     assert got["run_id"] == "r1"
 
 
