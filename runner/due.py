@@ -19,7 +19,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from . import clock
 from .errors import JobLocked
@@ -60,7 +60,7 @@ class Prepared:
     trigger: str
     held: Held
     release: contextlib.ExitStack
-    runs: list[tuple[datetime, str]]  # (slot, run_id), in the order to run
+    runs: list[SlotRun]  # in the order to run
     outcome: Outcome
 
 
@@ -121,11 +121,13 @@ class DueRunner:
                 outcome, wanted = plans[job.name]
                 runs = []
                 for c in wanted:
-                    if isinstance(c, Claim) and c.run_id not in won:
+                    if isinstance(c, SlotRun):
+                        runs.append(c)
+                    elif c.run_id in won:
+                        runs.append(SlotRun(c.slot, c.run_id))
+                    else:
                         outcome.taken += 1
                         log.info("job %s: slot %s was claimed by another process; skipped", job.name, _fmt(c.slot))
-                    else:
-                        runs.append((c.slot, c.run_id))
                 if runs:
                     out[job.name] = Prepared(job, trigger, lock, release, runs, outcome)
                 else:
@@ -142,22 +144,22 @@ class DueRunner:
         job, out = prepared.job, prepared.outcome
         schedule = self.schedule(job)
         try:
-            for slot, run_id in prepared.runs:
-                req = RunRequest(job=job, run_date=date.fromisoformat(schedule.local_date(slot)),
-                                 trigger=prepared.trigger, slot=slot, run_id=run_id,
-                                 still_locked=prepared.held.verify)
+            for run in prepared.runs:
+                req = RunRequest(job=job, run_date=date.fromisoformat(schedule.local_date(run.slot)),
+                                 trigger=prepared.trigger, slot=run.slot, run_id=run.run_id,
+                                 still_locked=prepared.held.verify, resume_of=run.resume_of)
                 out.results.append(self.runner.run(req))
         finally:
             prepared.release.close()
         return out
 
-    def _settle(self, job: Job, trigger: str, state: JobSlots, now: datetime) -> tuple[Outcome, list[Claim | _Rerun]]:
+    def _settle(self, job: Job, trigger: str, state: JobSlots, now: datetime) -> tuple[Outcome, list[Claim | SlotRun]]:
         """Under the job's lock: abandoned runs (taken over at once when they are to run again) and
         missed slots are recorded; the claims still to make are returned, in the order to run."""
         out = Outcome(job.name)
         schedule = self.schedule(job)
         grace = grace_of(self.project, job)
-        wanted: list[Claim | _Rerun] = []
+        wanted: list[Claim | SlotRun] = []
         for run in state.unfinished:  # we hold the lock, so whoever started these is gone
             out.abandoned.append(run)
             if rerun_allowed(job.rerun_abandoned, run.slot, now, grace):
@@ -184,7 +186,7 @@ class DueRunner:
             wanted.append(Claim(job.name, plan.run, new_run_id(), schedule.local_date(plan.run), trigger))
         return out, wanted
 
-    def _take_over(self, job: Job, schedule: Schedule, run: Unfinished, trigger: str) -> _Rerun | None:
+    def _take_over(self, job: Job, schedule: Schedule, run: Unfinished, trigger: str) -> SlotRun | None:
         assert run.slot is not None
         run_id = new_run_id()
         try:
@@ -193,15 +195,17 @@ class DueRunner:
         except SlotTaken as exc:
             log.info("%s; not run again", exc)
             return None
-        return _Rerun(run.slot, run_id)
+        return SlotRun(run.slot, run_id, self.ledger.earlier_runs(job.name, run.slot, run_id))
 
 
 @dataclass(frozen=True)
-class _Rerun:
-    """An abandoned run's slot, already claimed again."""
+class SlotRun:
+    """A slot claimed to run. `resume_of`: the earlier runs of the slot when it runs again (run id ->
+    status, newest first); the tasks they committed are not applied again."""
 
     slot: datetime
     run_id: str
+    resume_of: Mapping[str, str] = field(default_factory=dict)
 
 
 def _fmt(slot: datetime | None) -> str:

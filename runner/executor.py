@@ -40,6 +40,9 @@ class RunRequest:
     slot: datetime | None = None
     run_id: str | None = None
     still_locked: Callable[[], bool] | None = None  # the job's lock, checked before each task attempt
+    # Earlier runs of the same slot (run id -> status, newest first): a task whose marker one of them
+    # committed is done, and is not applied again.
+    resume_of: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -130,7 +133,8 @@ class Runner:
         deadline = started + job.timeout if job.timeout else None
         self.ledger.start_run(run_id, job.name, req.run_date.isoformat(), req.trigger, req.slot)
         log.info("job %s started (run %s, date %s, %d tasks)", job.name, run_id[:8], req.run_date, len(selected))
-        ctx = _RunContext(run_id=run_id, job=job, params=params, deadline=deadline, still_locked=req.still_locked)
+        ctx = _RunContext(run_id=run_id, job=job, params=params, deadline=deadline, still_locked=req.still_locked,
+                          resume_of=req.resume_of)
         status, error = "failed", None
         try:
             error = self._run_tasks(ctx, selected, results, on_task)
@@ -272,6 +276,12 @@ class Runner:
                              f"so task {task.name} was not started: another process may be running the job")
         attempt_id = self.ledger.start_attempt(ctx.run_id, task.name, attempt)
         try:
+            earlier = self._committed_earlier(ctx, task)
+            if earlier is not None:
+                note = f"committed by the {ctx.resume_of[earlier[0]]} run {earlier[0]}"
+                self.ledger.finish_attempt(attempt_id, "success", earlier[1], error=note)
+                log.info("job %s task %s: %s (marker found); not applied again", ctx.job.name, task.name, note)
+                return earlier[1], note
             if attempt > 1:
                 done = self._already_committed(ctx, task)
                 if done is not None:
@@ -293,6 +303,20 @@ class Runner:
             raise
         self.ledger.finish_attempt(attempt_id, "success", rows)
         return rows, note
+
+    def _committed_earlier(self, ctx: "_RunContext", task: Task) -> tuple[str, int] | None:
+        """(run id, rows) of the earlier run of this slot that committed the task, by its marker."""
+        if not ctx.resume_of or task.kind not in ("sql", "load") or not self.project.databases[task.database].markers:
+            return None
+        engine = self.engines.get(task.database)
+        for run_id in ctx.resume_of:
+            try:
+                found = markers.find(engine, run_id, task.name)
+            except Exception as exc:
+                raise AttemptError(exc, classify_error(exc), None, "connect") from exc
+            if found is not None:
+                return run_id, found[1]
+        return None
 
     def _already_committed(self, ctx: "_RunContext", task: Task) -> tuple[int, int] | None:
         if task.kind != "sql" or not self.project.databases[task.database].markers:
@@ -444,6 +468,7 @@ class _RunContext:
     params: dict[str, str]
     deadline: float | None = None
     still_locked: Callable[[], bool] | None = None
+    resume_of: Mapping[str, str] = field(default_factory=dict)
 
 
 def _one_line(text: str) -> str:

@@ -232,7 +232,7 @@ class Daemon:
         finally:
             self._done(name, gen)
         latest = gen.due.schedule(prepared.job).latest_at_or_before(clock.now())
-        if latest is not None and latest > prepared.runs[-1][0]:  # it ran past its next slot
+        if latest is not None and latest > prepared.runs[-1].slot:  # it ran past its next slot
             self._due.put(name)
 
     def _done(self, name: str, gen: _Generation) -> None:

@@ -44,6 +44,10 @@ _LAST_SLOTS = sa.select(slots.c.job, sa.func.max(slots.c.slot)).where(
 _UNFINISHED = sa.select(runs.c.job, runs.c.run_id, runs.c.slot, runs.c.host, runs.c.pid, runs.c.trigger,
                         runs.c.started_at).where(runs.c.job.in_(sa.bindparam("b_jobs", expanding=True)),
                                                  runs.c.status == "running")
+_EARLIER = sa.select(runs.c.run_id, runs.c.status).where(
+    runs.c.job == sa.bindparam("b_job"), runs.c.slot == sa.bindparam("b_slot"),
+    runs.c.run_id != sa.bindparam("b_run_id"), runs.c.status.in_(("abandoned", "failed", "interrupted")),
+).order_by(runs.c.started_at.desc())
 _CLAIM = slots.insert()
 _TAKE_OVER = slots.update().where(slots.c.job == sa.bindparam("b_job"), slots.c.slot == sa.bindparam("b_slot"),
                                   slots.c.run_id == sa.bindparam("b_run_id"))
@@ -314,6 +318,14 @@ class SlotLedger(Ledger):
                 error=f"every slot after {missed_before.isoformat()} and before {missed[0][0].isoformat()} was "
                       f"missed too ({reason}); too many to record one by one"))
         return recorded
+
+    def earlier_runs(self, job: str, slot: datetime, run_id: str) -> dict[str, str]:
+        """The runs of the slot before `run_id` that may have committed tasks (run id -> status), newest
+        first: a re-run of the slot leaves the tasks they committed alone."""
+        self.ensure_schema()
+        with self.engine.connect() as conn:
+            rows = conn.execute(_EARLIER, {"b_job": job, "b_slot": _naive(slot), "b_run_id": run_id}).all()
+        return {r.run_id: r.status for r in rows}
 
     def slot_runs(self, job: str) -> list[dict[str, Any]]:
         """Every run of the job that has a slot, oldest slot first (for reports and tests)."""

@@ -128,3 +128,42 @@ def test_an_invalid_job_file_does_not_stop_due_from_running_the_valid_jobs(
     assert "job broken was not looked at: its file is invalid (see --check)" in done.stderr, done.stderr
     assert statuses(ledger, "good") == [(latest, "success" if code == 2 else "failed", "due")]
     assert ledger.slot_runs("broken") == []
+
+
+def test_a_rerun_of_an_abandoned_run_does_not_apply_its_committed_tasks_again(
+        tmp_path: Path, mdb: PrivateMariaDB, fresh_db: str) -> None:
+    """Task a committed, then the process was killed during task b: the re-run of the slot finds a's
+    marker under the abandoned run and leaves a alone, and runs b."""
+    p = SchedProject(tmp_path, {"mdb": mdb.url(fresh_db)})
+    ledger = SlotLedger(f"sqlite:///{tmp_path / 'var' / 'state.db'}")
+    conn = mdb.connect(fresh_db, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE hits (id INT AUTO_INCREMENT PRIMARY KEY, task VARCHAR(8), run_id CHAR(32))")
+    expr, latest = two_hours_ago()
+    p.job("two", {"schedule": expr, "rerun_abandoned": True, "database": "mdb", "tasks": [
+        {"name": "a", "sql": "INSERT INTO hits (task, run_id) VALUES ('a', :run_id)"},
+        {"name": "b", "depends_on": ["a"],
+         "sql": "INSERT INTO hits (task, run_id) VALUES ('b', :run_id); DO SLEEP(2)"}]})
+    first = p.start("--due", "--job", "two")
+    try:
+        def in_b() -> list:
+            runs = ledger.slot_runs("two")
+            return runs and [a for a in ledger.attempts_of(runs[0]["run_id"]) if a.task == "b"]
+        wait_for("task b to start", in_b, 30, every=0.02)
+        first.send_signal(signal.SIGKILL)
+        assert first.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        stop(first)
+    (killed,) = ledger.slot_runs("two")
+
+    done = p.run("--due")
+    assert done.returncode == 0, done.stderr
+    assert f"committed by the abandoned run {killed['run_id']}" in done.stdout, done.stdout
+    with conn.cursor() as cur:
+        cur.execute("SELECT task, run_id FROM hits ORDER BY id")
+        hits = cur.fetchall()
+    rerun = ledger.slot_runs("two")[1]
+    assert [(r["status"]) for r in ledger.slot_runs("two")] == ["abandoned", "success"]
+    assert list(hits) == [("a", killed["run_id"]), ("b", rerun["run_id"])]  # a once; b of the killed run rolled back
+    assert [(a.task, a.status, a.rows, a.error) for a in ledger.attempts_of(rerun["run_id"])] == [
+        ("a", "success", 1, f"committed by the abandoned run {killed['run_id']}"), ("b", "success", 1, None)]
