@@ -13,7 +13,8 @@ from .db import redact
 from .errors import ConfigError, Problem, UsageError
 from .executor import RunRequest, RunResult, Runner, non_atomic
 from .model import Job, Project, Task
-from .plan import fill_path, from_task, missing_params, order_tasks, parse_dates, parse_params, resolve_params
+from .plan import (MANUAL_FIX, fill_path, from_task, missing_params, order_tasks, parse_dates, parse_params,
+                   resolve_params, unset_params)
 from .statements import bound_preview
 
 log = logging.getLogger("runner")
@@ -35,9 +36,7 @@ def check_params(job: Job, run_date: date, cli: dict[str, str]) -> None:
     params = resolve_params(job, run_date, cli)
     missing = missing_params(job.tasks, params)
     if missing:
-        raise ConfigError([Problem(m.where, f"task {m.task}", f"statement uses :{m.name} but no parameter "
-                                   f"{m.name} is set: add it to params in the job or pass --param {m.name}=...")
-                           for m in missing])
+        raise ConfigError([m.problem(MANUAL_FIX) for m in missing])
 
 
 def run_job(project: Project, name: str, *, params: Sequence[str] = (), dates: str | None = None,
@@ -146,6 +145,8 @@ def check(project: Project, out: IO[str], conf_problems: Sequence[Problem] = ())
                              f"(DDL), so the task is not one transaction; "
                              + ("it is marked idempotent and will be retried" if t.idempotent else
                                 "it will not be retried unless marked idempotent: true"))
+        if not job.schedule:
+            notes.extend(str(m.problem(MANUAL_FIX)) for m in unset_params(job, job.tasks))
     for n in notes:
         out.write(f"note: {n}\n")
     if problems:

@@ -586,3 +586,15 @@ def _check_meaning(project: Project, job: Job, tasks: list[Task], c: _Checker) -
     cycle = find_cycle(tasks)
     if cycle:
         c.add(("tasks",), f"dependency cycle: {' -> '.join(cycle)}; remove one depends_on")
+    _check_params(job, tasks, c)
+
+
+def _check_params(job: Job, tasks: list[Task], c: _Checker) -> None:
+    """A placeholder no built-in fills is always wrong. A `:name` nothing sets is wrong in a scheduled
+    job, which runs unattended; a manual run may still pass --param (--check notes it)."""
+    from .plan import SCHEDULED_FIX, unknown_placeholders, unset_params
+
+    for key, name, builtins in unknown_placeholders(job):
+        c.add(("params", key), f"unknown placeholder {{{name}}} (built-ins: {', '.join(builtins)})")
+    if job.schedule:
+        c.problems.extend(m.problem(SCHEDULED_FIX) for m in unset_params(job, tasks))

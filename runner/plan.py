@@ -8,8 +8,8 @@ from datetime import date, timedelta
 from graphlib import CycleError, TopologicalSorter
 from typing import Iterable, Mapping, Sequence
 
-from .errors import UsageError
-from .model import Job, Task
+from .errors import Problem, UsageError
+from .model import Job, Statement, Task
 from .sqltext import placeholders
 
 _BUILTIN_REF = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -85,6 +85,11 @@ def parse_dates(text: str) -> list[date]:
     return [start + timedelta(days=i) for i in range(days)]
 
 
+_ANY_DATE = date(2000, 1, 1)  # where only the names of the built-ins matter
+MANUAL_FIX = "add it to params in the job or pass --param {name}=..."
+SCHEDULED_FIX = "add it to params in the job (a scheduled run has no --param)"
+
+
 def builtin_params(job: Job, run_date: date, run_id: str = "") -> dict[str, str]:
     return {
         "run_date": run_date.isoformat(),
@@ -115,6 +120,13 @@ def _fill(value: str, builtins: Mapping[str, object], where: str) -> str:
     return _BUILTIN_REF.sub(sub, value)
 
 
+def unknown_placeholders(job: Job) -> list[tuple[str, str, list[str]]]:
+    """(param, placeholder, built-in names) for every `{name}` in a text param that no built-in fills."""
+    builtins = list(builtin_params(job, _ANY_DATE))
+    return [(key, m.group(1), builtins) for key, value in job.params.items() if isinstance(value, str)
+            for m in _BUILTIN_REF.finditer(value) if m.group(1) not in builtins]
+
+
 def fill_path(template: str, params: Mapping[str, object], where: str) -> str:
     """A path with `{param}` placeholders, filled from the run's parameters."""
     return _fill(template, params, where)
@@ -124,7 +136,16 @@ def fill_path(template: str, params: Mapping[str, object], where: str) -> str:
 class MissingParam:
     task: str
     name: str
-    where: str
+    statement: Statement
+
+    @property
+    def where(self) -> str:
+        return self.statement.where
+
+    def problem(self, fix: str) -> Problem:
+        """The problem as reported: `fix` (MANUAL_FIX or SCHEDULED_FIX) says what to do."""
+        return Problem(self.statement.file, f"task {self.task}", f"statement uses :{self.name} but no parameter "
+                       f"{self.name} is set: {fix.format(name=self.name)}", self.statement.line)
 
 
 def missing_params(tasks: Iterable[Task], params: Mapping[str, object]) -> list[MissingParam]:
@@ -139,5 +160,10 @@ def missing_params(tasks: Iterable[Task], params: Mapping[str, object]) -> list[
         for s in stmts:
             for name in placeholders(s.sql):
                 if name not in params and not (name == "watermark" and t.load is not None):
-                    out.append(MissingParam(t.name, name, s.where))
+                    out.append(MissingParam(t.name, name, s))
     return out
+
+
+def unset_params(job: Job, tasks: Iterable[Task]) -> list[MissingParam]:
+    """Parameters the tasks use that neither a built-in nor the job's params set (only --param can)."""
+    return missing_params(tasks, {**builtin_params(job, _ANY_DATE), **job.params})

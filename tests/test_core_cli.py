@@ -57,7 +57,7 @@ BAD_INPUT = [
      ["jobs/two.yml:8 [task b]: statement uses :region but no parameter region is set: add it to params in the "
       "job or pass --param region=..."]),
     ("unknown-placeholder", {"two": "params: {day: '{yesterdy}'}\n" + TWO_TASKS}, None, ["--job", "two"],
-     ["jobs/two.yml params.day: unknown placeholder {yesterdy} (built-ins: run_date, yesterday"]),
+     ["jobs/two.yml:1 [params.day]: unknown placeholder {yesterdy} (built-ins: run_date, yesterday"]),
     ("dry-run-unknown-job", {"two": TWO_TASKS}, None, ["--job", "three", "--dry-run"], ["unknown job 'three'"]),
 ]
 
@@ -156,6 +156,30 @@ def test_check_says_a_good_project_is_valid(tmp_path: Path) -> None:
     # The DDL task is not one transaction: --check says so, and that it is retried because idempotent.
     assert "note: jobs/sales_rollup.yml:7 [task setup]: non-atomic" in out
     assert "marked idempotent and will be retried" in out
+
+
+def test_check_reports_parameters_nothing_sets(tmp_path: Path) -> None:
+    """A scheduled job runs unattended: a :name nothing sets is an error. A manual run may pass --param:
+    a note. A placeholder no built-in fills is an error in either."""
+    manual = TWO_TASKS.replace("SELECT 2", "SELECT :region")
+    project = write_project(tmp_path, {"manual": manual, "nightly": "schedule: '30 2 * * *'\n" + manual,
+                                       "typo": "params: {day: '{yesterdy}'}\n" + TWO_TASKS})
+    code, out = run_main(project, "--check")
+    assert code == 2, out
+    assert [line for line in out.splitlines() if line.startswith(("error", "note"))] == [
+        "error: jobs/nightly.yml:9 [task b]: statement uses :region but no parameter region is set: add it to "
+        "params in the job (a scheduled run has no --param)",
+        "error: jobs/typo.yml:1 [params.day]: unknown placeholder {yesterdy} (built-ins: run_date, yesterday, "
+        "tomorrow, job, run_id)",
+        "note: jobs/manual.yml:8 [task b]: statement uses :region but no parameter region is set: add it to params "
+        "in the job or pass --param region=...",
+    ]
+    (project / "jobs" / "nightly.yml").unlink()
+    (project / "jobs" / "typo.yml").unlink()
+    code, out = run_main(project, "--check")
+    assert code == 0 and "note: jobs/manual.yml:8 [task b]: statement uses :region" in out, out
+    code, out = run_main(project, "--job", "manual", "--param", "region=north")
+    assert code == 0, out
 
 
 def test_the_repositorys_own_project_is_valid(tmp_path: Path) -> None:

@@ -223,6 +223,22 @@ PROBLEMS = [
      {"jobs/job.yml": "params:\n  n: 2\n  regions: [north, south]\n" + JOB}, {},
      [("jobs/job.yml", "params.regions", 3, "invalid value ['north', 'south']: a parameter is one value (text, "
                                             "number, true/false, null or a date)")]),
+    ("job-param-unknown-placeholder",
+     {"jobs/job.yml": "params:\n  day: '{yesterdy}'\n  tag: 'x-{jobname}-{job}'\n  n: 2\n" + JOB}, {},
+     [("jobs/job.yml", "params.day", 2, "unknown placeholder {yesterdy} (built-ins: run_date, yesterday, tomorrow, "
+                                        "job, run_id)"),
+      ("jobs/job.yml", "params.tag", 3, "unknown placeholder {jobname} (built-ins: ")]),
+    ("scheduled-job-unset-param",
+     {"jobs/job.yml": "schedule: '0 1 * * *'\nparams: {day: '{run_date}'}\ndatabase: warehouse\ntasks:\n"
+                      "  - name: a\n    sql: SELECT :day, :run_date, :region\n"}, {},
+     [("jobs/job.yml", "task a", 6, "statement uses :region but no parameter region is set: add it to params in "
+                                    "the job (a scheduled run has no --param)")]),
+    # A manual run may still pass --param region=... (--check notes it); a load binds its own :watermark.
+    ("manual-job-unset-param",
+     {"jobs/job.yml": "database: warehouse\ntasks:\n  - name: a\n    sql: SELECT :region\n"}, {}, []),
+    ("scheduled-load-watermark",
+     {"jobs/job.yml": "schedule: '0 1 * * *'\ndatabase: warehouse\ntasks:\n  - name: a\n    load:\n"
+                      "      {source: warehouse, table: t, query: 'SELECT * FROM s WHERE id > :watermark'}\n"}, {}, []),
     ("job-yaml-syntax",
      {"jobs/job.yml": "database: warehouse\ntasks:\n  - name: a\n    sql: \"SELECT 1\n  - name: b\n"}, {},
      [("jobs/job.yml", "", 6, "YAML syntax error: ")]),

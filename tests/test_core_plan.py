@@ -10,8 +10,8 @@ from runner import clock
 from runner.commands import today_in
 from runner.errors import UsageError
 from runner.model import Job, Statement, Task
-from runner.plan import (find_cycle, from_task, missing_params, order_tasks, parse_dates, parse_params,
-                         resolve_params)
+from runner.plan import (SCHEDULED_FIX, find_cycle, from_task, missing_params, order_tasks, parse_dates,
+                         parse_params, resolve_params, unknown_placeholders, unset_params)
 
 
 def _tasks(spec: str) -> list[Task]:
@@ -68,6 +68,34 @@ def test_unknown_placeholder_names_where_and_the_builtins(params: dict[str, str]
     with pytest.raises(UsageError) as info:
         resolve_params(_job(params), date(2026, 11, 21), cli)
     assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("params, unknown", [
+    ({}, []),
+    ({"day": "{yesterday}", "n": 2, "none": None}, []),
+    ({"day": "{yesterdy}"}, [("day", "yesterdy")]),
+    ({"a": "{x}-{job}-{y}", "b": "{today}"}, [("a", "x"), ("a", "y"), ("b", "today")]),
+    ({"region": "north", "day": "{region}"}, [("day", "region")]),  # a param is not a built-in
+])
+def test_unknown_placeholders(params: dict[str, object], unknown: list[tuple[str, str]]) -> None:
+    got = unknown_placeholders(_job(params))
+    assert [(key, name) for key, name, _ in got] == unknown
+    assert all(builtins == ["run_date", "yesterday", "tomorrow", "job", "run_id"] for _, _, builtins in got)
+
+
+@pytest.mark.parametrize("sql, params, unset", [
+    ("SELECT :run_date, :yesterday, :tomorrow, :job, :run_id", {}, []),
+    ("SELECT :day, :n", {"day": "{run_date}", "n": 0}, []),
+    ("SELECT :none", {"none": None}, []),  # set to NULL is set
+    ("SELECT :day, :region", {"day": "x"}, ["region"]),
+])
+def test_unset_params(sql: str, params: dict[str, object], unset: list[str]) -> None:
+    task = Task("t", "warehouse", statements=(Statement(sql, "jobs/nightly.yml", 7),))
+    got = unset_params(_job(params), [task])
+    assert [m.name for m in got] == unset
+    assert [str(m.problem(SCHEDULED_FIX)) for m in got] == [
+        f"jobs/nightly.yml:7 [task t]: statement uses :{name} but no parameter {name} is set: add it to params in "
+        "the job (a scheduled run has no --param)" for name in unset]
 
 
 @pytest.mark.parametrize("now, tz, run_date", [
