@@ -21,7 +21,8 @@ from .sqltext import UnparsableStatement, split_statements
 from .yamlfile import KeyPath, YamlDoc, read_yaml
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)d)?\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?"
+                       r"\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 JOB_KEYS = {"description", "schedule", "timezone", "database", "params", "retry", "timeout", "max_parallel",
@@ -47,7 +48,8 @@ def default_jobs_dir(conf_dir: Path) -> Path:
 
 
 def parse_duration(value: Any) -> float | None:
-    """Seconds from 90, "90s", "10m", "1h30m"; None when the text is not a duration."""
+    """Seconds from 90, "90s", "10m", "1h30m", "1d" (units d, h, m, s, largest first); None when the text
+    is not a duration."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
@@ -57,8 +59,8 @@ def parse_duration(value: Any) -> float | None:
     m = _DURATION.match(value)
     if not m or not any(m.groups()):
         return None
-    h, mi, s = (float(g) if g else 0.0 for g in m.groups())
-    return h * 3600 + mi * 60 + s
+    d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+    return d * 86400 + h * 3600 + mi * 60 + s
 
 
 def expand_vars(text: str, env: Mapping[str, str], missing: list[str]) -> str:
@@ -130,7 +132,8 @@ class _Checker:
             return default
         seconds = parse_duration(m[key])
         if seconds is None:
-            self.add(path + (key,), f"invalid duration {m[key]!r}: write seconds or e.g. 90s, 10m, 1h30m")
+            self.add(path + (key,), f"invalid duration {m[key]!r}: write seconds or e.g. 90s, 10m, 1h30m, 1d "
+                                    "(units d, h, m, s)")
             return default
         return seconds
 

@@ -88,8 +88,9 @@ def test_relative_sqlite_paths_resolve_against_the_project_root(url: str, expect
 @pytest.mark.parametrize("value, seconds", [
     (90, 90.0), (1.5, 1.5), (0, 0.0), ("90", 90.0), ("90s", 90.0), ("10m", 600.0), ("1h", 3600.0),
     ("1h30m", 5400.0), ("1h 30m 5s", 5405.0), ("1.5h", 5400.0), ("2m30s", 150.0), (" 45s ", 45.0),
-    ("10 minutes", None), ("", None), ("  ", None), ("m", None), ("1d", None), ("-5", None), (-1, None),
-    (True, None), (None, None), ([10], None), ("30m1h", None),
+    ("1d", 86400.0), ("2d", 172800.0), ("1d12h", 129600.0), ("0.5d", 43200.0), ("1d 1h 1m 1s", 90061.0),
+    ("10 minutes", None), ("", None), ("  ", None), ("m", None), ("d", None), ("-5", None), (-1, None),
+    (True, None), (None, None), ([10], None), ("30m1h", None), ("1h1d", None), ("1w", None),
 ])
 def test_parse_duration(value: object, seconds: float | None) -> None:
     assert parse_duration(value) == seconds
@@ -187,6 +188,9 @@ PROBLEMS = [
      [("jobs/job.yml", "schedule", 1, "invalid cron expression")]),
     ("job-timeout", {"jobs/job.yml": "timeout: 10 minutes\n" + JOB}, {},
      [("jobs/job.yml", "timeout", 1, "invalid duration '10 minutes': write seconds or e.g. 90s, 10m, 1h30m")]),
+    ("job-catch-up-window", {"jobs/job.yml": "catch_up_window: 1 day\n" + JOB}, {},
+     [("jobs/job.yml", "catch_up_window", 1, "invalid duration '1 day': write seconds or e.g. 90s, 10m, 1h30m, 1d "
+                                             "(units d, h, m, s)")]),
     ("job-timezone", {"jobs/job.yml": "timezone: Europe/Atlantis\n" + JOB}, {},
      [("jobs/job.yml", "timezone", 1, "unknown timezone 'Europe/Atlantis'")]),
     ("job-max-parallel", {"jobs/job.yml": "max_parallel: 0\n" + JOB}, {},
@@ -282,6 +286,13 @@ def test_job_params_keep_their_yaml_types(tmp_path: Path) -> None:
     assert params == {"n": 2, "ratio": 0.25, "flag": True, "none": None, "since": date(2026, 1, 5),
                       "at": datetime(2026, 1, 5, 2, 30), "quoted": "2", "day": "{yesterday}"}
     assert [type(v) for v in params.values()] == [int, float, bool, type(None), date, datetime, str, str]
+
+
+def test_catch_up_window_in_days_as_the_readme_shows(tmp_path: Path) -> None:
+    from runner.config import load_job
+
+    assert _load_all(tmp_path, {"jobs/job.yml": "schedule: '30 2 * * *'\ncatch_up_window: 1d\n" + JOB}, {}) == []
+    assert load_job(load_project(tmp_path / "conf", env={}), "job").catch_up_window == 86400.0
 
 
 def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
