@@ -213,15 +213,19 @@ def _expand_tree(doc: YamlDoc, value: Any, path: KeyPath, env: Mapping[str, str]
 
 def _load_settings(conf_dir: Path, root: Path, env: Mapping[str, str], problems: list[Problem]) -> Settings:
     path = conf_dir / "runner.yml"
-    if not path.exists():
-        return Settings(root=root, state_url=resolve_url(Settings.state_url, root))
-    doc = _read_expanded(path, root, env, problems)
+    # Without runner.yml every setting has its default, but RUNNER_STATE_URL still applies.
+    doc = _read_expanded(path, root, env, problems) if path.exists() else YamlDoc(_display(path, root), None)
     if doc is None:
         return Settings(root=root)
     c = _Checker(doc)
     m = c.mapping(doc.data, (), SETTINGS_KEYS)
     base = Settings(root=root)
-    state_url = env.get("RUNNER_STATE_URL") or c.typed(m, "state_url", (), str, base.state_url)
+    env_url = env.get("RUNNER_STATE_URL")
+    state_url = env_url or c.typed(m, "state_url", (), str, base.state_url)
+    invalid = _invalid_url(state_url, "RUNNER_STATE_URL" if env_url else None)
+    if invalid:
+        c.add(("state_url",), invalid)
+        state_url = base.state_url
     settings = Settings(
         root=root,
         timezone=c.timezone(m, (), base.timezone),
@@ -264,13 +268,8 @@ def _load_databases(conf_dir: Path, root: Path, env: Mapping[str, str], problems
             if not any((p.file, p.key) == (doc.file, url_key) for p in problems):  # else: unset ${VAR}, said
                 c.add(path_ + ("url",), "missing url: give a SQLAlchemy URL such as mysql+pymysql://user:pw@host/db")
                 continue
-        elif _unparsable(url):
-            from .db import redact
-
-            source = f" (from {env_override_name(str(name))})" if override else ""
-            shown = redact(url) if "@" in url else "(not shown: no user@host part to hide a password in)"
-            c.add(path_ + ("url",), f"invalid url {shown}{source}: write dialect+driver://user:password@host:"
-                                    "port/database, e.g. mysql+pymysql://etl:pw@db.example:3306/warehouse")
+        elif invalid := _invalid_url(url, env_override_name(str(name)) if override else None):
+            c.add(path_ + ("url",), invalid)
             continue
         pool = _pool(c, m.get("pool"), path_ + ("pool",))
         connect_args = c.typed(m, "connect_args", path_, dict, {})
@@ -279,6 +278,19 @@ def _load_databases(conf_dir: Path, root: Path, env: Mapping[str, str], problems
                                   connect_args=connect_args, markers=markers)
     problems.extend(c.problems)
     return out
+
+
+def _invalid_url(url: str, variable: str | None) -> str | None:
+    """What is wrong with a url SQLAlchemy cannot parse (its password hidden; `variable` names the
+    environment variable it came from), or None when it parses."""
+    if not _unparsable(url):
+        return None
+    from .db import redact
+
+    source = f" (from {variable})" if variable else ""
+    shown = redact(url) if "@" in url else "(not shown: no user@host part to hide a password in)"
+    return (f"invalid url {shown}{source}: write dialect+driver://user:password@host:port/database, "
+            "e.g. mysql+pymysql://etl:pw@db.example:3306/warehouse")
 
 
 def _unparsable(url: str) -> bool:

@@ -314,11 +314,11 @@ def create_tables(engine: Engine, *tables: Any, attempts: int = 3) -> None:
 
 
 def passwords(project: Project) -> list[str]:
-    """The passwords in the project's database urls (for masking in logs)."""
+    """The passwords in the project's database urls and state store url (for masking in logs)."""
     out = []
-    for db in project.databases.values():
+    for url in [*(db.url for db in project.databases.values()), project.settings.state_url]:
         try:
-            pw = make_url(db.url).password
+            pw = make_url(url).password
         except Exception:
             continue
         if pw:

@@ -75,6 +75,34 @@ def test_bad_input_exits_2_and_runs_nothing(tmp_path: Path, capsys: pytest.Captu
     assert out == ""
 
 
+def test_a_malformed_state_url_is_a_configuration_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    project = write_project(tmp_path, {"two": TWO_TASKS})
+    monkeypatch.setenv("RUNNER_STATE_URL", "mysql+pymysql://etl:State-Secret-9@db:port/state")
+    expected = ("conf/runner.yml [state_url]: invalid url mysql+pymysql://etl:***@db:port/state (from "
+                "RUNNER_STATE_URL): write dialect+driver://user:password@host:port/database")
+    code, out = run_main(project, "--job", "two")
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err, err
+    code, out = run_main(project, "--check")
+    assert code == 2 and f"error: {expected}" in out, out
+    assert "State-Secret-9" not in out + err + capsys.readouterr().err
+    assert not (project / "var").exists()
+
+
+def test_the_state_stores_password_is_hidden_in_logs(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    project = write_project(tmp_path, {"two": TWO_TASKS})
+    monkeypatch.setenv("RUNNER_STATE_URL", "mysql+pymysql://etl:Ledger-Secret-31@127.0.0.1:1/state")
+    code, _ = run_main(project, "--history")
+    assert code == 1  # nothing listens on port 1
+    logging.getLogger("runner").error("connecting as etl:Ledger-Secret-31")
+    err = capsys.readouterr().err
+    assert "connecting as etl:***" in err and "Ledger-Secret-31" not in err, err
+
+
 def test_bad_command_line_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_project(tmp_path, {"two": TWO_TASKS})
     with pytest.raises(SystemExit) as info:

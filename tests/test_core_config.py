@@ -69,6 +69,32 @@ def test_database_url_expansion_and_override(tmp_path: Path, file_url: str, env:
     assert project.databases["warehouse"].url == expected.format(root=tmp_path.resolve())
 
 
+@pytest.mark.parametrize("runner_yml, env, expected", [
+    (None, {}, "sqlite:///{root}/var/runner-state.db"),
+    (None, {"RUNNER_STATE_URL": "sqlite:///var/s.db"}, "sqlite:///{root}/var/s.db"),  # no runner.yml: env applies
+    ("state_url: sqlite:///var/f.db\n", {}, "sqlite:///{root}/var/f.db"),
+    ("state_url: sqlite:///var/f.db\n", {"RUNNER_STATE_URL": "mysql+pymysql://u:p@h/s"}, "mysql+pymysql://u:p@h/s"),
+])
+def test_state_url_from_runner_yml_or_the_environment(tmp_path: Path, runner_yml: str | None, env: dict[str, str],
+                                                      expected: str) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "databases.yml").write_text(DATABASES)
+    if runner_yml is not None:
+        (tmp_path / "conf" / "runner.yml").write_text(runner_yml)
+    project = load_project(tmp_path / "conf", env=env)
+    assert project.settings.state_url == expected.format(root=tmp_path.resolve())
+
+
+def test_passwords_for_the_log_redactor_include_the_state_stores(tmp_path: Path) -> None:
+    from runner.db import passwords
+
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "databases.yml").write_text("wh:\n  url: mysql+pymysql://etl:Db-Pw-1@h/wh\nlite:\n"
+                                                     "  url: sqlite:///var/x.db\n")
+    env = {"RUNNER_STATE_URL": "mysql+pymysql://ledger:State-Pw-2@h/state"}
+    assert sorted(passwords(load_project(tmp_path / "conf", env=env))) == ["Db-Pw-1", "State-Pw-2"]
+
+
 @pytest.mark.parametrize("url, expected", [
     ("sqlite:///var/w.db", "sqlite:///{root}/var/w.db"),
     ("sqlite:///var/w.db?timeout=5", "sqlite:///{root}/var/w.db?timeout=5"),
@@ -143,6 +169,16 @@ PROBLEMS = [
        "dialect+driver://user:password@host:port/database")]),
     ("databases-bad-override", {}, {"RUNNER_DB_WAREHOUSE_URL": "not a url with Hush-77"},
      [("conf/databases.yml", "warehouse.url", 2, "(from RUNNER_DB_WAREHOUSE_URL): write dialect+driver://")]),
+    ("runner-bad-state-url",
+     {"conf/runner.yml": "timezone: UTC\nstate_url: mysql+pymysql://etl:Hush-77@db:port/state\n"}, {},
+     [("conf/runner.yml", "state_url", 2, "invalid url mysql+pymysql://etl:***@db:port/state: write "
+       "dialect+driver://user:password@host:port/database")]),
+    ("runner-bad-state-url-env", {}, {"RUNNER_STATE_URL": "mysql://etl:Hush-77@db:port/state"},
+     [("conf/runner.yml", "state_url", None, "invalid url mysql://etl:***@db:port/state (from RUNNER_STATE_URL): "
+       "write dialect+driver://")]),
+    ("runner-bad-state-url-env-no-file", {"conf/runner.yml": None}, {"RUNNER_STATE_URL": "not a url with Hush-77"},
+     [("conf/runner.yml", "state_url", None, "invalid url (not shown: no user@host part to hide a password in) "
+       "(from RUNNER_STATE_URL)")]),
     ("databases-not-a-mapping", {"conf/databases.yml": "- warehouse\n"}, {},
      [("conf/databases.yml", "", None, "must be a mapping of database names to {url: ...}")]),
     ("databases-file-missing", {"conf/databases.yml": None}, {},
