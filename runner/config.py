@@ -64,16 +64,18 @@ def parse_duration(value: Any) -> float | None:
 
 
 def expand_vars(text: str, env: Mapping[str, str], missing: list[str]) -> str:
-    """Expand ${VAR} and ${VAR:-default}; names of unset variables without default go to `missing`."""
+    """Expand ${VAR} and ${VAR:-default} as the shell does: ${VAR} set to empty is empty, the default
+    stands in for an unset or empty VAR; names of unset variables without default go to `missing`."""
 
     def sub(m: re.Match[str]) -> str:
         name, default = m.group(1), m.group(2)
-        if name in env and env[name] != "":
-            return env[name]
+        value = env.get(name)
         if default is not None:
-            return default
-        missing.append(name)
-        return ""
+            return value or default
+        if value is None:
+            missing.append(name)
+            return ""
+        return value
 
     return _VAR.sub(sub, text)
 

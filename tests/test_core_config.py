@@ -28,7 +28,8 @@ JOB = "database: warehouse\ntasks:\n  - name: one\n    sql: SELECT 1\n"
     ("${A:-d}", {"A": ""}, "d", []),  # an empty variable counts as unset, as in the shell's :-
     ("${A:-}", {}, "", []),
     ("${A}", {}, "", ["A"]),
-    ("${A}", {"A": ""}, "", ["A"]),
+    ("${A}", {"A": ""}, "", []),  # set to empty is set: empty, as in the shell
+    ("${A:-}", {"A": ""}, "", []),
     ("pre-${A}-${B:-b}-post", {"A": "1"}, "pre-1-b-post", []),
     ("${A}${B}", {}, "", ["A", "B"]),
     ("${URL:-sqlite:///var/w.db}", {}, "sqlite:///var/w.db", []),
@@ -60,6 +61,7 @@ def test_env_override_name(name: str, variable: str) -> None:
     # Overriding the url makes the variables of the url it replaces irrelevant.
     ("${WH_URL}", {"RUNNER_DB_WAREHOUSE_URL": "sqlite:////abs/w.db"}, "sqlite:////abs/w.db"),
     ("mysql+pymysql://etl:${PW}@db:3306/wh", {"PW": "pw"}, "mysql+pymysql://etl:pw@db:3306/wh"),
+    ("mysql+pymysql://etl:${PW}@db:3306/wh", {"PW": ""}, "mysql+pymysql://etl:@db:3306/wh"),  # no password
 ])
 def test_database_url_expansion_and_override(tmp_path: Path, file_url: str, env: dict[str, str],
                                              expected: str) -> None:
