@@ -465,7 +465,7 @@ class _TimedOut(Exception):
 class _RunContext:
     run_id: str
     job: Job
-    params: dict[str, str]
+    params: dict[str, Any]
     deadline: float | None = None
     still_locked: Callable[[], bool] | None = None
     resume_of: Mapping[str, str] = field(default_factory=dict)
