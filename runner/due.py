@@ -6,7 +6,9 @@ or the catch-up command `--due`.
    are marked `abandoned`, and run again when the job says `rerun_abandoned: true` and their slot is
    within the job's grace;
 2. slots after the latest recorded one are planned by `schedule.plan_slots`: the latest runs once
-   (coalesced) when it is within the grace, every other one is recorded as `missed`;
+   (coalesced) when it is within the grace, every other one is recorded as `missed`; when there are
+   none, a latest slot whose run failed runs again as `schedule.rerun_failed` says (its claim taken
+   over, as from an abandoned run);
 3. each slot to run is claimed with its run row in one transaction, so a slot another host claimed
    meanwhile is skipped quietly.
 `execute` then runs the claimed slots, still under the lock, and releases it. The daemon prepares in
@@ -26,7 +28,7 @@ from .errors import JobLocked
 from .executor import RunRequest, RunResult, Runner, new_run_id
 from .lock import Held, job_lock
 from .model import Job, Project
-from .schedule import Schedule, grace_seconds, plan_slots, rerun_allowed
+from .schedule import DUE_FAILED_RERUNS, FailedReruns, Schedule, grace_seconds, plan_slots, rerun_allowed, rerun_failed
 from .slotbook import Claim, JobSlots, SlotLedger, SlotTaken, Unfinished
 
 log = logging.getLogger("runner.due")
@@ -71,10 +73,12 @@ def grace_of(project: Project, job: Job) -> float:
 class DueRunner:
     """Looks at the slots of jobs and runs what is due; shared by every trigger of one process."""
 
-    def __init__(self, project: Project, runner: Runner, ledger: SlotLedger):
+    def __init__(self, project: Project, runner: Runner, ledger: SlotLedger,
+                 failed_reruns: FailedReruns = DUE_FAILED_RERUNS):
         self.project = project
         self.runner = runner
         self.ledger = ledger
+        self.failed_reruns = failed_reruns
         self._schedules: dict[tuple[str, str], Schedule] = {}
 
     def schedule(self, job: Job) -> Schedule:
@@ -84,14 +88,15 @@ class DueRunner:
         return self._schedules[key]
 
     def needing_look(self, jobs: Sequence[Job]) -> list[Job]:
-        """Without the locks: the jobs with a slot to run or record, or a run that may be abandoned."""
+        """Without the locks: the jobs with a slot to run or record, a failed slot to run again, or a run
+        that may be abandoned."""
         states = self.ledger.jobs_slots([job.name for job in jobs])
         now = clock.now()
         out = []
         for job in jobs:
             state = states[job.name]
             plan = plan_slots(self.schedule(job), now, state.last, grace_of(self.project, job))
-            if state.unfinished or plan.run is not None or plan.missed:
+            if state.unfinished or plan.run is not None or plan.missed or self._failed_again(job, state, now):
                 out.append(job)
         return out
 
@@ -162,8 +167,8 @@ class DueRunner:
         wanted: list[Claim | SlotRun] = []
         for run in state.unfinished:  # we hold the lock, so whoever started these is gone
             out.abandoned.append(run)
-            if rerun_allowed(job.rerun_abandoned, run.slot, now, grace):
-                rerun = self._take_over(job, schedule, run, trigger)
+            if run.slot is not None and rerun_allowed(job.rerun_abandoned, run.slot, now, grace):
+                rerun = self._take_over(job, schedule, run.slot, run.run_id, trigger)
                 if rerun is not None:
                     log.warning("job %s: run %s (slot %s, %s pid %s) was abandoned; running its slot again",
                                 job.name, run.run_id[:8], _fmt(run.slot), run.host, run.pid)
@@ -184,18 +189,31 @@ class DueRunner:
                         ", ".join(_fmt(s) for s in plan.missed[-5:]) + (" ..." if len(plan.missed) > 5 else ""))
         if plan.run is not None:
             wanted.append(Claim(job.name, plan.run, new_run_id(), schedule.local_date(plan.run), trigger))
+        elif not plan.missed and state.last is not None and state.last_run is not None \
+                and self._failed_again(job, state, now):
+            rerun = self._take_over(job, schedule, state.last, state.last_run, trigger)
+            if rerun is not None:
+                log.warning("job %s: run %s of slot %s %s; running its slot again (%d failed run(s) of the slot "
+                            "so far)", job.name, state.last_run[:8], _fmt(state.last), state.last_status,
+                            state.last_failures)
+                wanted.append(rerun)
         return out, wanted
 
-    def _take_over(self, job: Job, schedule: Schedule, run: Unfinished, trigger: str) -> SlotRun | None:
-        assert run.slot is not None
-        run_id = new_run_id()
+    def _failed_again(self, job: Job, state: JobSlots, now: datetime) -> bool:
+        """The latest slot's run failed, and the slot is to run again (see schedule.rerun_failed)."""
+        return rerun_failed(self.failed_reruns, state.last_status, state.last, state.last_ended,
+                            state.last_failures, now, grace_of(self.project, job))
+
+    def _take_over(self, job: Job, schedule: Schedule, slot: datetime, run_id: str, trigger: str) -> SlotRun | None:
+        """Claim the slot again from the run holding its claim (abandoned or failed), in the transaction
+        that starts the new run; None when another process took it over first."""
+        new = new_run_id()
         try:
-            self.ledger.claim(job.name, run.slot, run_id, schedule.local_date(run.slot), trigger,
-                              takes_over=run.run_id)
+            self.ledger.claim(job.name, slot, new, schedule.local_date(slot), trigger, takes_over=run_id)
         except SlotTaken as exc:
             log.info("%s; not run again", exc)
             return None
-        return SlotRun(run.slot, run_id, self.ledger.earlier_runs(job.name, run.slot, run_id))
+        return SlotRun(slot, new, self.ledger.earlier_runs(job.name, slot, new))
 
 
 @dataclass(frozen=True)

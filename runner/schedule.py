@@ -254,6 +254,35 @@ def rerun_allowed(allowed: bool, slot: datetime | None, now: datetime, grace: fl
     return allowed and slot is not None and (now - slot).total_seconds() <= grace
 
 
+FAILED = ("failed", "interrupted")  # ended without success: the slot is still due
+
+
+@dataclass(frozen=True)
+class FailedReruns:
+    """How eagerly a latest slot whose run failed is run again. `--due` runs it once per call (cron's
+    catch-up line spaces the calls); the daemon, which looks every 30 seconds, waits `after` seconds
+    since the failed run ended and stops once the slot has failed `limit` times."""
+
+    after: float = 0.0
+    limit: int | None = None
+
+
+DUE_FAILED_RERUNS = FailedReruns()
+DAEMON_FAILED_RERUNS = FailedReruns(after=300.0, limit=3)
+
+
+def rerun_failed(policy: FailedReruns, status: str | None, slot: datetime | None, ended: datetime | None,
+                 failures: int, now: datetime, grace: float) -> bool:
+    """Whether the latest slot runs again: the run holding its claim failed or was interrupted, the
+    slot is within the grace, and the policy's pause and limit allow it. (An abandoned run is run
+    again by `rerun_allowed`, when the job says so.)"""
+    if status not in FAILED or slot is None or (now - slot).total_seconds() > grace:
+        return False
+    if ended is not None and (now - ended).total_seconds() < policy.after:
+        return False
+    return policy.limit is None or failures < policy.limit
+
+
 def grace_seconds(catch_up: str, catch_up_window: float, misfire_grace: float) -> float:
     """How late a slot may still start: the job's catch-up window with `catch_up: latest`, the
     settings' misfire_grace with `catch_up: none`."""

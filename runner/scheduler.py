@@ -6,8 +6,9 @@ misfire grace from the job's catch-up policy) whose trigger fires at the slots o
 so it wakes exactly when cron lines and `--due` expect, across DST changes too. APScheduler only wakes
 it: what runs is decided under the job's lock by `due.DueRunner`, from the ledger, so a slot is run
 once across hosts and a missed one is recorded, never dropped. A periodic look (at start-up too)
-finds slots missed while the daemon was down or busy, and runs abandoned by a host that died; a job
-that ran past its next slot is looked at again as soon as it is done.
+finds slots missed while the daemon was down or busy, runs abandoned by a host that died, and failed
+slots to run again (sparingly: `schedule.DAEMON_FAILED_RERUNS`); a job that ran past its next slot is
+looked at again as soon as it is done.
 
 Signals: SIGTERM/SIGINT start no new run, let running ones finish within `stop_grace` (conf/runner.yml,
 default 60s) and exit 0; SIGHUP reloads conf and jobs, and keeps the old set when the new one is invalid.
@@ -39,7 +40,7 @@ from .due import DueRunner, Outcome, Prepared, grace_of
 from .errors import ConfigError, UsageError
 from .executor import Runner
 from .model import Job, Project
-from .schedule import UTC, Schedule
+from .schedule import DAEMON_FAILED_RERUNS, UTC, Schedule
 from .slotbook import SlotLedger
 
 log = logging.getLogger("runner.scheduler")
@@ -92,7 +93,7 @@ def _load(project: Project) -> tuple[Project, dict[str, Job]]:
 def _generation(project: Project, jobs: dict[str, Job]) -> _Generation:
     ledger = SlotLedger(project.settings.state_url)
     runner = Runner(project, ledger=ledger)
-    return _Generation(project, jobs, runner, DueRunner(project, runner, ledger))
+    return _Generation(project, jobs, runner, DueRunner(project, runner, ledger, DAEMON_FAILED_RERUNS))
 
 
 class Daemon:

@@ -23,6 +23,7 @@ from . import clock
 from .db import create_tables
 from .errors import RunnerError
 from .ledger import HOST, Ledger, attempts, runs
+from .schedule import FAILED
 
 slots = sa.Table(
     "runner_slots", sa.MetaData(),
@@ -39,8 +40,17 @@ slots = sa.Table(
 _running_index = sa.Index("ix_runner_runs_job_status", runs.c.job, runs.c.status)
 
 # Built once: these run for every scheduled slot (a statement built per call costs its cache key each time).
-_LAST_SLOTS = sa.select(slots.c.job, sa.func.max(slots.c.slot)).where(
-    slots.c.job.in_(sa.bindparam("b_jobs", expanding=True))).group_by(slots.c.job)
+_latest = sa.select(slots.c.job, sa.func.max(slots.c.slot).label("slot")).where(
+    slots.c.job.in_(sa.bindparam("b_jobs", expanding=True))).group_by(slots.c.job).subquery("latest")
+_earlier = runs.alias("earlier")
+_FAILURES = sa.select(sa.func.count()).where(
+    _earlier.c.job == _latest.c.job, _earlier.c.slot == _latest.c.slot, _earlier.c.status.in_(FAILED),
+).correlate(_latest).scalar_subquery()
+# The latest claimed slot of each job, the run holding its claim, and how often the slot failed.
+_LAST_SLOTS = sa.select(_latest.c.job, _latest.c.slot, runs.c.run_id, runs.c.status, runs.c.ended_at,
+                        _FAILURES.label("failures")).select_from(
+    _latest.join(slots, sa.and_(slots.c.job == _latest.c.job, slots.c.slot == _latest.c.slot))
+    .outerjoin(runs, runs.c.run_id == slots.c.run_id))
 _UNFINISHED = sa.select(runs.c.job, runs.c.run_id, runs.c.slot, runs.c.host, runs.c.pid, runs.c.trigger,
                         runs.c.started_at).where(runs.c.job.in_(sa.bindparam("b_jobs", expanding=True)),
                                                  runs.c.status == "running")
@@ -85,6 +95,10 @@ class Claim:
 class JobSlots:
     last: datetime | None  # the latest slot with a claim (run, running, missed or abandoned)
     unfinished: tuple[Unfinished, ...]
+    last_run: str | None = None  # the run holding the latest slot's claim
+    last_status: str | None = None
+    last_ended: datetime | None = None
+    last_failures: int = 0  # runs of the latest slot that failed or were interrupted
 
 
 @dataclass
@@ -215,17 +229,25 @@ class SlotLedger(Ledger):
         return self.jobs_slots([job])[job]
 
     def jobs_slots(self, jobs: Sequence[str]) -> dict[str, JobSlots]:
-        """The latest claimed slot and the running runs of each job: two queries for all of them."""
+        """The latest claimed slot (with the run holding its claim) and the running runs of each job:
+        two queries for all of them."""
         self.ensure_schema()
         names = list(jobs)
         with self.engine.connect() as conn:
-            last = dict(conn.execute(_LAST_SLOTS, {"b_jobs": names}).all())
+            last = {r.job: r for r in conn.execute(_LAST_SLOTS, {"b_jobs": names})}
             running = conn.execute(_UNFINISHED, {"b_jobs": names}).all()
         unfinished: dict[str, list[Unfinished]] = {}
         for r in running:
             unfinished.setdefault(r.job, []).append(
                 Unfinished(r.run_id, _aware(r.slot), r.host, r.pid, r.trigger, _aware(r.started_at)))
-        return {job: JobSlots(_aware(last.get(job)), tuple(unfinished.get(job, ()))) for job in names}
+        out = {}
+        for job in names:
+            held = tuple(unfinished.get(job, ()))
+            latest = last.get(job)
+            out[job] = JobSlots(None, held) if latest is None else JobSlots(
+                _aware(latest.slot), held, latest.run_id, latest.status, _aware(latest.ended_at),
+                int(latest.failures or 0))
+        return out
 
     # -- claiming
     def claim_many(self, claims: Sequence[Claim]) -> list[Claim]:

@@ -9,7 +9,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from runner.schedule import Schedule, SlotPlan, grace_seconds, is_valid, plan_slots, rerun_allowed
+from runner.schedule import (FailedReruns, Schedule, SlotPlan, grace_seconds, is_valid, plan_slots, rerun_allowed,
+                             rerun_failed)
 
 UTC = timezone.utc
 
@@ -171,6 +172,35 @@ def test_plan_slots(schedule: Schedule, now: str, last: str | None, grace: float
 def test_rerun_abandoned(allowed: bool, slot: bool, age: float, grace: float, expected: bool) -> None:
     now = z("2024-06-01 12:00")
     assert rerun_allowed(allowed, now - timedelta(seconds=age) if slot else None, now, grace) is expected
+
+
+DUE = FailedReruns()  # --due: once per call, as long as the slot is within the grace
+DAEMON = FailedReruns(after=300, limit=3)
+FAILED_RERUNS = [  # id, policy, status of the run holding the latest claim, slot age, ended age, failures, grace
+    ("failed", DUE, "failed", 600, 0, 1, 86400, True),
+    ("interrupted", DUE, "interrupted", 600, 0, 1, 86400, True),
+    ("failed-many-times", DUE, "failed", 600, 0, 40, 86400, True),
+    ("succeeded", DUE, "success", 600, 0, 0, 86400, False),
+    ("still-running", DUE, "running", 600, 0, 0, 86400, False),
+    ("abandoned: rerun_abandoned decides", DUE, "abandoned", 600, 0, 0, 86400, False),
+    ("missed", DUE, "missed", 600, 0, 0, 86400, False),
+    ("no-claim-yet", DUE, None, 600, 0, 0, 86400, False),
+    ("past-the-grace", DUE, "failed", 86401, 0, 1, 86400, False),
+    ("daemon-too-soon", DAEMON, "failed", 600, 299, 1, 86400, False),
+    ("daemon-after-the-pause", DAEMON, "failed", 600, 300, 1, 86400, True),
+    ("daemon-third-failure-left-alone", DAEMON, "failed", 3600, 600, 3, 86400, False),
+    ("daemon-second-failure", DAEMON, "interrupted", 3600, 600, 2, 86400, True),
+    ("daemon-past-the-grace", DAEMON, "failed", 86401, 600, 1, 86400, False),
+]
+
+
+@pytest.mark.parametrize("policy,status,slot_age,ended_age,failures,grace,expected", [r[1:] for r in FAILED_RERUNS],
+                         ids=[r[0] for r in FAILED_RERUNS])
+def test_rerun_failed(policy: FailedReruns, status: str | None, slot_age: float, ended_age: float, failures: int,
+                      grace: float, expected: bool) -> None:
+    now = z("2024-06-01 12:00")
+    assert rerun_failed(policy, status, now - timedelta(seconds=slot_age), now - timedelta(seconds=ended_age),
+                        failures, now, grace) is expected
 
 
 @pytest.mark.parametrize("catch_up,window,misfire,expected", [

@@ -10,6 +10,8 @@ import signal
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from runner.executor import new_run_id
+from runner.ledger import runs
 from runner.slotbook import SlotLedger
 from tests.harness.mariadb import PrivateMariaDB
 from tests.schedkit import SchedProject, stop, wait_for
@@ -188,3 +190,45 @@ def test_many_jobs_due_at_one_second_on_a_mysql_state_store_all_run(tmp_path: Pa
         steps = {(b - a).total_seconds() for a, b in zip(slots[1:], slots[2:])}  # after the start-up one
         assert steps <= {2.0}, (name, slots, log)
         assert not runs_of(ledger, name, "missed"), log
+
+
+def seed_failures(ledger: SlotLedger, job: str, slot: datetime, count: int, ended_ago: timedelta) -> None:
+    """`count` failed runs of the slot, each taking its claim over from the one before, as cron lines
+    and --due leave them; the last one ended `ended_ago`."""
+    before = None
+    for _ in range(count):
+        run_id = new_run_id()
+        ledger.claim(job, slot, run_id, slot.date().isoformat(), "cron", takes_over=before)
+        ledger.finish_run(run_id, "failed", 1, 0, "task t failed")
+        before = run_id
+    ended = (datetime.now(timezone.utc) - ended_ago).replace(tzinfo=None)
+    with ledger.engine.begin() as conn:
+        conn.execute(runs.update().where(runs.c.run_id == before).values(ended_at=ended))
+
+
+def test_the_daemon_runs_a_failed_slot_again_after_a_pause_and_a_few_times_only(tmp_path: Path) -> None:
+    """The daemon looks every 30 seconds; a slot whose run failed is run again no sooner than five
+    minutes after the failure, and no more once the slot has failed three times (--due still can)."""
+    p = SchedProject(tmp_path, {"wh": "sqlite:///var/wh.db"})
+    ledger = SlotLedger(f"sqlite:///{tmp_path / 'var' / 'state.db'}")
+    expr, latest = two_hours_ago()
+    for name in ("ready", "recent", "spent"):
+        p.job(name, {"schedule": expr, "database": "wh", "tasks": [{"name": "t", "sql": "SELECT 1"}]})
+    seed_failures(ledger, "ready", latest, 2, timedelta(minutes=10))
+    seed_failures(ledger, "recent", latest, 1, timedelta(minutes=1))
+    seed_failures(ledger, "spent", latest, 3, timedelta(minutes=10))
+    daemon = p.start("--scheduler", log=tmp_path / "daemon.log")
+    try:
+        wait_for("the re-run of the ready slot", lambda: runs_of(ledger, "ready", "success"), 30)
+        assert stop(daemon) == 0
+    finally:
+        stop(daemon, signal.SIGKILL)
+    log = (tmp_path / "daemon.log").read_text()
+    assert [(r["slot"], r["status"], r["trigger"]) for r in runs_of(ledger, "ready")] == [
+        (latest, "failed", "cron"), (latest, "failed", "cron"), (latest, "success", "daemon")], log
+    assert "failed; running its slot again (2 failed run(s) of the slot so far)" in log, log
+    assert [r["status"] for r in runs_of(ledger, "recent")] == ["failed"], log
+    assert [r["status"] for r in runs_of(ledger, "spent")] == ["failed"] * 3, log
+    done = p.run("--due", "--job", "spent")  # the catch-up line is not limited
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [r["status"] for r in runs_of(ledger, "spent")] == ["failed"] * 3 + ["success"]

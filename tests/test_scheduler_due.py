@@ -5,6 +5,7 @@ is marked abandoned and its slot run again when the job allows it."""
 from __future__ import annotations
 
 import signal
+import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from runner.executor import new_run_id
 from runner.schedule import Schedule
 from runner.slotbook import SlotLedger
 from tests.harness.mariadb import PrivateMariaDB
+from tests.harness.proxy import TcpProxy
 from tests.schedkit import SchedProject, stop, wait_for
 
 
@@ -139,7 +141,7 @@ def test_a_rerun_of_an_abandoned_run_does_not_apply_its_committed_tasks_again(
     conn = mdb.connect(fresh_db, autocommit=True)
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE hits (id INT AUTO_INCREMENT PRIMARY KEY, task VARCHAR(8), run_id CHAR(32))")
-    expr, latest = two_hours_ago()
+    expr, _ = two_hours_ago()
     p.job("two", {"schedule": expr, "rerun_abandoned": True, "database": "mdb", "tasks": [
         {"name": "a", "sql": "INSERT INTO hits (task, run_id) VALUES ('a', :run_id)"},
         {"name": "b", "depends_on": ["a"],
@@ -167,3 +169,57 @@ def test_a_rerun_of_an_abandoned_run_does_not_apply_its_committed_tasks_again(
     assert list(hits) == [("a", killed["run_id"]), ("b", rerun["run_id"])]  # a once; b of the killed run rolled back
     assert [(a.task, a.status, a.rows, a.error) for a in ledger.attempts_of(rerun["run_id"])] == [
         ("a", "success", 1, f"committed by the abandoned run {killed['run_id']}"), ("b", "success", 1, None)]
+
+
+def test_due_runs_a_failed_slot_again_once_per_call_until_it_succeeds(
+        tmp_path: Path, mdb: PrivateMariaDB, fresh_db: str, proxy: TcpProxy) -> None:
+    """The job's cron line fails because the database stays down past the retry window: every later
+    --due runs the slot once more, until a run succeeds; then nothing is due."""
+    host, port = proxy.address
+    p = SchedProject(tmp_path, {"mdb": f"mysql+pymysql://root:@{host}:{port}/{fresh_db}"})
+    ledger = SlotLedger(f"sqlite:///{tmp_path / 'var' / 'state.db'}")
+    expr, latest = two_hours_ago()
+    p.job("nightly", {"schedule": expr, "database": "mdb",
+                      "retry": {"attempts": 3, "window": "1s", "base_delay": 0.05, "max_delay": 0.2},
+                      "tasks": [{"name": "t", "sql": "SELECT 1"}]})
+    proxy.refuse_new()
+    try:
+        first = p.run("--due", "--job", "nightly")
+        assert first.returncode == 1, first.stderr
+        again = p.run("--due")  # still down: run once more, and only once
+        assert again.returncode == 1, again.stderr
+        assert statuses(ledger, "nightly") == [(latest, "failed", "cron"), (latest, "failed", "due")]
+    finally:
+        proxy.refuse_new(False)
+    done = p.run("--due")
+    assert done.returncode == 0, done.stderr
+    assert "failed; running its slot again" in done.stderr, done.stderr
+    assert statuses(ledger, "nightly") == [(latest, "failed", "cron"), (latest, "failed", "due"),
+                                           (latest, "success", "due")]
+    quiet = p.run("--due")
+    assert quiet.returncode == 0 and "nothing due" in quiet.stdout, quiet.stdout + quiet.stderr
+    assert len(ledger.slot_runs("nightly")) == 3
+
+
+def test_a_rerun_of_a_failed_slot_leaves_the_tasks_it_committed_alone(
+        sqlite_project: tuple[SchedProject, SlotLedger]) -> None:
+    p, ledger = sqlite_project
+    expr, _ = two_hours_ago()
+    wh = sqlite3.connect(p.root / "var" / "wh.db")
+    wh.execute("CREATE TABLE hits (task TEXT, run_id TEXT)")
+    wh.commit()
+    p.job("two", {"schedule": expr, "database": "wh", "tasks": [
+        {"name": "a", "sql": "INSERT INTO hits VALUES ('a', :run_id)"},
+        {"name": "b", "depends_on": ["a"], "sql": "INSERT INTO hits SELECT 'b', :run_id FROM gate"}]})
+    failed = p.run("--due")
+    assert failed.returncode == 1 and "no such table: gate" in failed.stdout, failed.stdout + failed.stderr
+    wh.execute("CREATE TABLE gate (x INT)")
+    wh.execute("INSERT INTO gate VALUES (1)")
+    wh.commit()
+    done = p.run("--due")
+    assert done.returncode == 0, done.stdout + done.stderr
+    first, second = ledger.slot_runs("two")
+    assert (first["status"], second["status"]) == ("failed", "success")
+    assert f"committed by the failed run {first['run_id']}" in done.stdout, done.stdout
+    assert wh.execute("SELECT task, run_id FROM hits ORDER BY rowid").fetchall() == [
+        ("a", first["run_id"]), ("b", second["run_id"])]

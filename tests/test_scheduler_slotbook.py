@@ -78,3 +78,16 @@ def test_job_slots_reads_every_job_at_once(book: SlotLedger) -> None:
     assert state["a"].last == SLOT + timedelta(days=1)
     assert {u.run_id for u in state["a"].unfinished} == {later} | {r["run_id"] for r in book.slot_runs("a")}
     assert state["none"].last is None and state["none"].unfinished == ()
+
+
+def test_job_slots_names_the_run_holding_the_latest_claim_and_counts_the_slot_failures(book: SlotLedger) -> None:
+    book.claim("a", SLOT - timedelta(days=1), new_run_id(), "2026-11-20", "cron")
+    first, second = new_run_id(), new_run_id()
+    book.claim("a", SLOT, first, "2026-11-21", "cron")
+    book.finish_run(first, "failed", 1, 0, "task t failed")
+    book.claim("a", SLOT, second, "2026-11-21", "due", takes_over=first)
+    book.finish_run(second, "interrupted", 1, 0, "interrupted: KeyboardInterrupt")
+    state = book.job_slots("a")
+    assert (state.last, state.last_run, state.last_status, state.last_failures) == (SLOT, second, "interrupted", 2)
+    assert state.last_ended is not None and state.last_ended.tzinfo is not None
+    assert list(book.earlier_runs("a", SLOT, new_run_id()).items()) == [(second, "interrupted"), (first, "failed")]
