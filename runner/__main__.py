@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from . import __version__, logs
 from .db import passwords
@@ -22,7 +22,7 @@ log = logging.getLogger("runner")
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 as well; keep its usage line
+    def error(self, message: str) -> NoReturn:  # argparse exits 2 as well; keep its usage line
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message}\n")
 

@@ -187,7 +187,7 @@ def history(project: Project, job: str | None, out: IO[str], limit: int = 30) ->
     return 0
 
 
-def _table(rows: list[tuple[str, ...]], out: IO[str]) -> None:
+def _table(rows: Sequence[Sequence[str]], out: IO[str]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         out.write("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")

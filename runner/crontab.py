@@ -115,7 +115,7 @@ def crontab_text(project: Project, python: str | None = None) -> str:
         f"# Lines without CRON_TZ run in the system's timezone ({system_tz}). Install with: crontab <this file>",
         "SHELL=/bin/sh",
         "",
-        "# catch-up: every job whose latest scheduled slot has no run",
+        "# catch-up: every job whose latest scheduled slot has no successful run",
         f"{CATCH_UP} {line.command('--due', 'due')}",
     ]
     scheduled = sorted((j for j in jobs.values() if j.schedule),

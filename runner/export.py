@@ -28,7 +28,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import sqlalchemy as sa
 
@@ -76,7 +76,7 @@ def _file_mode(path: Path) -> int:
         return 0o666 & ~_UMASK
 
 
-def write_atomic(path: Path, write: "callable[[IO[str]], int]", compress: bool = False) -> int:
+def write_atomic(path: Path, write: Callable[[IO[str]], int], compress: bool = False) -> int:
     """Write through `write(text_stream)` into a temporary file beside `path`, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
