@@ -308,12 +308,8 @@ class Runner:
         """(run id, rows) of the earlier run of this slot that committed the task, by its marker."""
         if not ctx.resume_of or task.kind not in ("sql", "load") or not self.project.databases[task.database].markers:
             return None
-        engine = self.engines.get(task.database)
         for run_id in ctx.resume_of:
-            try:
-                found = markers.find(engine, run_id, task.name)
-            except Exception as exc:
-                raise AttemptError(exc, classify_error(exc), None, "connect") from exc
+            found = self._marker(task, run_id)
             if found is not None:
                 return run_id, found[1]
         return None
@@ -321,9 +317,13 @@ class Runner:
     def _already_committed(self, ctx: "_RunContext", task: Task) -> tuple[int, int] | None:
         if task.kind != "sql" or not self.project.databases[task.database].markers:
             return None
+        return self._marker(task, ctx.run_id)
+
+    def _marker(self, task: Task, run_id: str) -> tuple[int, int] | None:
+        """(attempt, rows) of the task's marker under `run_id`; a lookup that fails is a connect failure."""
         engine = self.engines.get(task.database)
         try:
-            return markers.find(engine, ctx.run_id, task.name)
+            return markers.find(engine, run_id, task.name)
         except Exception as exc:
             raise AttemptError(exc, classify_error(exc), None, "connect") from exc
 
