@@ -9,8 +9,8 @@ statement, Connections the new connections) and the time per task:
   raw            one PyMySQL connection, no pool                                       (baseline)
   stock begin    SQLAlchemy create_engine(pool_pre_ping=True), `with engine.begin()` per task
   stock raw      the same engine, engine.raw_connection() per task (the executor's access path)
-  runner pool    runner.db.make_engine (the pool guard), engine.raw_connection() per task
-  runner job     runner.executor.Runner running one job of --tasks tasks: pool, retry policy,
+  runner pool    runner.db.engines.make_engine (the pool guard), engine.raw_connection() per task
+  runner job     runner.run.executor.Runner running one job of --tasks tasks: pool, retry policy,
                  marker row per task (an INSERT of its own, counted in Questions), ledger in SQLite
 
 Target (issue 3): the pool's extra round trips (pings + rollbacks) at most 1% of the statements.
@@ -29,7 +29,7 @@ from typing import Callable
 import sqlalchemy as sa
 
 from runnerkit import DB, PrivateMariaDB, Runner, job_of, make_project, prepare_server, run, status
-from runner.db import make_engine, transaction_ended
+from runner.db.engines import make_engine, transaction_ended
 from runner.model import Database
 
 COUNTERS = ("Com_admin_commands", "Com_rollback", "Questions", "Connections")

@@ -14,8 +14,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from runner.config import load_project  # noqa: E402
-from runner.executor import RunRequest, RunResult, Runner  # noqa: E402
+from runner.config.project import load_project  # noqa: E402
+from runner.run.executor import RunRequest, RunResult, Runner  # noqa: E402
 from runner.model import Job, Project, Statement, Task  # noqa: E402
 from tests.harness.mariadb import PrivateMariaDB  # noqa: E402
 

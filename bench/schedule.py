@@ -45,7 +45,7 @@ INSERT = f"INSERT INTO ticks (job, run_id, at) VALUES (:job, :run_id, {NOW})"
 
 def workers(jobs: int) -> int:
     sys.path.insert(0, str(REPO))
-    from runner.scheduler import MAX_WORKERS
+    from runner.schedule.daemon import MAX_WORKERS
 
     return max(10, min(MAX_WORKERS, jobs + 2))  # as the daemon sizes its pool
 

@@ -156,3 +156,6 @@ class Project:
     jobs_dir: Path
     settings: Settings
     databases: Mapping[str, Database]
+
+
+FAILED = ("failed", "interrupted")  # run statuses that ended without success: the slot is still due

@@ -17,8 +17,8 @@ from typing import Any, Callable, Sequence
 import pymysql
 import yaml
 
-from runner.__main__ import main
-from runner.ledger import Ledger, TaskAttempt
+from runner.cli.main import main
+from runner.state.ledger import Ledger, TaskAttempt
 from tests.harness.mariadb import PrivateMariaDB
 
 # Backoff short enough that a test never waits on it for long, long enough to be a real backoff.

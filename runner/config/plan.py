@@ -1,0 +1,169 @@
+"""Pure planning: task order, --from-task, parameters, date ranges. No I/O, no clock."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+from graphlib import CycleError, TopologicalSorter
+from typing import Iterable, Mapping, Sequence
+
+from runner.config.sqltext import placeholders
+from runner.errors import Problem, UsageError
+from runner.model import Job, Statement, Task
+
+_BUILTIN_REF = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+MAX_DATES = 3660
+
+
+def graph(tasks: Iterable[Task]) -> TopologicalSorter[str]:
+    ts: TopologicalSorter[str] = TopologicalSorter()
+    for t in tasks:
+        ts.add(t.name, *t.depends_on)
+    return ts
+
+
+def find_cycle(tasks: Sequence[Task]) -> list[str]:
+    """The tasks of one dependency cycle (first repeated at the end), or [] when there is none."""
+    known = {t.name for t in tasks}
+    try:
+        graph(Task(t.name, t.database, depends_on=tuple(d for d in t.depends_on if d in known))
+              for t in tasks).prepare()
+    except CycleError as exc:
+        return list(reversed(exc.args[1]))
+    return []
+
+
+def order_tasks(tasks: Sequence[Task]) -> list[Task]:
+    """Dependency order; among tasks that are ready together, the order of the YAML file."""
+    index = {t.name: i for i, t in enumerate(tasks)}
+    ts = graph(tasks)
+    ts.prepare()
+    out: list[str] = []
+    while ts.is_active():
+        ready = sorted(ts.get_ready(), key=lambda n: index.get(n, len(index)))
+        out.extend(ready)
+        ts.done(*ready)
+    by_name = {t.name: t for t in tasks}
+    return [by_name[n] for n in out if n in by_name]
+
+
+def from_task(ordered: Sequence[Task], start: str | None) -> list[Task]:
+    """`--from-task T`: T and every task after it in the plan order."""
+    if start is None:
+        return list(ordered)
+    names = [t.name for t in ordered]
+    if start not in names:
+        raise UsageError(f"unknown task '{start}' for --from-task (tasks in order: {', '.join(names)})")
+    return list(ordered[names.index(start):])
+
+
+def parse_params(pairs: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            raise UsageError(f"malformed --param {pair!r}: write --param KEY=VALUE, KEY made of letters, "
+                             "digits and _")
+        out[key] = value
+    return out
+
+
+def parse_dates(text: str) -> list[date]:
+    """`2026-11-01` or `2026-11-01..2026-11-07` (inclusive), in order."""
+    first, sep, last = text.partition("..")
+    try:
+        start = date.fromisoformat(first)
+        end = date.fromisoformat(last) if sep else start
+    except ValueError:
+        raise UsageError(f"malformed --date {text!r}: write YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD") from None
+    if end < start:
+        raise UsageError(f"--date {text!r} ends before it starts: write the earlier date first")
+    days = (end - start).days + 1
+    if days > MAX_DATES:
+        raise UsageError(f"--date {text!r} spans {days} days; at most {MAX_DATES} per run")
+    return [start + timedelta(days=i) for i in range(days)]
+
+
+_ANY_DATE = date(2000, 1, 1)  # where only the names of the built-ins matter
+MANUAL_FIX = "add it to params in the job or pass --param {name}=..."
+SCHEDULED_FIX = "add it to params in the job (a scheduled run has no --param)"
+
+
+def builtin_params(job: Job, run_date: date, run_id: str = "") -> dict[str, str]:
+    return {
+        "run_date": run_date.isoformat(),
+        "yesterday": (run_date - timedelta(days=1)).isoformat(),
+        "tomorrow": (run_date + timedelta(days=1)).isoformat(),
+        "job": job.name,
+        "run_id": run_id,
+    }
+
+
+def resolve_params(job: Job, run_date: date, cli: Mapping[str, str], run_id: str = "") -> dict[str, object]:
+    """Built-ins, then the job's params, then --param; `{name}` in a text value refers to a built-in.
+    Job params keep their YAML type (a number stays a number); --param values are text."""
+    builtins = builtin_params(job, run_date, run_id)
+    out: dict[str, object] = dict(builtins)
+    for source, values in (("params", job.params), ("--param", cli)):
+        for key, value in values.items():
+            out[key] = _fill(value, builtins, f"{job.file} {source}.{key}") if isinstance(value, str) else value
+    return out
+
+
+def _fill(value: str, builtins: Mapping[str, object], where: str) -> str:
+    def sub(m: re.Match[str]) -> str:
+        if m.group(1) not in builtins:
+            raise UsageError(f"{where}: unknown placeholder {{{m.group(1)}}} (built-ins: {', '.join(builtins)})")
+        return str(builtins[m.group(1)])
+
+    return _BUILTIN_REF.sub(sub, value)
+
+
+def unknown_placeholders(job: Job) -> list[tuple[str, str, list[str]]]:
+    """(param, placeholder, built-in names) for every `{name}` in a text param that no built-in fills."""
+    builtins = list(builtin_params(job, _ANY_DATE))
+    return [(key, m.group(1), builtins) for key, value in job.params.items() if isinstance(value, str)
+            for m in _BUILTIN_REF.finditer(value) if m.group(1) not in builtins]
+
+
+def fill_path(template: str, params: Mapping[str, object], where: str) -> str:
+    """A path with `{param}` placeholders, filled from the run's parameters."""
+    return _fill(template, params, where)
+
+
+@dataclass(frozen=True)
+class MissingParam:
+    task: str
+    name: str
+    statement: Statement
+
+    @property
+    def where(self) -> str:
+        return self.statement.where
+
+    def problem(self, fix: str) -> Problem:
+        """The problem as reported: `fix` (MANUAL_FIX or SCHEDULED_FIX) says what to do."""
+        return Problem(self.statement.file, f"task {self.task}", f"statement uses :{self.name} but no parameter "
+                       f"{self.name} is set: {fix.format(name=self.name)}", self.statement.line)
+
+
+def missing_params(tasks: Iterable[Task], params: Mapping[str, object]) -> list[MissingParam]:
+    """Parameters that a statement uses but no built-in, job param or --param sets."""
+    out: list[MissingParam] = []
+    for t in tasks:
+        stmts = list(t.statements)
+        if t.export is not None:
+            stmts.append(t.export.query)
+        if t.load is not None:
+            stmts.append(t.load.query)
+        for s in stmts:
+            for name in placeholders(s.sql):
+                if name not in params and not (name == "watermark" and t.load is not None):
+                    out.append(MissingParam(t.name, name, s))
+    return out
+
+
+def unset_params(job: Job, tasks: Iterable[Task]) -> list[MissingParam]:
+    """Parameters the tasks use that neither a built-in nor the job's params set (only --param can)."""
+    return missing_params(tasks, {**builtin_params(job, _ANY_DATE), **job.params})

@@ -1,0 +1,197 @@
+"""conf/runner.yml and conf/databases.yml: the settings and named databases of a project.
+
+Every problem is reported at once (file, key, line, what to do); nothing here touches a database.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+from runner.config.checks import Checker, display, expand_vars
+from runner.config.yamlfile import KeyPath, YamlDoc, read_yaml
+from runner.errors import ConfigError, Problem
+from runner.model import Database, PoolSpec, Project, Settings
+
+POOL_KEYS = {"size", "max_overflow", "timeout", "recycle", "pre_ping", "ping_skip_ms", "leak_seconds"}
+DB_KEYS = {"url", "pool", "connect_args", "markers"}
+SETTINGS_KEYS = {"timezone", "state_url", "retry", "log_format", "log_dir", "misfire_grace", "stop_grace"}
+
+
+def default_conf_dir() -> Path:
+    return Path(os.environ.get("RUNNER_CONF") or "conf")
+
+
+def default_jobs_dir(conf_dir: Path) -> Path:
+    env = os.environ.get("RUNNER_JOBS")
+    return Path(env) if env else conf_dir.resolve().parent / "jobs"
+
+
+def env_override_name(db_name: str) -> str:
+    return "RUNNER_DB_" + re.sub(r"[^A-Za-z0-9]", "_", db_name).upper() + "_URL"
+
+
+def resolve_url(url: str, root: Path) -> str:
+    """Make a relative SQLite file path absolute against the project root (cron starts jobs from /)."""
+    m = re.match(r"^(sqlite(?:\+\w+)?):///(.*)$", url)
+    if not m or not m.group(2) or m.group(2).startswith((":memory:", "/")) or m.group(2).startswith("file:"):
+        return url
+    path, _, query = m.group(2).partition("?")
+    full = (root / path).resolve()
+    return f"{m.group(1)}:///{full}" + (f"?{query}" if query else "")
+
+
+def load_project(conf_dir: Path | None = None, jobs_dir: Path | None = None,
+                 env: Mapping[str, str] | None = None, collect: list[Problem] | None = None) -> Project:
+    """Read conf/runner.yml and conf/databases.yml. Raises ConfigError with every problem found, or,
+    given `collect`, adds them there and returns what is valid (so --check can go on to the jobs)."""
+    env = os.environ if env is None else env
+    conf_dir = (conf_dir or default_conf_dir()).resolve()
+    root = conf_dir.parent
+    jobs_dir = (jobs_dir or default_jobs_dir(conf_dir)).resolve()
+    problems: list[Problem] = []
+    if not conf_dir.is_dir():
+        raise ConfigError(Problem(str(conf_dir), "", "configuration folder not found: pass --conf DIR or set "
+                                  "RUNNER_CONF to the folder holding runner.yml and databases.yml"))
+    settings = _load_settings(conf_dir, root, env, problems)
+    databases = _load_databases(conf_dir, root, env, problems)
+    if problems and collect is None:
+        raise ConfigError(problems)
+    if collect is not None:
+        collect.extend(problems)
+    return Project(root=root, conf_dir=conf_dir, jobs_dir=jobs_dir, settings=settings, databases=databases)
+
+
+def _read_expanded(path: Path, root: Path, env: Mapping[str, str], problems: list[Problem]) -> YamlDoc | None:
+    try:
+        doc = read_yaml(path, display(path, root))
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return None
+    doc.data = _expand_tree(doc, doc.data, (), env, problems)
+    return doc
+
+
+def _expand_tree(doc: YamlDoc, value: Any, path: KeyPath, env: Mapping[str, str], problems: list[Problem]) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand_tree(doc, v, path + (k,), env, problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_tree(doc, v, path + (i,), env, problems) for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+        missing: list[str] = []
+        out = expand_vars(value, env, missing)
+        for name in missing:
+            problems.append(Problem(doc.file, ".".join(map(str, path)),
+                                    f"environment variable {name} is not set and has no default: export {name}=... "
+                                    f"or write ${{{name}:-default}}", doc.line(path)))
+        return out
+    return value
+
+
+def _load_settings(conf_dir: Path, root: Path, env: Mapping[str, str], problems: list[Problem]) -> Settings:
+    path = conf_dir / "runner.yml"
+    # Without runner.yml every setting has its default, but RUNNER_STATE_URL still applies.
+    doc = _read_expanded(path, root, env, problems) if path.exists() else YamlDoc(display(path, root), None)
+    if doc is None:
+        return Settings(root=root)
+    c = Checker(doc)
+    m = c.mapping(doc.data, (), SETTINGS_KEYS)
+    base = Settings(root=root)
+    env_url = env.get("RUNNER_STATE_URL")
+    state_url = env_url or c.typed(m, "state_url", (), str, base.state_url)
+    invalid = _invalid_url(state_url, "RUNNER_STATE_URL" if env_url else None)
+    if invalid:
+        c.add(("state_url",), invalid)
+        state_url = base.state_url
+    settings = Settings(
+        root=root,
+        timezone=c.timezone(m, (), base.timezone),
+        state_url=resolve_url(state_url, root),
+        retry=c.retry(m.get("retry"), ("retry",), base.retry),
+        log_format=c.typed(m, "log_format", (), str, base.log_format, lambda v: v in ("text", "json"),
+                           "text or json"),
+        log_dir=c.typed(m, "log_dir", (), str, base.log_dir),
+        misfire_grace=c.duration(m, "misfire_grace", (), base.misfire_grace) or 0.0,
+        stop_grace=c.duration(m, "stop_grace", (), base.stop_grace) or 0.0,
+    )
+    problems.extend(c.problems)
+    return settings
+
+
+def _load_databases(conf_dir: Path, root: Path, env: Mapping[str, str], problems: list[Problem]) -> dict[str, Database]:
+    path = conf_dir / "databases.yml"
+    if not path.exists():
+        problems.append(Problem(display(path, root), "", "file not found: create it with one entry per database, "
+                                "e.g. warehouse: {url: 'sqlite:///var/warehouse.db'}"))
+        return {}
+    doc = _read_expanded(path, root, env, problems)
+    if doc is None:
+        return {}
+    c = Checker(doc)
+    out: dict[str, Database] = {}
+    if not isinstance(doc.data, dict):
+        c.add((), "must be a mapping of database names to {url: ...}")
+        problems.extend(c.problems)
+        return out
+    for name, spec in doc.data.items():
+        path_ = (name,)
+        m = c.mapping(spec, path_, DB_KEYS)
+        override = env.get(env_override_name(str(name)))
+        url_key = f"{name}.url"
+        if override:  # the url it replaces no longer matters, nor the ${VAR}s in it
+            problems[:] = [p for p in problems if (p.file, p.key) != (doc.file, url_key)]
+        url = override or c.typed(m, "url", path_, str, None)
+        if not url:
+            if not any((p.file, p.key) == (doc.file, url_key) for p in problems):  # else: unset ${VAR}, said
+                c.add(path_ + ("url",), "missing url: give a SQLAlchemy URL such as mysql+pymysql://user:pw@host/db")
+                continue
+        elif invalid := _invalid_url(url, env_override_name(str(name)) if override else None):
+            c.add(path_ + ("url",), invalid)
+            continue
+        pool = _pool(c, m.get("pool"), path_ + ("pool",))
+        connect_args = c.typed(m, "connect_args", path_, dict, {})
+        markers = c.typed(m, "markers", path_, bool, True)
+        out[str(name)] = Database(name=str(name), url=resolve_url(url, root), pool=pool,
+                                  connect_args=connect_args, markers=markers)
+    problems.extend(c.problems)
+    return out
+
+
+def _invalid_url(url: str, variable: str | None) -> str | None:
+    """What is wrong with a url SQLAlchemy cannot parse (its password hidden; `variable` names the
+    environment variable it came from), or None when it parses."""
+    if not _unparsable(url):
+        return None
+    from runner.config.urls import redact
+
+    source = f" (from {variable})" if variable else ""
+    shown = redact(url) if "@" in url else "(not shown: no user@host part to hide a password in)"
+    return (f"invalid url {shown}{source}: write dialect+driver://user:password@host:port/database, "
+            "e.g. mysql+pymysql://etl:pw@db.example:3306/warehouse")
+
+
+def _unparsable(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(url)
+    except Exception:  # the parser's own message may quote the url, password included: say it ourselves
+        return True
+    return False
+
+
+def _pool(c: Checker, value: Any, path: KeyPath) -> PoolSpec:
+    m = c.mapping(value, path, POOL_KEYS)
+    base = PoolSpec()
+    positive = (lambda v: v >= 0)
+    return PoolSpec(
+        size=c.typed(m, "size", path, int, base.size, lambda v: v >= 1, "a whole number >= 1"),
+        max_overflow=c.typed(m, "max_overflow", path, int, base.max_overflow, positive, "a whole number >= 0"),
+        timeout=c.duration(m, "timeout", path, base.timeout) or 0.0,
+        recycle=int(c.duration(m, "recycle", path, base.recycle) or 0),
+        pre_ping=c.typed(m, "pre_ping", path, bool, base.pre_ping),
+        ping_skip_ms=c.typed(m, "ping_skip_ms", path, int, base.ping_skip_ms, positive, "milliseconds >= 0"),
+        leak_seconds=c.duration(m, "leak_seconds", path, base.leak_seconds),
+    )

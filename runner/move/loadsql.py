@@ -1,0 +1,198 @@
+"""SQL text of a load, built from column names and kinds: pure functions, no I/O.
+
+Identifiers are quoted here; values are never pasted into SQL text by the runner. The one exception
+by design is the MySQL-to-MySQL path, where the *source server* renders each row as text (escaped by
+its own REPLACE/QUOTE/HEX functions) so that the bytes pass through the runner without a Python
+object per value: LOAD DATA lines, or SQL tuples for the multi-row INSERT fallback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from runner.move.coltypes import SourceColumn
+
+Quote = Callable[[str], str]
+
+# Built with CHAR(... USING utf8mb4), the separators mean the same under any sql_mode.
+_TAB = "CHAR(9 USING utf8mb4)"
+_NL = "CHAR(10 USING utf8mb4)"
+
+STREAM_NAME = "runner-stream"  # the name in LOAD DATA LOCAL INFILE; no file of that name is ever opened
+
+
+def mysql_quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def split_name(table: str) -> tuple[str | None, str]:
+    """`schema.table` or `table`."""
+    schema, dot, name = table.rpartition(".")
+    return (schema or None) if dot else None, name
+
+
+def qualified(table: str, quote: Quote) -> str:
+    schema, name = split_name(table)
+    return f"{quote(schema)}.{quote(name)}" if schema else quote(name)
+
+
+# ---------------------------------------------------------------------------------------- source side
+
+def wrapped(inner_sql: str, select: str = "*", limit0: bool = False) -> str:
+    """The user's query as a derived table (its result column names become the target columns)."""
+    return f"SELECT {select} FROM (\n{inner_sql}\n) AS runner_q" + (" LIMIT 0" if limit0 else "")
+
+
+def _ref(name: str) -> str:
+    return "runner_q." + mysql_quote(name)
+
+
+def sql_field(col: SourceColumn) -> str:
+    """A column as a SQL literal rendered by the source server: text quoted and escaped by QUOTE() (linear
+    in the value's length, unlike REPLACE(), which is quadratic on MariaDB), binary as X'..', NULL as NULL."""
+    ref = _ref(col.name)
+    if col.kind == "text":
+        return f"QUOTE(CONVERT({ref} USING utf8mb4))"
+    if col.kind == "binary":
+        return f"IF({ref} IS NULL, 'NULL', CONCAT('X''', HEX({ref}), ''''))"
+    if col.kind == "temporal":
+        return f"QUOTE({ref})"
+    if col.kind == "bit":
+        return f"IFNULL({ref} + 0, 'NULL')"
+    return f"IFNULL({ref}, 'NULL')"
+
+
+def tsv_field(col: SourceColumn) -> str:
+    """A column as one LOAD DATA field: text enclosed and escaped by QUOTE() (so it may hold tabs and
+    newlines), binary as hex, NULL as the unquoted word NULL."""
+    if col.kind == "binary":
+        return f"IFNULL(HEX({_ref(col.name)}), 'NULL')"
+    return sql_field(col)
+
+
+def encoded_select(inner_sql: str, columns: Sequence[SourceColumn], fmt: str, watermark: str | None = None) -> str:
+    """The source query that returns each row already encoded: one LOAD DATA line (fmt "tsv", newline
+    included) or one SQL tuple (fmt "sql"); plus the raw watermark column when the load is incremental."""
+    if fmt == "tsv":
+        parts = [p for c in columns for p in (tsv_field(c), _TAB)]
+        parts[-1] = _NL
+    else:
+        parts = ["'('"] + [p for c in columns for p in (sql_field(c), "','")]
+        parts[-1] = "')'"
+    select = f"CONCAT({', '.join(parts)}) AS runner_row"
+    if watermark is not None:
+        select += f", {_ref(watermark)} AS runner_wm"
+    return wrapped(inner_sql, select)
+
+
+# ---------------------------------------------------------------------------------------- target side
+
+def load_data_sql(table: str, columns: Sequence[SourceColumn]) -> str:
+    """LOAD DATA LOCAL INFILE for lines made by `tsv_field`; binary columns arrive as hex."""
+    targets, sets = [], []
+    for i, c in enumerate(columns):
+        if c.kind == "binary":
+            targets.append(f"@runner_b{i}")
+            sets.append(f"{mysql_quote(c.name)} = UNHEX(@runner_b{i})")
+        else:
+            targets.append(mysql_quote(c.name))
+    sql = (f"LOAD DATA LOCAL INFILE '{STREAM_NAME}' INTO TABLE {qualified(table, mysql_quote)} "
+           f"CHARACTER SET utf8mb4 FIELDS TERMINATED BY X'09' OPTIONALLY ENCLOSED BY X'27' ESCAPED BY X'5C' "
+           f"LINES TERMINATED BY X'0A' "
+           f"({', '.join(targets)})")
+    return sql + (f" SET {', '.join(sets)}" if sets else "")
+
+
+def insert_head(table: str, names: Sequence[str], quote: Quote) -> str:
+    return f"INSERT INTO {qualified(table, quote)} ({', '.join(quote(n) for n in names)}) VALUES "
+
+
+def upsert_tail(dialect: str, names: Sequence[str], key: Sequence[str], quote: Quote) -> str:
+    """What follows the VALUES of an upsert: update the non-key columns of a row whose key exists."""
+    others = [n for n in names if n not in key] or [key[0]]
+    if dialect in ("mysql", "mariadb"):
+        return " ON DUPLICATE KEY UPDATE " + ", ".join(f"{quote(n)} = VALUES({quote(n)})" for n in others)
+    conflict = ", ".join(quote(k) for k in key)
+    updates = [n for n in names if n not in key]
+    if not updates:
+        return f" ON CONFLICT ({conflict}) DO NOTHING"
+    return f" ON CONFLICT ({conflict}) DO UPDATE SET " + ", ".join(f"{quote(n)} = excluded.{quote(n)}" for n in updates)
+
+
+def placeholder(paramstyle: str) -> str:
+    if paramstyle == "qmark":
+        return "?"
+    if paramstyle in ("format", "pyformat"):
+        return "%s"
+    raise ValueError(f"unsupported driver parameter style {paramstyle!r} (supported: qmark, format, pyformat)")
+
+
+def insert_sql(dialect: str, paramstyle: str, table: str, names: Sequence[str], mode: str, key: Sequence[str],
+               quote: Quote) -> str:
+    """A one-row INSERT (or upsert) with driver placeholders, for executemany."""
+    mark = placeholder(paramstyle)
+    sql = insert_head(table, names, quote) + "(" + ", ".join([mark] * len(names)) + ")"
+    return sql + (upsert_tail(dialect, names, key, quote) if mode == "upsert" else "")
+
+
+# ---------------------------------------------------------------------------------------- replace
+
+@dataclass(frozen=True)
+class WritePlan:
+    """Where rows go and what happens around them, for one mode on one kind of database."""
+
+    into: str  # the table the rows are written into
+    before: tuple[str, ...]  # statements before the rows ("CREATE" stands for the table's CREATE TABLE)
+    after: tuple[str, ...]  # statements after the rows committed (MySQL's swap)
+    staging: str | None = None  # a table to drop when the load fails
+
+
+def side_names(table: str) -> tuple[str, str]:
+    """Staging and retired table names beside `table` (kept under MySQL's 64-character limit)."""
+    schema, name = split_name(table)
+    base = name[:50]
+    prefix = f"{schema}." if schema else ""
+    return f"{prefix}{base}__runner_new", f"{prefix}{base}__runner_old"
+
+
+CREATE = "CREATE"  # placeholder in WritePlan.before for the CREATE TABLE of the table being written
+
+
+def write_plan(dialect: str, mode: str, table: str, exists: bool, create: bool, quote: Quote) -> WritePlan:
+    """The statements of a load around its rows.
+
+    MySQL/MariaDB replace: rows go into a staging table that RENAME TABLE swaps in atomically (DDL
+    commits implicitly there, so the swap is the last step). Databases with transactional DDL
+    (SQLite) replace inside the load's one transaction: DELETE, then the rows; readers see the old or
+    the new table, never a half one. A missing table is created when `create` is on.
+    """
+    if dialect in ("mysql", "mariadb") and mode == "replace":
+        new, old = side_names(table)
+        q_new, q_old, q_table = (qualified(t, quote) for t in (new, old, table))
+        before = (f"DROP TABLE IF EXISTS {q_new}",
+                  f"CREATE TABLE {q_new} LIKE {q_table}" if exists or not create else CREATE)
+        if exists:
+            after = (f"DROP TABLE IF EXISTS {q_old}", f"RENAME TABLE {q_table} TO {q_old}, {q_new} TO {q_table}",
+                     f"DROP TABLE {q_old}")
+        else:
+            after = (f"RENAME TABLE {q_new} TO {q_table}",)
+        return WritePlan(new, before, after, staging=new)
+    before: tuple[str, ...] = ()
+    if not exists and create:
+        before = (CREATE,)
+    elif exists and mode == "replace":
+        before = (f"DELETE FROM {qualified(table, quote)}",)
+    return WritePlan(table, before, ())
+
+
+def params_as_null(sql: str) -> str:
+    """The query with every `:name` parameter replaced by NULL (for a probe that only needs its columns)."""
+    import sqlparse
+    from sqlparse import tokens as T
+
+    out = []
+    for tok in sqlparse.parse(sql)[0].flatten():
+        is_param = tok.ttype in T.Name.Placeholder and tok.value.startswith(":") and len(tok.value) > 1
+        out.append("NULL" if is_param else tok.value)
+    return "".join(out)

@@ -1,0 +1,149 @@
+"""Rows between any two databases through their drivers: a streamed source cursor, executemany in batches.
+
+The source cursor is unbuffered (PyMySQL's SSCursor; SQLite steps through its rows), read `batch_rows`
+at a time; each batch is written with the target driver's executemany (PyMySQL turns it into one
+multi-row INSERT per megabyte, sqlite3 runs it in C). Memory holds one batch, whatever the row count.
+"""
+
+from __future__ import annotations
+
+import decimal
+import uuid
+from typing import Any, Callable, Iterator, Sequence
+
+import sqlalchemy as sa
+
+from runner.move.coltypes import SourceColumn, reflected_column, value_column
+from runner.move.fastcopy import SourceError
+from runner.move.loadsql import params_as_null
+from runner.move.progress import Progress
+from runner.move.values import temporal_text
+
+Adapter = Callable[[Any], Any]
+
+
+def _exact(value: Any) -> Any:
+    return format(value, "f") if isinstance(value, decimal.Decimal) else value
+
+
+def _bit(value: Any) -> Any:
+    return int.from_bytes(value, "big") if isinstance(value, (bytes, bytearray)) else value
+
+
+def adapters(dialect: str, columns: Sequence[SourceColumn]) -> list[Adapter | None]:
+    """Per column, how a driver value becomes a value the target driver stores faithfully (None: as is).
+
+    SQLite has no DECIMAL or date types: decimals are stored as their exact digits (text), dates and
+    times as ISO 8601 text; a BIT value becomes its integer everywhere.
+    """
+    out: list[Adapter | None] = []
+    for c in columns:
+        if c.kind == "bit":
+            out.append(_bit)
+        elif dialect == "sqlite" and c.kind == "decimal":
+            out.append(_exact)
+        elif dialect == "sqlite" and c.kind == "temporal":
+            out.append(temporal_text)
+        else:
+            out.append(None)
+    return out
+
+
+def adapt_rows(rows: Sequence[Sequence[Any]], adapt: Sequence[Adapter | None]) -> list[Sequence[Any]]:
+    if not any(adapt):
+        return list(rows)
+    pairs = [(i, f) for i, f in enumerate(adapt) if f is not None]
+    out = []
+    for row in rows:
+        values = list(row)
+        for i, f in pairs:
+            if values[i] is not None:
+                values[i] = f(values[i])
+        out.append(values)
+    return out
+
+
+def source_cursor(dbapi_conn: Any, dialect: str) -> Any:
+    if dialect in ("mysql", "mariadb") and type(dbapi_conn).__module__.startswith("pymysql"):
+        import pymysql.cursors
+
+        return dbapi_conn.cursor(pymysql.cursors.SSCursor)
+    return dbapi_conn.cursor()
+
+
+def abandon(cursor: Any) -> None:
+    """Leave an unbuffered cursor mid-result without reading the rest (PyMySQL's close() would read
+    every remaining row); its connection is then thrown away, not reused."""
+    result = getattr(cursor, "_result", None)
+    if result is not None and getattr(result, "unbuffered_active", False):
+        result.unbuffered_active = False
+        return
+    try:
+        cursor.close()
+    except Exception:  # the connection is thrown away next; a close that fails changes nothing
+        pass
+
+
+def batches(cursor: Any, size: int) -> Iterator[Sequence[Sequence[Any]]]:
+    """The source rows, `size` at a time; a failure is raised as SourceError."""
+    while True:
+        try:
+            rows = cursor.fetchmany(size)
+        except Exception as exc:
+            raise SourceError(exc) from exc
+        if not rows:
+            return
+        yield rows
+
+
+def sqlite_declared(conn: sa.Connection, sql: str) -> dict[str, Any]:
+    """Declared types of a SQLite query's columns, reflected by SQLAlchemy from a temporary view of it
+    (parameters replaced by NULL); {} when SQLite cannot keep the query as a view."""
+    view = f"runner_probe_{uuid.uuid4().hex[:12]}"
+    try:
+        conn.exec_driver_sql(f'CREATE TEMP VIEW "{view}" AS {params_as_null(sql)}')
+    except sa.exc.DBAPIError:
+        return {}
+    try:
+        return {c["name"]: c["type"] for c in sa.inspect(conn).get_columns(view, schema="temp")}
+    finally:
+        conn.exec_driver_sql(f'DROP VIEW temp."{view}"')
+
+
+def complete_columns(names: Sequence[str], declared: dict[str, Any],
+                     first_rows: Sequence[Sequence[Any]]) -> list[SourceColumn]:
+    """Each column by its declared type, else by its first values (an expression has no declared type)."""
+    out = []
+    for i, name in enumerate(names):
+        col = reflected_column(name, declared.get(name))
+        out.append(col or value_column(name, [r[i] for r in first_rows]))
+    return out
+
+
+class Writer:
+    """executemany of one INSERT (or upsert) per batch, counting rows and the highest watermark value."""
+
+    def __init__(self, cursor: Any, sql: str, adapt: Sequence[Adapter | None], progress: Progress,
+                 watermark_index: int | None):
+        self.cursor = cursor
+        self.sql = sql
+        self.adapt = adapt
+        self.progress = progress
+        self.wm = watermark_index
+        self.rows = 0
+        self.high: Any = None
+
+    def write(self, rows: Sequence[Sequence[Any]]) -> None:
+        if self.wm is not None:
+            self._track(rows)
+        self.cursor.executemany(self.sql, adapt_rows(rows, self.adapt))
+        self.rows += len(rows)
+        self.progress.add(len(rows))
+
+    def _track(self, rows: Sequence[Sequence[Any]]) -> None:
+        i, high = self.wm, self.high
+        for row in rows:
+            v = row[i]
+            if v is not None and (high is None or v > high):
+                high = v
+        self.high = high

@@ -1,0 +1,363 @@
+"""Runs a job: tasks in dependency order, each in one transaction on one pooled connection, under a
+retry policy built from the error table, with every attempt recorded in the ledger.
+
+Unit of retry = the task. A retryable error rolls the task back and the whole task runs again from
+its first statement on a healthy connection; a single statement is never replayed mid-transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Callable, Mapping, Sequence
+
+from tenacity import RetryCallState
+
+from runner import clock
+from runner.config.plan import from_task, graph, order_tasks, resolve_params
+from runner.db.classify import HINTS, Kind, classify_error, server_away
+from runner.db.engines import Engines, current_context
+from runner.errors import OutcomeUnknown, TaskFailed
+from runner.model import Job, Project, RetrySpec, Task
+from runner.run.kinds import kind_of
+from runner.run.retry import build_retrying, describe_attempts
+from runner.state import markers
+from runner.state.ledger import Ledger
+from runner.tasks.base import Attempt, AttemptError
+from runner.tasks.sql import non_atomic
+
+log = logging.getLogger("runner.executor")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    job: Job
+    run_date: date
+    params: Mapping[str, str] = field(default_factory=dict)
+    from_task: str | None = None
+    trigger: str = "manual"
+    slot: datetime | None = None
+    run_id: str | None = None
+    still_locked: Callable[[], bool] | None = None  # the job's lock, checked before each task attempt
+    # Earlier runs of the same slot (run id -> status, newest first): a task whose marker one of them
+    # committed is done, and is not applied again.
+    resume_of: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TaskResult:
+    name: str
+    status: str = "pending"  # success | failed | skipped | pending
+    attempts: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+    note: str = ""
+    error: str | None = None
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    job: str
+    run_date: date
+    status: str
+    tasks: list[TaskResult]
+    seconds: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "success"
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Runner:
+    """Runs jobs of one project. Engines (pools) and the ledger are shared by every run it makes."""
+
+    def __init__(self, project: Project, engines: Engines | None = None, ledger: Ledger | None = None,
+                 sleep: Callable[[float], Any] | None = None):
+        self.project = project
+        self.engines = engines or Engines(project)
+        self.ledger = ledger or Ledger(project.settings.state_url)
+        self.sleep = sleep or clock.sleep
+
+    def close(self) -> None:
+        self.engines.dispose()
+        self.ledger.dispose()
+
+    # ------------------------------------------------------------------------------------------- job
+    def run(self, req: RunRequest, on_task: Callable[[TaskResult], None] | None = None) -> RunResult:
+        job = req.job
+        run_id = req.run_id or new_run_id()
+        params = resolve_params(job, req.run_date, req.params, run_id)
+        selected = from_task(order_tasks(job.tasks), req.from_task)
+        results = {t.name: TaskResult(t.name) for t in selected}
+        started = clock.monotonic()
+        deadline = started + job.timeout if job.timeout else None
+        self.ledger.start_run(run_id, job.name, req.run_date.isoformat(), req.trigger, req.slot)
+        log.info("job %s started (run %s, date %s, %d tasks)", job.name, run_id[:8], req.run_date, len(selected))
+        ctx = _RunContext(run_id=run_id, job=job, params=params, deadline=deadline, still_locked=req.still_locked,
+                          resume_of=req.resume_of)
+        status, error = "failed", None
+        try:
+            error = self._run_tasks(ctx, selected, results, on_task)
+            status = "success" if error is None else "failed"
+        except BaseException as exc:
+            status, error = "interrupted", f"interrupted: {type(exc).__name__}"
+            raise
+        finally:
+            total_attempts = sum(r.attempts for r in results.values())
+            total_rows = sum(r.rows for r in results.values())
+            self.ledger.finish_run(run_id, status, total_attempts, total_rows, error)
+            seconds = clock.monotonic() - started
+            log.info("job %s %s in %.2fs", job.name, status, seconds)
+        return RunResult(run_id, job.name, req.run_date, status, list(results.values()), seconds, error)
+
+    def _run_tasks(self, ctx: "_RunContext", selected: list[Task], results: dict[str, TaskResult],
+                   on_task: Callable[[TaskResult], None] | None) -> str | None:
+        names = {t.name for t in selected}
+        ts = graph(Task(t.name, t.database, depends_on=tuple(d for d in t.depends_on if d in names))
+                   for t in selected)
+        ts.prepare()
+        by_name = {t.name: t for t in selected}
+        order = {t.name: i for i, t in enumerate(selected)}
+        first_error: str | None = None
+        workers = max(1, ctx.job.max_parallel)
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"job-{ctx.job.name}") if workers > 1 else None
+        running: dict[Future[TaskResult], str] = {}
+        try:
+            ready: list[str] = []
+            while ts.is_active() and first_error is None:
+                ready.extend(sorted(ts.get_ready(), key=order.__getitem__))
+                while ready and len(running) < workers and first_error is None:
+                    name = ready.pop(0)
+                    if pool is None:
+                        first_error = self._finish(ts, results, self._run_task(ctx, by_name[name]), on_task)
+                    else:
+                        running[pool.submit(self._run_task, ctx, by_name[name])] = name
+                if running:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        running.pop(fut)
+                        err = self._finish(ts, results, fut.result(), on_task)
+                        first_error = first_error or err
+            for fut in list(running):  # let tasks already running finish; start nothing new
+                err = self._finish(ts, results, fut.result(), on_task)
+                first_error = first_error or err
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+        for r in results.values():
+            if r.status == "pending":
+                r.status, r.note = "skipped", "not started: an earlier task failed"
+        return first_error
+
+    @staticmethod
+    def _finish(ts: Any, results: dict[str, TaskResult], result: TaskResult,
+                on_task: Callable[[TaskResult], None] | None) -> str | None:
+        results[result.name] = result
+        if on_task is not None:
+            on_task(result)
+        if result.status == "success":
+            ts.done(result.name)
+            return None
+        return result.error or f"task {result.name} failed"
+
+    # ------------------------------------------------------------------------------------------- task
+    def _run_task(self, ctx: "_RunContext", task: Task) -> TaskResult:
+        result = TaskResult(task.name)
+        started = clock.monotonic()
+        spec = task.retry or ctx.job.retry
+        retried: list[AttemptError] = []
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, AttemptError):
+                retried.append(exc)
+            self._log_retry(ctx, task, spec, state)
+
+        retrying = build_retrying(spec, should_retry=lambda e: self._should_retry(task, e),
+                                  before_sleep=before_sleep, sleep=self.sleep)
+        current_context.label = f"job {ctx.job.name} task {task.name}"
+        try:
+            for attempt in retrying:
+                with attempt:
+                    result.attempts += 1
+                    result.rows, result.note = self._attempt(ctx, task, result.attempts)
+            result.status = "success"
+        except AttemptError as exc:
+            result.status = "failed"
+            if exc.attempt_id is not None and self._should_retry(task, exc):  # attempts or window ran out
+                self.ledger.finish_attempt(exc.attempt_id, "failed", errno=exc.verdict.errno,
+                                           error=_one_line(exc.verdict.message))
+            result.error = self._failure_message(ctx, task, exc, result.attempts, clock.monotonic() - started, spec,
+                                                 retried)
+            log.error("%s", result.error)
+        except TaskFailed as exc:
+            result.status, result.error = "failed", str(exc)
+            log.error("%s", result.error)
+        finally:
+            current_context.label = ""
+            result.seconds = clock.monotonic() - started
+        return result
+
+    def _should_retry(self, task: Task, exc: BaseException) -> bool:
+        if not isinstance(exc, AttemptError):
+            return False
+        v = exc.verdict
+        if exc.timed_out or v.kind is Kind.TIMEOUT:
+            return task.retry_timeouts
+        if not v.retryable:
+            return False
+        if non_atomic(task) and not task.idempotent and exc.phase != "connect":
+            return False
+        if exc.ambiguous and not self.project.databases[task.database].markers:
+            return False
+        return True
+
+    def _log_retry(self, ctx: "_RunContext", task: Task, spec: RetrySpec, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        delay = state.upcoming_sleep
+        if isinstance(exc, AttemptError):
+            v = exc.verdict
+            limit = f"{state.attempt_number}/{spec.attempts}"
+            if spec.window and server_away(v, exc.phase):  # waited out until the window closes
+                limit = f"{state.attempt_number} ({state.seconds_since_start or 0:.0f}s of the {spec.window:g}s window)"
+            log.warning("job %s task %s: error %s (%s) on attempt %s; retrying in %.2fs: %s",
+                        ctx.job.name, task.name, v.errno, v.kind.value, limit, delay, _one_line(v.message),
+                        extra={"job": ctx.job.name, "task": task.name, "errno": v.errno,
+                               "attempt": state.attempt_number, "next_delay": round(delay, 3)})
+
+    def _attempt(self, ctx: "_RunContext", task: Task, attempt: int) -> tuple[int, str]:
+        """One attempt of a task; returns (rows, note). Raises AttemptError."""
+        if ctx.deadline is not None and clock.monotonic() >= ctx.deadline:
+            raise TaskFailed(f"job {ctx.job.name}: job timeout of {ctx.job.timeout:.0f}s reached before task "
+                             f"{task.name} started")
+        if ctx.still_locked is not None and not ctx.still_locked():
+            # A MySQL named lock dies with its connection: another process may hold it now.
+            raise TaskFailed(f"job {ctx.job.name}: the job's lock was lost (its state store connection dropped), "
+                             f"so task {task.name} was not started: another process may be running the job")
+        attempt_id = self.ledger.start_attempt(ctx.run_id, task.name, attempt)
+        try:
+            earlier = self._committed_earlier(ctx, task)
+            if earlier is not None:
+                note = f"committed by the {ctx.resume_of[earlier[0]]} run {earlier[0]}"
+                self.ledger.finish_attempt(attempt_id, "success", earlier[1], error=note)
+                log.info("job %s task %s: %s (marker found); not applied again", ctx.job.name, task.name, note)
+                return earlier[1], note
+            if attempt > 1:
+                done = self._already_committed(ctx, task)
+                if done is not None:
+                    self.ledger.finish_attempt(attempt_id, "success", done[1], error=f"committed by attempt {done[0]}")
+                    log.info("job %s task %s: attempt %d had committed (marker found); not applied again",
+                             ctx.job.name, task.name, done[0])
+                    return done[1], f"committed by attempt {done[0]}, confirmed by its marker"
+            rows, note = self._body(ctx, task, attempt)
+        except AttemptError as exc:
+            v = exc.verdict
+            status = "retrying" if self._should_retry(task, exc) else "failed"
+            self.ledger.finish_attempt(attempt_id, status, errno=v.errno, error=_one_line(v.message))
+            exc.attempt_id = attempt_id
+            if exc.ambiguous and not self.project.databases[task.database].markers:
+                raise OutcomeUnknown(
+                    f"job {ctx.job.name} task {task.name}: the connection to {self.engines.display(task.database)} "
+                    f"was lost while COMMIT was in flight, and markers are off for this database, so the outcome "
+                    f"is unknown: check the data of this task before re-running it") from exc
+            raise
+        self.ledger.finish_attempt(attempt_id, "success", rows)
+        return rows, note
+
+    def _committed_earlier(self, ctx: "_RunContext", task: Task) -> tuple[str, int] | None:
+        """(run id, rows) of the earlier run of this slot that committed the task, by its marker."""
+        if not ctx.resume_of or not kind_of(task).resumable or not self.project.databases[task.database].markers:
+            return None
+        for run_id in ctx.resume_of:
+            found = self._marker(task, run_id)
+            if found is not None:
+                return run_id, found[1]
+        return None
+
+    def _already_committed(self, ctx: "_RunContext", task: Task) -> tuple[int, int] | None:
+        if not kind_of(task).confirms_retry or not self.project.databases[task.database].markers:
+            return None
+        return self._marker(task, ctx.run_id)
+
+    def _marker(self, task: Task, run_id: str) -> tuple[int, int] | None:
+        """(attempt, rows) of the task's marker under `run_id`; a lookup that fails is a connect failure."""
+        engine = self.engines.get(task.database)
+        try:
+            return markers.find(engine, run_id, task.name)
+        except Exception as exc:
+            raise AttemptError(exc, classify_error(exc), None, "connect") from exc
+
+    def _body(self, ctx: "_RunContext", task: Task, attempt: int) -> tuple[int, str]:
+        at = Attempt(self.project, self.engines, self.ledger, ctx.job, task, ctx.run_id, attempt, ctx.params,
+                     lambda: self.timeout_for(ctx, task))
+        return kind_of(task).run(at)
+
+    def timeout_for(self, ctx: "_RunContext", task: Task) -> float | None:
+        limits = [t for t in (task.timeout,) if t]
+        if ctx.deadline is not None:
+            limits.append(max(0.001, ctx.deadline - clock.monotonic()))
+        return min(limits) if limits else None
+
+    # ------------------------------------------------------------------------------------------- messages
+    def _failure_message(self, ctx: "_RunContext", task: Task, exc: AttemptError, attempts: int, seconds: float,
+                         spec: RetrySpec, retried: Sequence[AttemptError] = ()) -> str:
+        v = exc.verdict
+        lines = [f"job {ctx.job.name}: task {task.name} failed"]
+        stmt = exc.statement
+        if stmt is not None:
+            lines.append(f"  statement: {stmt.where}: {stmt.first_line[:160]}")
+        elif exc.phase == "commit":
+            lines.append("  during: COMMIT")
+        elif exc.phase == "connect":
+            lines.append("  during: connecting")
+        database = task.load.source if task.load and exc.phase == "source" else task.database
+        lines.append(f"  database: {self.engines.display(database)}")
+        code = f"{v.errno} " if v.errno is not None else ""
+        if attempts > 1:
+            lines.append(f"  last error: {code}{_one_line(v.message)} ({v.kind.value})")
+            verdicts = [e.verdict for e in retried][-(attempts - 1):] + [v]
+            lines.extend(describe_attempts(verdicts, seconds, spec, self._should_retry(task, exc),
+                                           server_away(v, exc.phase)))
+        else:
+            lines.append(f"  error: {code}{_one_line(v.message)} ({v.kind.value})")
+            why = ""
+            if exc.timed_out or v.kind is Kind.TIMEOUT:
+                why = " (not retried: timeouts fail fast unless retry_timeouts: true)"
+            elif not v.retryable:
+                why = " (not retried: it would fail the same way)"
+            elif non_atomic(task) and not task.idempotent:
+                why = " (not retried: the task commits implicitly (DDL); mark it idempotent: true to allow retries)"
+            elif spec.attempts <= 1:
+                why = " (retry.attempts is 1)"
+            elif spec.window:
+                why = f" (the retry window of {spec.window:g}s closed)"
+            lines.append(f"  attempts: 1 over {seconds:.1f}s{why}")
+        hint = HINTS.get(Kind.TIMEOUT if exc.timed_out else v.kind, HINTS[Kind.UNKNOWN])
+        lines.append(f"  what to do: {hint}; then: python -m runner --job {ctx.job.name} --from-task {task.name}"
+                     + f" --date {ctx.params['run_date']}")
+        return "\n".join(lines)
+
+
+@dataclass
+class _RunContext:
+    run_id: str
+    job: Job
+    params: dict[str, Any]
+    deadline: float | None = None
+    still_locked: Callable[[], bool] | None = None
+    resume_of: Mapping[str, str] = field(default_factory=dict)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+

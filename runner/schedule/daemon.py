@@ -1,0 +1,307 @@
+"""The scheduler daemon (`--scheduler`). The only module that imports APScheduler.
+
+The daemon gives every job with a schedule one APScheduler job (at most one instance, coalesced,
+misfire grace from the job's catch-up policy) whose trigger fires at the slots of `cron.Schedule`,
+so it wakes exactly when cron lines and `--due` expect, across DST changes too. APScheduler only wakes
+it: what runs is decided under the job's lock by `due.DueRunner`, from the ledger, so a slot is run
+once across hosts and a missed one is recorded, never dropped. A periodic look (at start-up too)
+finds slots missed while the daemon was down or busy, runs abandoned by a host that died, and failed
+slots to run again (sparingly: `slots.DAEMON_FAILED_RERUNS`); a job that ran past its next slot is
+looked at again as soon as it is done.
+
+Signals: SIGTERM/SIGINT start no new run, let running ones finish within `stop_grace` (conf/runner.yml,
+default 60s) and exit 0; SIGHUP reloads conf and jobs, and keeps the old set when the new one is invalid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from apscheduler.executors.debug import DebugExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from runner import clock, logs
+from runner.config.jobs import load_jobs
+from runner.config.project import load_project
+from runner.config.urls import passwords
+from runner.cron import UTC, Schedule
+from runner.errors import ConfigError, UsageError
+from runner.model import Job, Project
+from runner.run.executor import Runner
+from runner.schedule.due import DueRunner, Outcome, Prepared, grace_of
+from runner.schedule.slots import DAEMON_FAILED_RERUNS
+from runner.state.slots import SlotLedger
+
+log = logging.getLogger("runner.scheduler")
+
+LOOK_SECONDS = 30.0  # how often the daemon looks for missed slots and abandoned runs
+MAX_WORKERS = 128
+MAX_BATCH = 200  # jobs claimed in one go by the dispatch thread
+QUIET = 0.002  # the jobs due at one moment are all queued when the queue has been quiet this long
+SWITCH_INTERVAL = 0.0005
+
+
+class SlotTrigger(BaseTrigger):
+    """Fires at the slots of a Schedule (APScheduler's CronTrigger reads day-of-week 0 as Monday,
+    ANDs day of month with day of week, and fires 02:30 twice when clocks fall back)."""
+
+    __slots__ = ("schedule",)
+
+    def __init__(self, schedule: Schedule):
+        self.schedule = schedule
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime:
+        if previous_fire_time is not None:
+            return self.schedule.next_after(previous_fire_time)
+        return self.schedule.next_after(now - timedelta(microseconds=1))
+
+    def __str__(self) -> str:
+        return f"slots[{self.schedule.expr} {self.schedule.timezone}]"
+
+
+@dataclass
+class _Generation:
+    """One loaded set of conf and jobs, with the runner (pools, ledger) its runs use."""
+
+    project: Project
+    jobs: dict[str, Job]
+    runner: Runner
+    due: DueRunner
+    active: int = 0
+
+
+def _load(project: Project) -> tuple[Project, dict[str, Job]]:
+    """Re-read conf and every job; ConfigError with every problem when anything is invalid."""
+    project = load_project(project.conf_dir, project.jobs_dir)
+    jobs, problems = load_jobs(project)
+    if problems:
+        raise ConfigError(problems)
+    return project, {name: job for name, job in sorted(jobs.items()) if job.schedule}
+
+
+def _generation(project: Project, jobs: dict[str, Job]) -> _Generation:
+    ledger = SlotLedger(project.settings.state_url)
+    runner = Runner(project, ledger=ledger)
+    return _Generation(project, jobs, runner, DueRunner(project, runner, ledger, DAEMON_FAILED_RERUNS))
+
+
+class Daemon:
+    """The `--scheduler` process. APScheduler's loop only queues the names of due jobs; one dispatch
+    thread takes the locks of all the jobs due at that moment and claims their slots in one go (two
+    reads and one write to the ledger); a pool runs the claimed slots. (With a thread per due job from
+    the start, 100 jobs due at once share the GIL a hundred ways and the last one reaches its task
+    hundreds of milliseconds late.) Signals are handled in the main thread."""
+
+    def __init__(self, project: Project, look_seconds: float = LOOK_SECONDS):
+        project, jobs = _load(project)
+        self._gen = _generation(project, jobs)
+        self._retired: list[_Generation] = []
+        self._cv = threading.Condition()
+        self._running: dict[str, float] = {}
+        self._stopping = False
+        self._wake = threading.Event()
+        self._reload_asked = False
+        self._stop_asked: str | None = None
+        self._due: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self.look_seconds = look_seconds
+        self._pool = futures.ThreadPoolExecutor(max(10, min(MAX_WORKERS, len(jobs) + 2)), "runner-job")
+        self._dispatcher = threading.Thread(target=self._dispatch, name="runner-dispatch", daemon=True)
+        self.scheduler = BackgroundScheduler(timezone=UTC, executors={"default": DebugExecutor()},
+                                             job_defaults={"coalesce": True, "max_instances": 1})
+
+    # ------------------------------------------------------------------------------------ lifecycle
+    def serve(self) -> int:
+        self._install_signals()
+        for job in self._gen.jobs.values():
+            self._add(job)
+        self.scheduler.add_job(self._pool.submit, IntervalTrigger(seconds=self.look_seconds, timezone=UTC),
+                               args=[self.look], id="runner:look", next_run_time=clock.now(), misfire_grace_time=None)
+        self._dispatcher.start()
+        self.scheduler.start()
+        log.info("scheduler started (pid %d): %d scheduled job(s): %s", os.getpid(), len(self._gen.jobs),
+                 ", ".join(f"{j.name} [{j.schedule} {j.timezone}]" for j in self._gen.jobs.values()) or "none")
+        while self._stop_asked is None:
+            self._wake.wait(1.0)
+            self._wake.clear()
+            if self._reload_asked and self._stop_asked is None:
+                self._reload_asked = False
+                self.reload()
+        return self.stop(self._stop_asked)
+
+    def _install_signals(self) -> None:
+        def stop(signum: int, _frame: Any) -> None:
+            name = signal.Signals(signum).name
+            if self._stop_asked is not None:
+                log.error("%s again while stopping: exiting now; running jobs are cut off", name)
+                logging.shutdown()
+                os._exit(130)
+            self._stop_asked = name
+            self._wake.set()
+
+        def reload(_signum: int, _frame: Any) -> None:
+            self._reload_asked = True
+            self._wake.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, reload)
+
+    def stop(self, why: str = "stop") -> int:
+        """No new runs; running ones finish within stop_grace. 0 when all finished in time."""
+        grace = self._gen.project.settings.stop_grace
+        with self._cv:
+            self._stopping = True
+            running = sorted(self._running)
+        log.info("%s: starting no new runs; waiting up to %.0fs for %d running job(s)%s", why, grace, len(running),
+                 f": {', '.join(running)}" if running else "")
+        self.scheduler.shutdown(wait=False)
+        self._due.put(None)
+        deadline = clock.monotonic() + grace
+        with self._cv:
+            while self._running and clock.monotonic() < deadline:
+                self._cv.wait(min(1.0, max(0.01, deadline - clock.monotonic())))
+            left = sorted(self._running)
+        if left:
+            log.error("stop grace of %.0fs is over and job(s) %s are still running: exiting; their runs stay "
+                      "'running' until the next runner takes the job's lock and marks them abandoned",
+                      grace, ", ".join(left))
+            logging.shutdown()
+            os._exit(130)  # worker threads cannot be interrupted; the interpreter would wait for them
+        self._pool.shutdown(wait=True)
+        for gen in [self._gen, *self._retired]:
+            gen.runner.close()
+        log.info("scheduler stopped")
+        return 0
+
+    # ------------------------------------------------------------------------------------ jobs
+    def _add(self, job: Job) -> None:
+        schedule = self._gen.due.schedule(job)
+        self.scheduler.add_job(self._due.put, SlotTrigger(schedule), args=[job.name], id=job.name, name=job.name,
+                               misfire_grace_time=max(1, int(grace_of(self._gen.project, job))),
+                               coalesce=True, max_instances=1, replace_existing=True)
+
+    def _dispatch(self) -> None:
+        """Take the locks of the jobs due and claim their slots, all the jobs due at that moment at once;
+        hand the runs to the pool."""
+        while (name := self._due.get()) is not None:
+            names = [name]
+            with contextlib.suppress(queue.Empty):
+                while len(names) < MAX_BATCH and (name := self._due.get(timeout=QUIET)) is not None:
+                    names.append(name)
+            if name is None:
+                self._due.put(None)  # stop after this batch
+            with self._cv:
+                gen = self._gen
+                if self._stopping:
+                    continue
+                jobs = [gen.jobs[n] for n in dict.fromkeys(names) if n in gen.jobs and n not in self._running]
+                for job in jobs:  # a job running here already: what it missed is found when it is done
+                    self._running[job.name] = clock.monotonic()
+                gen.active += len(jobs)
+            try:
+                prepared = gen.due.prepare(jobs, "daemon")
+            except Exception:
+                log.exception("job(s) %s: due slots could not be claimed; the next look tries again",
+                              ", ".join(job.name for job in jobs))
+                for job in jobs:
+                    self._done(job.name, gen)
+                continue
+            for job, p in zip(jobs, prepared):
+                if isinstance(p, Outcome):
+                    if p.locked:
+                        log.debug("job %s: %s", job.name, p.locked)
+                    self._done(job.name, gen)
+                else:
+                    self._pool.submit(self._execute, gen, job.name, p)
+
+    def _execute(self, gen: _Generation, name: str, prepared: Prepared) -> None:
+        try:
+            gen.due.execute(prepared)
+        except Exception:
+            log.exception("job %s: running its slot failed", name)
+        finally:
+            self._done(name, gen)
+        latest = gen.due.schedule(prepared.job).latest_at_or_before(clock.now())
+        if latest is not None and latest > prepared.runs[-1].slot:  # it ran past its next slot
+            self._due.put(name)
+
+    def _done(self, name: str, gen: _Generation) -> None:
+        with self._cv:
+            del self._running[name]
+            gen.active -= 1
+            self._cv.notify_all()
+        self._retire()
+
+    def look(self) -> None:
+        """Slots missed while the daemon was down or busy, and runs abandoned by a process that died."""
+        gen = self._gen
+        idle = [job for job in gen.jobs.values() if job.name not in self._running]
+        if self._stopping or not idle:
+            return
+        try:
+            for job in gen.due.needing_look(idle):
+                self._due.put(job.name)
+        except Exception as exc:
+            log.warning("looking for missed slots failed (state store %s): %s", type(exc).__name__,
+                        logs.REDACTOR.scrub(str(exc)))
+
+    # ------------------------------------------------------------------------------------ SIGHUP
+    def reload(self) -> bool:
+        """Load conf and jobs again; on any problem keep the current set and log every problem."""
+        old = self._gen
+        try:
+            project, jobs = _load(old.project)
+        except ConfigError as exc:
+            for p in exc.problems:
+                log.error("reload: %s", logs.REDACTOR.scrub(str(p)))
+            log.error("reload failed with %d problem(s); the %d job(s) loaded before keep their schedules",
+                      len(exc.problems), len(old.jobs))
+            return False
+        logs.REDACTOR.add(passwords(project))
+        gen = _generation(project, jobs)
+        with self._cv:
+            self._gen = gen
+            self._retired.append(old)
+        for name in old.jobs.keys() - jobs.keys():
+            self.scheduler.remove_job(name)
+        for name, job in jobs.items():
+            was = old.jobs.get(name)
+            if was is None or (was.schedule, was.timezone, grace_of(old.project, was)) != (
+                    job.schedule, job.timezone, grace_of(project, job)):
+                self._add(job)
+        log.info("reloaded: %d scheduled job(s): %s", len(jobs), ", ".join(jobs) or "none")
+        self._retire()
+        return True
+
+    def _retire(self) -> None:
+        """Close the pools of replaced generations once their last run is over."""
+        with self._cv:
+            done = [g for g in self._retired if g.active == 0]
+            self._retired = [g for g in self._retired if g.active > 0]
+        for gen in done:
+            gen.runner.close()
+
+
+def run_daemon(project: Project) -> int:
+    """`--scheduler`: run every scheduled job at its slots until SIGTERM/SIGINT."""
+    if threading.current_thread() is not threading.main_thread():
+        raise UsageError("the scheduler must run in the main thread (it handles SIGTERM, SIGINT and SIGHUP)")
+    aps = logging.getLogger("apscheduler")
+    if not aps.isEnabledFor(logging.DEBUG) and logging.getLogger("runner").level >= logging.INFO:
+        aps.setLevel(logging.WARNING)  # one INFO line per run of every job would drown the runner's own
+    # Threads that reach a task hand the GIL on sooner, so the dispatch thread claiming the other jobs
+    # due at the same second is not held up for the default 5 ms each time (bench/schedule.py).
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    return Daemon(project).serve()

@@ -1,0 +1,358 @@
+"""Slots in the state store: each scheduled run is keyed by (job, slot) and claimed by one process only.
+
+`runner_slots` has PRIMARY KEY (job, slot). A scheduled run starts by inserting its claim and its run
+row in one transaction, so on several hosts sharing a MySQL state store only one insert can win and
+the others skip quietly; there is never a claim without a run row. Missed slots get a claim and a
+`missed` run row; a run left `running` by a process that died is marked `abandoned`, and a re-run
+takes the slot's claim over from it in the transaction that starts the re-run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterator, Sequence
+
+import sqlalchemy as sa
+
+from runner import clock
+from runner.db.engines import create_tables
+from runner.errors import RunnerError
+from runner.model import FAILED
+from runner.state.ledger import HOST, Ledger, attempts, runs
+
+slots = sa.Table(
+    "runner_slots", sa.MetaData(),
+    sa.Column("job", sa.String(128), primary_key=True),
+    sa.Column("slot", sa.DateTime, primary_key=True),
+    sa.Column("run_id", sa.String(32), nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("claimed_at", sa.DateTime, nullable=False),
+)
+
+# Abandoned runs are looked up by (job, status) under the lock before every scheduled run.
+_running_index = sa.Index("ix_runner_runs_job_status", runs.c.job, runs.c.status)
+
+# Built once: these run for every scheduled slot (a statement built per call costs its cache key each time).
+_latest = sa.select(slots.c.job, sa.func.max(slots.c.slot).label("slot")).where(
+    slots.c.job.in_(sa.bindparam("b_jobs", expanding=True))).group_by(slots.c.job).subquery("latest")
+_earlier = runs.alias("earlier")
+_FAILURES = sa.select(sa.func.count()).where(
+    _earlier.c.job == _latest.c.job, _earlier.c.slot == _latest.c.slot, _earlier.c.status.in_(FAILED),
+).correlate(_latest).scalar_subquery()
+# The latest claimed slot of each job, the run holding its claim, and how often the slot failed.
+_LAST_SLOTS = sa.select(_latest.c.job, _latest.c.slot, runs.c.run_id, runs.c.status, runs.c.ended_at,
+                        _FAILURES.label("failures")).select_from(
+    _latest.join(slots, sa.and_(slots.c.job == _latest.c.job, slots.c.slot == _latest.c.slot))
+    .outerjoin(runs, runs.c.run_id == slots.c.run_id))
+_UNFINISHED = sa.select(runs.c.job, runs.c.run_id, runs.c.slot, runs.c.host, runs.c.pid, runs.c.trigger,
+                        runs.c.started_at).where(runs.c.job.in_(sa.bindparam("b_jobs", expanding=True)),
+                                                 runs.c.status == "running")
+_EARLIER = sa.select(runs.c.run_id, runs.c.status).where(
+    runs.c.job == sa.bindparam("b_job"), runs.c.slot == sa.bindparam("b_slot"),
+    runs.c.run_id != sa.bindparam("b_run_id"), runs.c.status.in_(("abandoned", "failed", "interrupted")),
+).order_by(runs.c.started_at.desc())
+_CLAIM = slots.insert()
+_TAKE_OVER = slots.update().where(slots.c.job == sa.bindparam("b_job"), slots.c.slot == sa.bindparam("b_slot"),
+                                  slots.c.run_id == sa.bindparam("b_run_id"))
+_ABANDON = runs.update().where(runs.c.run_id == sa.bindparam("b_run_id"), runs.c.status == "running")
+_RUN = runs.insert()
+_START_ATTEMPTS = attempts.insert().returning(attempts.c.id, sort_by_parameter_order=True)
+
+
+class SlotTaken(RunnerError):
+    """Another process claimed this slot first (it ran it, or is running it)."""
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A run of the job recorded as running."""
+
+    run_id: str
+    slot: datetime | None
+    host: str
+    pid: int
+    trigger: str
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class Claim:
+    job: str
+    slot: datetime
+    run_id: str
+    run_date: str
+    trigger: str
+
+
+@dataclass(frozen=True)
+class JobSlots:
+    last: datetime | None  # the latest slot with a claim (run, running, missed or abandoned)
+    unfinished: tuple[Unfinished, ...]
+    last_run: str | None = None  # the run holding the latest slot's claim
+    last_status: str | None = None
+    last_ended: datetime | None = None
+    last_failures: int = 0  # runs of the latest slot that failed or were interrupted
+
+
+@dataclass
+class _Ticket:
+    """An attempt row waiting to be written with others."""
+
+    row: dict[str, Any]
+    id: int | None = None
+    error: Exception | None = None
+
+
+class _Turns:
+    """Writers of one process take turns (SQLite has one writer at a time, and its busy handler sleeps
+    in steps of up to 100 ms), and writes that start a run go before the bookkeeping of runs already
+    under way, so that the jobs due at one moment reach their first tasks first. Re-entrant."""
+
+    def __init__(self) -> None:
+        lock = threading.Lock()
+        self._first = threading.Condition(lock)
+        self._later = threading.Condition(lock)
+        self._owner: int | None = None
+        self._depth = 0
+        self._firsts_waiting = 0
+        self._laters_waiting = 0
+
+    @contextlib.contextmanager
+    def turn(self, first: bool) -> Iterator[None]:
+        me = threading.get_ident()
+        with self._first:
+            if self._owner == me:
+                self._depth += 1
+            elif first:
+                self._firsts_waiting += 1
+                while self._owner is not None:
+                    self._first.wait()
+                self._firsts_waiting -= 1
+                self._owner, self._depth = me, 1
+            else:
+                self._laters_waiting += 1
+                while self._owner is not None or self._firsts_waiting:
+                    self._later.wait()
+                self._laters_waiting -= 1
+                self._owner, self._depth = me, 1
+        try:
+            yield
+        finally:
+            with self._first:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._owner = None
+                    if self._firsts_waiting:
+                        self._first.notify()
+                    elif self._laters_waiting:
+                        self._later.notify()
+
+
+def _naive(dt: datetime) -> datetime:
+    return dt.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    return dt.replace(tzinfo=timezone.utc) if dt is not None and dt.tzinfo is None else dt
+
+
+class SlotLedger(Ledger):
+    """The run ledger with slot claims. A scheduled run is recorded by `claim` (claim and run row in
+    one transaction); `Runner.run` then finds it recorded and goes on with its tasks."""
+
+    def __init__(self, url: str):
+        super().__init__(url)
+        self._turns = _Turns() if self.engine.dialect.name == "sqlite" else None
+        self._claimed: set[str] = set()
+        self._pending: list[_Ticket] = []
+        self._pending_lock = threading.Lock()
+        self._slots_ready = False
+
+    def ensure_schema(self) -> None:
+        super().ensure_schema()
+        if not self._slots_ready:
+            with self._turn(first=False):
+                create_tables(self.engine, slots, _running_index)
+            self._slots_ready = True
+
+    def _turn(self, first: bool) -> Any:
+        return self._turns.turn(first) if self._turns is not None else contextlib.nullcontext()
+
+    def _write(self, stmt: Any, params: dict[str, Any] | None = None) -> Any:
+        with self._turn(first=False):
+            return super()._write(stmt, params)
+
+    @contextlib.contextmanager
+    def _begin(self, first: bool = False) -> Iterator[sa.Connection]:
+        self.ensure_schema()
+        with self._turn(first), self.engine.begin() as conn:
+            yield conn
+
+    def start_attempt(self, run_id: str, task: str, attempt: int) -> int:
+        """On SQLite the attempts starting at one moment are written together (group commit): the first
+        writer to get its turn writes every one waiting, in one transaction."""
+        if self._turns is None or not getattr(self.engine.dialect, "insert_executemany_returning_sort_by_parameter_order",
+                                              False):  # SQLite before 3.35 has no RETURNING
+            return super().start_attempt(run_id, task, attempt)
+        ticket = _Ticket(dict(run_id=run_id, task=task, attempt=attempt, started_at=_naive(clock.now()),
+                              status="running"))
+        with self._pending_lock:
+            self._pending.append(ticket)
+        self.ensure_schema()
+        with self._turn(first=True):
+            if ticket.id is None and ticket.error is None:
+                with self._pending_lock:
+                    batch, self._pending = self._pending, []
+                try:
+                    with self.engine.begin() as conn:
+                        ids = conn.execute(_START_ATTEMPTS, [t.row for t in batch]).scalars().all()
+                except Exception as exc:
+                    for t in batch:
+                        t.error = exc
+                    raise
+                for t, attempt_id in zip(batch, ids):
+                    t.id = attempt_id
+        if ticket.error is not None:
+            raise ticket.error
+        assert ticket.id is not None
+        return int(ticket.id)
+
+    # -- reading
+    def job_slots(self, job: str) -> JobSlots:
+        return self.jobs_slots([job])[job]
+
+    def jobs_slots(self, jobs: Sequence[str]) -> dict[str, JobSlots]:
+        """The latest claimed slot (with the run holding its claim) and the running runs of each job:
+        two queries for all of them."""
+        self.ensure_schema()
+        names = list(jobs)
+        with self.engine.connect() as conn:
+            last = {r.job: r for r in conn.execute(_LAST_SLOTS, {"b_jobs": names})}
+            running = conn.execute(_UNFINISHED, {"b_jobs": names}).all()
+        unfinished: dict[str, list[Unfinished]] = {}
+        for r in running:
+            unfinished.setdefault(r.job, []).append(
+                Unfinished(r.run_id, _aware(r.slot), r.host, r.pid, r.trigger, _aware(r.started_at)))
+        out = {}
+        for job in names:
+            held = tuple(unfinished.get(job, ()))
+            latest = last.get(job)
+            out[job] = JobSlots(None, held) if latest is None else JobSlots(
+                _aware(latest.slot), held, latest.run_id, latest.status, _aware(latest.ended_at),
+                int(latest.failures or 0))
+        return out
+
+    # -- claiming
+    def claim_many(self, claims: Sequence[Claim]) -> list[Claim]:
+        """Claim several slots (each with its run row) in one transaction; the claims that were won.
+        When another process claimed one of them first, each is tried on its own."""
+        if len(claims) > 1:
+            now = _naive(clock.now())
+            rows = [dict(run_id=c.run_id, trigger=c.trigger, host=HOST, pid=os.getpid(), job=c.job,
+                         slot=_naive(c.slot)) for c in claims]
+            try:
+                with self._begin(first=True) as conn:
+                    conn.execute(_CLAIM, [dict(r, claimed_at=now) for r in rows])
+                    conn.execute(_RUN, [dict(r, run_date=c.run_date, started_at=now, status="running", attempts=0,
+                                             rows=0) for r, c in zip(rows, claims)])
+                self._claimed.update(c.run_id for c in claims)
+                return list(claims)
+            except sa.exc.IntegrityError:
+                pass
+        won = []
+        for c in claims:
+            try:
+                self.claim(c.job, c.slot, c.run_id, c.run_date, c.trigger)
+                won.append(c)
+            except SlotTaken:
+                continue
+        return won
+
+    def claim(self, job: str, slot: datetime, run_id: str, run_date: str, trigger: str,
+              takes_over: str | None = None) -> None:
+        """Claim the slot and record its run as running, in one transaction; SlotTaken when another
+        process claimed it first. `takes_over`: the abandoned run whose claim this run takes over."""
+        now = _naive(clock.now())
+        claim = dict(run_id=run_id, trigger=trigger, host=HOST, pid=os.getpid(), claimed_at=now)
+        with self._begin(first=True) as conn:
+            if takes_over is None:
+                try:
+                    conn.execute(_CLAIM, dict(claim, job=job, slot=_naive(slot)))
+                except sa.exc.IntegrityError:
+                    raise SlotTaken(f"job {job}: slot {slot.isoformat()} was claimed by another process") from None
+            else:
+                conn.execute(_ABANDON, dict(b_run_id=takes_over, status="abandoned", ended_at=now,
+                                            error=f"abandoned: its process died or lost the job's lock; run again "
+                                                  f"as {run_id} by {HOST} pid {os.getpid()}"))
+                taken = conn.execute(_TAKE_OVER, dict(claim, b_job=job, b_slot=_naive(slot),
+                                                      b_run_id=takes_over)).rowcount
+                if taken != 1:
+                    raise SlotTaken(f"job {job}: slot {slot.isoformat()} is no longer claimed by run {takes_over}")
+            conn.execute(_RUN, dict(run_id=run_id, job=job, run_date=run_date, slot=_naive(slot), trigger=trigger,
+                                    host=HOST, pid=os.getpid(), started_at=now, status="running", attempts=0,
+                                    rows=0))
+        self._claimed.add(run_id)
+
+    def start_run(self, run_id: str, job: str, run_date: str, trigger: str = "manual",
+                  slot: datetime | None = None, status: str = "running") -> None:
+        if run_id in self._claimed:  # recorded with its claim
+            self._claimed.discard(run_id)
+            return
+        super().start_run(run_id, job, run_date, trigger, slot, status)
+
+    # -- what did not run
+    def abandon(self, run: Unfinished, job: str) -> bool:
+        """Mark a run whose process died (or lost the lock) as abandoned; False if it finished meanwhile."""
+        return self._write(_ABANDON, dict(
+            b_run_id=run.run_id, status="abandoned", ended_at=_naive(clock.now()),
+            error=f"abandoned: run by {run.host} pid {run.pid} ({run.trigger}) never finished and job {job}'s "
+                  f"lock was free; found by {HOST} pid {os.getpid()}")).rowcount == 1
+
+    def record_missed(self, job: str, missed: Sequence[tuple[datetime, str]], trigger: str, reason: str,
+                      missed_before: datetime | None = None, run_date: str = "") -> int:
+        """A claim and a `missed` run row for each (slot, run_date); slots claimed meanwhile are left alone.
+        `missed_before`: the slots between it and the first listed one were missed too (not listed)."""
+        now = _naive(clock.now())
+        recorded = 0
+        for slot, date_ in missed:
+            run_id = uuid.uuid4().hex
+            try:
+                with self._begin() as conn:
+                    conn.execute(_CLAIM, dict(job=job, slot=_naive(slot), run_id=run_id, trigger=trigger, host=HOST,
+                                              pid=os.getpid(), claimed_at=now))
+                    conn.execute(_RUN, dict(run_id=run_id, job=job, run_date=date_, slot=_naive(slot),
+                                            trigger=trigger, host=HOST, pid=os.getpid(), started_at=now,
+                                            ended_at=now, status="missed", attempts=0, rows=0, error=reason))
+                recorded += 1
+            except sa.exc.IntegrityError:
+                continue
+        if missed_before is not None and missed:
+            self._write(_RUN, dict(
+                run_id=uuid.uuid4().hex, job=job, run_date=run_date or missed[0][1], slot=None, trigger=trigger,
+                host=HOST, pid=os.getpid(), started_at=now, ended_at=now, status="missed", attempts=0, rows=0,
+                error=f"every slot after {missed_before.isoformat()} and before {missed[0][0].isoformat()} was "
+                      f"missed too ({reason}); too many to record one by one"))
+        return recorded
+
+    def earlier_runs(self, job: str, slot: datetime, run_id: str) -> dict[str, str]:
+        """The runs of the slot before `run_id` that may have committed tasks (run id -> status), newest
+        first: a re-run of the slot leaves the tasks they committed alone."""
+        self.ensure_schema()
+        with self.engine.connect() as conn:
+            rows = conn.execute(_EARLIER, {"b_job": job, "b_slot": _naive(slot), "b_run_id": run_id}).all()
+        return {r.run_id: r.status for r in rows}
+
+    def slot_runs(self, job: str) -> list[dict[str, Any]]:
+        """Every run of the job that has a slot, oldest slot first (for reports and tests)."""
+        self.ensure_schema()
+        q = sa.select(runs).where(runs.c.job == job, runs.c.slot.is_not(None)).order_by(runs.c.slot,
+                                                                                       runs.c.started_at)
+        with self.engine.connect() as conn:
+            return [{**r._mapping, "slot": _aware(r.slot)} for r in conn.execute(q)]

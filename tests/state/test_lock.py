@@ -1,0 +1,190 @@
+"""No overlap: a second start of a running job exits 3 naming the holder (host, pid, since), with the
+lock in SQLite's folder (flock) or in MySQL (GET_LOCK); a MySQL lock lost with its connection stops
+the run before its next task. Real subprocesses, a real private MariaDB."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pymysql
+import pytest
+
+from runner.state.ledger import HOST, Ledger
+from runner.state.lock import lock_name
+from tests.harness.mariadb import PrivateMariaDB
+from tests.schedkit import SchedProject, stop, wait_for
+
+HOLDER = re.compile(rf"job (\w+) is already running: host {re.escape(HOST)} pid (\d+) \((\w+)\) since "
+                    r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC)")
+
+
+def running(ledger: Ledger, job: str) -> list[dict]:
+    return [r for r in ledger.history(job) if r["status"] == "running"]
+
+
+def slow_project(root: Path, mdb: PrivateMariaDB, db: str, state_url: str) -> SchedProject:
+    p = SchedProject(root, {"mdb": mdb.url(db)}, state_url=state_url)
+    p.job("slow", {"database": "mdb", "tasks": [{"name": "nap", "sql": "DO SLEEP(3)"}]})
+    p.job("nightly", {"schedule": "30 2 * * *", "database": "mdb", "tasks": [{"name": "nap", "sql": "DO SLEEP(3)"}]})
+    return p
+
+
+def second_start_is_skipped(p: SchedProject, ledger: Ledger, args: tuple[str, ...], job: str, trigger: str) -> None:
+    first = p.start(*args)
+    try:
+        wait_for("the first start to be running", lambda: running(ledger, job), 30)
+        second = p.run(*args)
+        assert second.returncode == 3, second.stderr + second.stdout
+        m = HOLDER.search(second.stderr + second.stdout)
+        assert m, second.stderr + second.stdout
+        assert m.group(1) == job and int(m.group(2)) == first.pid and m.group(3) == trigger
+        assert first.wait(timeout=60) == 0
+    finally:
+        stop(first)
+    runs = ledger.history(job)
+    assert [r["status"] for r in runs] == ["success"]  # the second start recorded nothing
+
+
+def test_second_start_exits_3_naming_the_holder_with_a_file_lock(tmp_path: Path, mdb: PrivateMariaDB,
+                                                                   fresh_db: str) -> None:
+    p = slow_project(tmp_path, mdb, fresh_db, "sqlite:///var/state.db")
+    ledger = Ledger(f"sqlite:///{tmp_path / 'var' / 'state.db'}")
+    second_start_is_skipped(p, ledger, ("--job", "slow"), "slow", "manual")
+
+
+def test_second_start_exits_3_naming_the_holder_with_a_mysql_lock(tmp_path: Path, mdb: PrivateMariaDB,
+                                                                    fresh_db: str) -> None:
+    p = slow_project(tmp_path, mdb, fresh_db, mdb.url(fresh_db))
+    second_start_is_skipped(p, Ledger(mdb.url(fresh_db)), ("--job", "slow"), "slow", "manual")
+
+
+def test_two_overlapping_due_starts_the_second_exits_3(tmp_path: Path, mdb: PrivateMariaDB, fresh_db: str) -> None:
+    """Cron mode: the catch-up line starts while a job's own line still runs it."""
+    p = slow_project(tmp_path, mdb, fresh_db, "sqlite:///var/state.db")
+    ledger = Ledger(f"sqlite:///{tmp_path / 'var' / 'state.db'}")
+    second_start_is_skipped(p, ledger, ("--due",), "nightly", "due")
+
+
+def test_a_lost_mysql_lock_stops_the_run_before_its_next_task(tmp_path: Path, mdb: PrivateMariaDB,
+                                                              fresh_db: str) -> None:
+    """GET_LOCK dies with its connection: killed on the server during the first task, the run must
+    not start the second task, since another process may now hold the lock."""
+    p = SchedProject(tmp_path, {"mdb": mdb.url(fresh_db)}, state_url=mdb.url(fresh_db))
+    p.job("two", {"database": "mdb", "tasks": [
+        {"name": "first", "sql": "DO SLEEP(2)"},
+        {"name": "second", "depends_on": ["first"], "idempotent": True,
+         "sql": "CREATE TABLE IF NOT EXISTS reached (n INT)"}]})
+    ledger = Ledger(mdb.url(fresh_db))
+    proc = p.start("--job", "two")
+    try:
+        wait_for("the run", lambda: running(ledger, "two"), 30)
+        conn = mdb.connect(fresh_db, autocommit=True)
+        with conn.cursor() as cur:
+            cur.execute("SELECT connection_id FROM runner_lock_holders WHERE job = 'two'")
+            (holder,) = cur.fetchone()
+            cur.execute(f"KILL CONNECTION {int(holder)}")
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 1, out
+    finally:
+        stop(proc)
+    assert ("job two: the job's lock was lost (its state store connection dropped), so task second was not "
+            "started: another process may be running the job") in out, out
+    assert "unexpected error" not in out and "PendingRollbackError" not in out and "Traceback" not in out, out
+    assert "job two failed" in out, out
+    (run,) = ledger.history("two")
+    assert run["status"] == "failed"
+    assert [(a.task, a.status) for a in ledger.attempts_of(run["run_id"])] == [("first", "success")]
+    with conn.cursor() as cur:
+        try:
+            cur.execute("SELECT COUNT(*) FROM reached")
+            raise AssertionError("the second task ran")
+        except pymysql.err.ProgrammingError as exc:
+            assert exc.args[0] == 1146  # table doesn't exist: the second task never ran
+
+
+def test_tasks_running_in_parallel_all_check_one_mysql_lock(tmp_path: Path, mdb: PrivateMariaDB,
+                                                              fresh_db: str) -> None:
+    """Every task thread checks the job's GET_LOCK before it starts, on the one connection that holds
+    it: eight at once must each see the lock held, every time."""
+    p = SchedProject(tmp_path, {"mdb": mdb.url(fresh_db)}, state_url=mdb.url(fresh_db))
+    p.job("wide", {"database": "mdb", "max_parallel": 8,
+                   "tasks": [{"name": f"t{i}", "sql": "SELECT 1"} for i in range(8)]})
+    ledger = Ledger(mdb.url(fresh_db))
+    for _ in range(6):
+        done = p.run("--job", "wide")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "lock was lost" not in done.stderr and "unexpected error" not in done.stderr, done.stderr
+    runs = ledger.history("wide")
+    assert [r["status"] for r in runs] == ["success"] * 6
+    for run in runs:
+        assert sorted((a.task, a.status) for a in ledger.attempts_of(run["run_id"])) == [
+            (f"t{i}", "success") for i in range(8)]
+
+
+LONG = "regional_sales_rollup_for_every_warehouse_store_and_day_of_the_week"  # 67 characters
+
+
+@pytest.mark.parametrize("store, job, other_store, other_job", [
+    ("state_a", "nightly", "state_b", "nightly"),  # two projects on one server
+    ("state", LONG + "_eu", "state", LONG + "_us"),  # alike in their first 64 characters and more
+    ("state", "Nightly", "state", "nightly"),  # differ in case only: the digests differ whatever the server compares
+])
+def test_lock_names_differ_by_state_store_and_by_whole_job_name(store: str, job: str, other_store: str,
+                                                                  other_job: str) -> None:
+    a, b = lock_name(store, job), lock_name(other_store, other_job)
+    assert a.lower() != b.lower()
+    assert len(a) <= 64 and len(b) <= 64
+    assert a.startswith(f"runner.{job}"[:40]) and b.startswith(f"runner.{other_job}"[:40])
+    assert lock_name(store, job) == a  # every host sharing the store derives the same name
+
+
+@pytest.fixture
+def second_db(mdb: PrivateMariaDB) -> Iterator[str]:
+    """A second database on the same server, as another project's state store."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    conn = mdb.connect(db=None, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}`")
+    try:
+        yield name
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.close()
+
+
+def runs_beside(first: tuple[SchedProject, Ledger, str], second: tuple[SchedProject, Ledger, str]) -> None:
+    """Start the first job (a long one), and run the second while the first holds its lock: the second
+    must run, not exit 3."""
+    (p1, ledger1, job1), (p2, ledger2, job2) = first, second
+    proc = p1.start("--job", job1)
+    try:
+        wait_for("the first job to be running", lambda: running(ledger1, job1), 30)
+        done = p2.run("--job", job2)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert proc.poll() is None, "the first job must still be running"
+    finally:
+        assert stop(proc) == 130
+    assert [r["status"] for r in ledger2.history(job2)] == ["success"]
+
+
+def test_two_projects_on_one_server_do_not_block_each_other(tmp_path: Path, mdb: PrivateMariaDB, fresh_db: str,
+                                                           second_db: str) -> None:
+    projects = []
+    for db, sql in ((fresh_db, "DO SLEEP(30)"), (second_db, "SELECT 1")):
+        p = SchedProject(tmp_path / db, {"mdb": mdb.url(db)}, state_url=mdb.url(db))
+        p.job("nightly", {"database": "mdb", "tasks": [{"name": "t", "sql": sql}]})
+        projects.append((p, Ledger(mdb.url(db)), "nightly"))
+    runs_beside(projects[0], projects[1])
+
+
+def test_two_long_job_names_alike_in_their_first_64_characters_do_not_block_each_other(
+        tmp_path: Path, mdb: PrivateMariaDB, fresh_db: str) -> None:
+    p = SchedProject(tmp_path, {"mdb": mdb.url(fresh_db)}, state_url=mdb.url(fresh_db))
+    ledger = Ledger(mdb.url(fresh_db))
+    for job, sql in ((LONG + "_eu", "DO SLEEP(30)"), (LONG + "_us", "SELECT 1")):
+        p.job(job, {"database": "mdb", "tasks": [{"name": "t", "sql": sql}]})
+    runs_beside((p, ledger, LONG + "_eu"), (p, ledger, LONG + "_us"))
