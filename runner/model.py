@@ -136,6 +136,20 @@ class Job:
 
 
 @dataclass(frozen=True)
+class WebSpec:
+    """The status pages and API (`web:` in conf/runner.yml). An empty token leaves the site read-only."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str = ""
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+
+@dataclass(frozen=True)
 class Settings:
     root: Path
     timezone: str = "UTC"
@@ -145,6 +159,7 @@ class Settings:
     log_dir: str = "var/log"
     misfire_grace: float = 3600.0  # how late a slot may still start with catch_up: none
     stop_grace: float = 60.0  # how long the daemon lets running jobs finish after SIGTERM
+    web: WebSpec | None = None  # served by the daemon when set; `--serve` uses WebSpec() without it
 
 
 @dataclass(frozen=True)

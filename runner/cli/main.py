@@ -17,6 +17,7 @@ from typing import NoReturn, Sequence
 from runner import __version__, logs
 from runner.config.urls import passwords
 from runner.errors import ConfigError, RunnerError
+from runner.model import Project
 
 log = logging.getLogger("runner")
 
@@ -35,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     action.add_argument("--check", action="store_true", help="validate conf and every job; exit 2 on problems")
     action.add_argument("--history", action="store_true", help="show recent runs from the ledger")
     action.add_argument("--crontab", action="store_true", help="print cron lines for every scheduled job")
-    action.add_argument("--scheduler", action="store_true", help="run the scheduler daemon")
+    action.add_argument("--scheduler", action="store_true", help="run the scheduler daemon (with its web pages when "
+                                                                 "conf/runner.yml has web:)")
+    action.add_argument("--serve", action="store_true",
+                        help="serve the status pages and API from the state store (web: in conf/runner.yml)")
     action.add_argument("--due", action="store_true",
                         help="run every job (with --job: that job, as its cron line does) whose latest scheduled "
                              "slot has no successful run")
@@ -56,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Options of a run by hand (--job NAME alone); every other action would silently ignore them.
 _RUN_OPTIONS = (("param", "--param"), ("date", "--date"), ("from_task", "--from-task"), ("dry_run", "--dry-run"))
 _ACTIONS = (("due", "--due"), ("history", "--history"), ("scheduler", "--scheduler"), ("list", "--list"),
-            ("check", "--check"), ("crontab", "--crontab"))
+            ("check", "--check"), ("crontab", "--crontab"), ("serve", "--serve"))
 
 
 def misused_option(args: argparse.Namespace) -> str | None:
@@ -74,15 +78,18 @@ def misused_option(args: argparse.Namespace) -> str | None:
 def main(argv: Sequence[str] | None = None, out=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not (args.job or args.list or args.check or args.history or args.crontab or args.scheduler or args.due):
-        parser.error("say what to do: --job NAME, --list, --check, --history, --crontab, --scheduler or --due")
-    if args.job and (args.list or args.check or args.crontab or args.scheduler):
-        parser.error("--job runs one job; it cannot be combined with --list, --check, --crontab or --scheduler")
+    if not (args.job or args.list or args.check or args.history or args.crontab or args.scheduler or args.due
+            or args.serve):
+        parser.error("say what to do: --job NAME, --list, --check, --history, --crontab, --scheduler, --due or "
+                     "--serve")
+    if args.job and (args.list or args.check or args.crontab or args.scheduler or args.serve):
+        parser.error("--job runs one job; it cannot be combined with --list, --check, --crontab, --scheduler or "
+                     "--serve")
     misused = misused_option(args)
     if misused:
         parser.error(misused)
     out = out or sys.stdout
-    if not args.scheduler and threading.current_thread() is threading.main_thread():
+    if not (args.scheduler or args.serve) and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     verbosity = -1 if args.quiet else args.verbose
     logs.setup(args.log_format or "text", verbosity)
@@ -116,9 +123,11 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
 
             out.write(crontab_text(project, python=args.python))
             return 0
-        from runner.schedule.daemon import run_daemon
+        if args.serve:
+            from runner.web.server import serve
 
-        return run_daemon(project)
+            return serve(project)
+        return _scheduler(project)
     except ConfigError as exc:
         for p in exc.problems:
             log.error("%s", logs.REDACTOR.scrub(str(p)))
@@ -134,6 +143,22 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
         log.error("unexpected error: %s: %s", type(exc).__name__, logs.REDACTOR.scrub(str(exc)),
                   exc_info=verbosity > 0)
         return 1
+
+
+def _scheduler(project: Project) -> int:
+    """The daemon, and its web pages in a thread of their own when conf/runner.yml has `web:`."""
+    from runner.schedule.daemon import run_daemon
+
+    web = None
+    if project.settings.web is not None:
+        from runner.web.server import start_background
+
+        web = start_background(project)
+    try:
+        return run_daemon(project)
+    finally:
+        if web is not None:
+            web.stop(project.settings.stop_grace)
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -29,6 +29,11 @@ LOAD_KEYS = {"source", "query", "table", "mode", "key", "incremental", "create",
 PARAM_TYPES = (str, int, float, bool, type(None), date)  # date covers datetime
 
 
+def is_job_name(name: str) -> bool:
+    """Whether `name` can name a job (its file is jobs/<name>.yml)."""
+    return bool(_NAME.fullmatch(name)) and len(name) <= 128
+
+
 def job_names(project: Project) -> list[str]:
     if not project.jobs_dir.is_dir():
         return []

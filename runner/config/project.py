@@ -13,11 +13,13 @@ from typing import Any, Mapping
 from runner.config.checks import Checker, display, expand_vars
 from runner.config.yamlfile import KeyPath, YamlDoc, read_yaml
 from runner.errors import ConfigError, Problem
-from runner.model import Database, PoolSpec, Project, Settings
+from runner.model import Database, PoolSpec, Project, Settings, WebSpec
 
 POOL_KEYS = {"size", "max_overflow", "timeout", "recycle", "pre_ping", "ping_skip_ms", "leak_seconds"}
 DB_KEYS = {"url", "pool", "connect_args", "markers"}
-SETTINGS_KEYS = {"timezone", "state_url", "retry", "log_format", "log_dir", "misfire_grace", "stop_grace"}
+SETTINGS_KEYS = {"timezone", "state_url", "retry", "log_format", "log_dir", "misfire_grace", "stop_grace", "web"}
+WEB_KEYS = {"listen", "token"}
+TOKEN_MIN = 16
 
 
 def default_conf_dir() -> Path:
@@ -115,9 +117,45 @@ def _load_settings(conf_dir: Path, root: Path, env: Mapping[str, str], problems:
         log_dir=c.typed(m, "log_dir", (), str, base.log_dir),
         misfire_grace=c.duration(m, "misfire_grace", (), base.misfire_grace) or 0.0,
         stop_grace=c.duration(m, "stop_grace", (), base.stop_grace) or 0.0,
+        web=_web(c, m.get("web"), ("web",)) if "web" in m else None,
     )
     problems.extend(c.problems)
     return settings
+
+
+def parse_listen(text: str) -> tuple[str, int] | None:
+    """(host, port) from "HOST:PORT", "[IPv6]:PORT" or a bare "PORT" (loopback); None when it is neither."""
+    text = text.strip()
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", text
+    elif host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not port.isdigit() or int(port) > 65535 or not re.match(r"^[A-Za-z0-9.:-]*$", host) or (
+            ":" in host and not text.startswith("[")):
+        return None
+    return host or "127.0.0.1", int(port)
+
+
+def _web(c: Checker, value: Any, path: KeyPath) -> WebSpec:
+    m = c.mapping(value, path, WEB_KEYS)
+    base = WebSpec()
+    host, port = base.host, base.port
+    listen = m.get("listen")
+    if listen is not None:
+        parsed = parse_listen(str(listen)) if isinstance(listen, (str, int)) and not isinstance(listen, bool) else None
+        if parsed is None:
+            c.add(path + ("listen",), f"invalid listen address {listen!r}: write HOST:PORT such as 127.0.0.1:8765 "
+                                      "(loopback, the default), or 0.0.0.0:8765 to listen on every address")
+        else:
+            host, port = parsed
+    token = c.typed(m, "token", path, str, "")
+    if token and len(token) < TOKEN_MIN:
+        c.add(path + ("token",), f"the token is too short to be a secret ({len(token)} characters): use at least "
+                                 f"{TOKEN_MIN}, e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))', "
+                                 "or leave it empty for a read-only site")
+        token = ""
+    return WebSpec(host=host, port=port, token=token)
 
 
 def _load_databases(conf_dir: Path, root: Path, env: Mapping[str, str], problems: list[Problem]) -> dict[str, Database]:

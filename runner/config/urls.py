@@ -19,8 +19,9 @@ def redact(url: str | sa.URL) -> str:
 
 
 def passwords(project: Project) -> list[str]:
-    """The passwords in the project's database urls and state store url (for masking in logs)."""
-    out = []
+    """The passwords in the project's database urls and state store url, and the web token (for masking
+    in logs and pages)."""
+    out = [project.settings.web.token] if project.settings.web is not None and project.settings.web.token else []
     for url in [*(db.url for db in project.databases.values()), project.settings.state_url]:
         try:
             pw = make_url(url).password

@@ -1,0 +1,133 @@
+"""What the pages read from the state store: runs, attempts and watermarks, on a pool of the web's own
+(its reads never wait for a connection a job holds, and never write).
+
+Every query is bound to an index of the ledger (job + started, job + slot, run id), so a page costs the
+same with 100 runs in the ledger as with a million.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timezone
+from typing import Any, Iterator, Sequence
+
+import sqlalchemy as sa
+
+from runner.state.ledger import Ledger, attempts, runs, watermarks
+from runner.web.records import Attempt, Run, Watermark
+
+UTC = timezone.utc
+
+_job = sa.bindparam("b_job")
+_LATEST = sa.select(runs).where(runs.c.job == _job).order_by(runs.c.started_at.desc()).limit(1)
+_SLOT_RUNS = (sa.select(runs).where(runs.c.job == _job, runs.c.slot.is_not(None))
+              .order_by(runs.c.slot.desc(), runs.c.started_at.desc()).limit(sa.bindparam("b_limit")))
+_RUN = sa.select(runs).where(runs.c.run_id == sa.bindparam("b_run_id"))
+_ATTEMPTS = sa.select(attempts).where(attempts.c.run_id == sa.bindparam("b_run_id")).order_by(attempts.c.id)
+_CHAIN = (sa.select(runs).where(runs.c.job == _job, runs.c.slot == sa.bindparam("b_slot"))
+          .order_by(runs.c.started_at))
+_EXISTS = sa.select(runs.c.run_id).where(runs.c.job == _job).limit(1)
+
+
+def _aware(t: datetime | None) -> datetime | None:
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
+
+
+def _naive(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(tzinfo=None)
+
+
+def _run(row: Any) -> Run:
+    m = row._mapping
+    return Run(run_id=m["run_id"], job=m["job"], run_date=m["run_date"], slot=_aware(m["slot"]),
+               trigger=m["trigger"], host=m["host"], pid=m["pid"], started=_aware(m["started_at"]),  # type: ignore[arg-type]
+               ended=_aware(m["ended_at"]), status=m["status"], attempts=m["attempts"] or 0, rows=m["rows"] or 0,
+               error=m["error"])
+
+
+def _attempt(row: Any) -> Attempt:
+    m = row._mapping
+    return Attempt(run_id=m["run_id"], task=m["task"], attempt=m["attempt"], started=_aware(m["started_at"]),  # type: ignore[arg-type]
+                   ended=_aware(m["ended_at"]), status=m["status"], rows=m["rows"], errno=m["errno"],
+                   error=m["error"])
+
+
+class Store:
+    """The state store, read by the web. Thread-safe."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.ledger = Ledger(url)
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator["Reader"]:
+        """One connection for the reads of one request."""
+        self.ledger.ensure_schema()
+        with self.ledger.engine.connect() as conn:
+            yield Reader(conn)
+
+    def dispose(self) -> None:
+        self.ledger.dispose()
+
+
+class Reader:
+    def __init__(self, conn: sa.Connection):
+        self.conn = conn
+
+    def latest(self, job: str) -> Run | None:
+        row = self.conn.execute(_LATEST, {"b_job": job}).first()
+        return _run(row) if row is not None else None
+
+    def has_runs(self, job: str) -> bool:
+        return self.conn.execute(_EXISTS, {"b_job": job}).first() is not None
+
+    def slot_runs(self, job: str, limit: int) -> list[Run]:
+        """The runs of the job's newest slots, newest slot first (at most `limit` runs)."""
+        return [_run(r) for r in self.conn.execute(_SLOT_RUNS, {"b_job": job, "b_limit": limit})]
+
+    def runs(self, job: str | None = None, status: str | None = None, since: datetime | None = None,
+             limit: int = 100, before: datetime | None = None) -> list[Run]:
+        """Runs newest first, filtered by job, status and start time."""
+        q = sa.select(runs).order_by(runs.c.started_at.desc()).limit(limit)
+        for cond in self._filters(job, status, since, before):
+            q = q.where(cond)
+        return [_run(r) for r in self.conn.execute(q)]
+
+    def count(self, job: str | None = None, status: str | None = None, since: datetime | None = None) -> int:
+        q = sa.select(sa.func.count()).select_from(runs)
+        for cond in self._filters(job, status, since, None):
+            q = q.where(cond)
+        return int(self.conn.execute(q).scalar_one())
+
+    @staticmethod
+    def _filters(job: str | None, status: str | None, since: datetime | None,
+                 before: datetime | None) -> list[Any]:
+        out = []
+        if job is not None:
+            out.append(runs.c.job == job)
+        if status is not None:
+            out.append(runs.c.status == status)
+        if since is not None:
+            out.append(runs.c.started_at >= _naive(since))
+        if before is not None:
+            out.append(runs.c.started_at < _naive(before))
+        return out
+
+    def run(self, run_id: str) -> Run | None:
+        row = self.conn.execute(_RUN, {"b_run_id": run_id}).first()
+        return _run(row) if row is not None else None
+
+    def attempts(self, run_id: str) -> list[Attempt]:
+        return [_attempt(r) for r in self.conn.execute(_ATTEMPTS, {"b_run_id": run_id})]
+
+    def slot_chain(self, run: Run) -> list[Run]:
+        """Every run of the run's slot, oldest first (a failed run, its re-runs)."""
+        if run.slot is None:
+            return [run]
+        return [_run(r) for r in self.conn.execute(_CHAIN, {"b_job": run.job, "b_slot": _naive(run.slot)})]
+
+    def watermarks(self, jobs: Sequence[str] | None = None) -> list[Watermark]:
+        q = sa.select(watermarks).order_by(watermarks.c.job, watermarks.c.task)
+        if jobs is not None:
+            q = q.where(watermarks.c.job.in_(list(jobs)))
+        return [Watermark(r.job, r.task, r.value, _aware(r.updated_at)) for r in self.conn.execute(q)]  # type: ignore[arg-type]
