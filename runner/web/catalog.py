@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from runner import logs
 from runner.config.jobs import job_names, load_jobs
 from runner.config.project import load_project
+from runner.config.urls import passwords
 from runner.errors import ConfigError, Problem
 from runner.model import Job, Project
 
@@ -64,6 +66,7 @@ class Catalog:
         except ConfigError as exc:
             conf_problems = exc.problems
             project = self._project
+        logs.REDACTOR.add(passwords(project))  # pages pass every text through it
         jobs, problems = load_jobs(project)
         invalid: dict[str, list[Problem]] = {}
         for name in job_names(project):

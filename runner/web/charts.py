@@ -108,7 +108,7 @@ def duration_ticks(longest: float, count: int = 4) -> tuple[float, list[tuple[fl
     longest = max(longest, 0.001)
     step = next((s for s in _DURATION_STEPS if longest / s <= count), _DURATION_STEPS[-1])
     n = max(1, math.ceil(longest / step - 1e-9))
-    return n * step, [(i * step, fmt_seconds(i * step)) for i in range(n + 1)]
+    return n * step, [(i * step, fmt_seconds(i * step) if i else "0") for i in range(n + 1)]
 
 
 def time_ticks(lo: datetime, hi: datetime, tz: str, count: int = 6) -> list[tuple[datetime, str]]:

@@ -43,7 +43,7 @@ class WebServer:
 
         self.spec = spec or project.settings.web or WebSpec()
         self.actions = Actions()
-        self.site = Site(project, self.actions)
+        self.site = Site(project, self.actions, self.spec)
         host = f"[{self.spec.host}]" if ":" in self.spec.host else self.spec.host
         self._stop = threading.Event()
         self._stopped = threading.Event()

@@ -167,10 +167,10 @@ def _loopback(host: str) -> bool:
 class Site:
     """The project (as its files are now), its state store, the actions, and who may take them."""
 
-    def __init__(self, project: Project, actions: Actions | None = None,
+    def __init__(self, project: Project, actions: Actions | None = None, spec: WebSpec | None = None,
                  now: Callable[[], datetime] = clock.now):
         self.catalog = Catalog(project)
-        self.spec = project.settings.web or WebSpec()
+        self.spec = spec or project.settings.web or WebSpec()
         self.actions = actions or Actions()
         self.now = now
         self._stores: dict[str, Store] = {}
