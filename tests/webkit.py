@@ -77,3 +77,26 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+CHROMIUM = "/usr/bin/chromium"
+# The browser stays off the network: every name but 127.0.0.1 fails to resolve, any proxy use goes
+# nowhere, and nothing is fetched in the background.
+CHROMIUM_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--proxy-server=http://127.0.0.1:9",
+                 "--disable-background-networking", "--disable-component-update"]
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's chromium, headless, driven by Playwright (no browser of Playwright's own is used)."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        raise AssertionError(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium); "
+                             "scripts/test does so when run as root")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -12,6 +12,7 @@ import threading
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import date
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from runner import clock, logs
@@ -19,6 +20,7 @@ from runner.config.plan import MANUAL_FIX, missing_params, resolve_params
 from runner.errors import JobLocked, RunnerError
 from runner.model import Job, Project
 from runner.run.executor import Runner, RunRequest, new_run_id
+from runner.state.ledger import Ledger
 from runner.state.lock import job_lock
 
 log = logging.getLogger("runner.web")
@@ -32,6 +34,21 @@ class Refused(RunnerError):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+
+
+class _Announcing(Ledger):
+    """The ledger of a run started here: the request is answered once the run's row is written, so the
+    run page it links to is there."""
+
+    def __init__(self, url: str, run_id: str, held: Future[str]):
+        super().__init__(url)
+        self._run_id = run_id
+        self._held = held
+
+    def start_run(self, run_id: str, *args: Any, **kwargs: Any) -> None:
+        super().start_run(run_id, *args, **kwargs)
+        if run_id == self._run_id and not self._held.done():
+            self._held.set_result(run_id)
 
 
 class Actions:
@@ -69,9 +86,8 @@ class Actions:
     def _run(self, project: Project, job: Job, day: date, run_id: str, held: Future[str]) -> None:
         runner = None
         try:
-            runner = Runner(project)
+            runner = Runner(project, ledger=_Announcing(project.settings.state_url, run_id, held))
             with job_lock(project, runner.ledger, job.name, "manual") as lock:
-                held.set_result(run_id)
                 log.info("job %s: run %s started from the web", job.name, run_id[:8])
                 runner.run(RunRequest(job, day, trigger="manual", run_id=run_id, still_locked=lock.verify))
         except BaseException as exc:
