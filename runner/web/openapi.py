@@ -158,10 +158,14 @@ def _list(key: str, ref: str, description: str, **more: Any) -> dict[str, Any]:
 _JOB_PARAM = {"name": "job", "in": "path", "required": True, "description": "job name (its file is jobs/<job>.yml)",
               "schema": {"type": "string"}}
 _RUN_PARAM = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
+# A duration as conf/ writes them (units d, h, m, s, largest first), an ISO date, or an ISO date and time.
+DURATION = "^([0-9]+(\\.[0-9]+)?d)?([0-9]+(\\.[0-9]+)?h)?([0-9]+(\\.[0-9]+)?m)?([0-9]+(\\.[0-9]+)?s?)?$"
+_SINCE = {"anyOf": [{"type": "string", "minLength": 1, "pattern": DURATION},
+                    {"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]}
 _FILTERS = [
     {"name": "status", "in": "query", "schema": {"type": "string", "enum": list(STATUSES)}},
-    {"name": "since", "in": "query", "description": "a duration back from now (7d, 36h, 90m) or an ISO date or time "
-                                                    "(UTC unless it says)", "schema": {"type": "string"}},
+    {"name": "since", "in": "query", "description": "a duration back from now (7d, 36h, 1h30m) or an ISO date or "
+                                                    "date and time (UTC unless it says)", "schema": _SINCE},
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100}},
 ]
 _READ_ERRORS = {"400": _error("a query parameter is invalid"),

@@ -90,9 +90,9 @@ def job_page(site: Site, req: Request, name: str) -> Response:
     check_job_name(name)
     snap = site.snapshot()
     now = site.now()
-    status, since_text = parse_status(req.one("status")), req.one("since")
+    status, since_text = parse_status(req.one("status", True)), req.one("since", True)
     since = parse_since(since_text, now)
-    limit = parse_limit(req.one("limit"), 100)
+    limit = parse_limit(req.one("limit", True), 100)
     with site.store(snap).reading() as reader:
         view = job_view(snap, reader, name, now, status, since, limit)
     if view is None:

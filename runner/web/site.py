@@ -74,14 +74,15 @@ class Request:
     def remote(self) -> str:
         return str(self.environ.get("REMOTE_ADDR", "?"))
 
-    def one(self, name: str) -> str | None:
-        """A query parameter given at most once; empty counts as not given."""
+    def one(self, name: str, blank_is_none: bool = False) -> str | None:
+        """A query parameter given at most once. An empty one is refused by the API, and means "not given"
+        for the pages (their forms send every field)."""
         values = self.query.get(name)
         if not values:
             return None
         if len(values) > 1:
             raise HTTPError(400, f"query parameter {name} given {len(values)} times: give it once")
-        return values[0] if values[0] != "" else None
+        return None if blank_is_none and values[0] == "" else values[0]
 
     def body(self) -> bytes:
         try:
@@ -119,18 +120,17 @@ def parse_since(text: str | None, now: datetime) -> datetime | None:
     """A start time from "7d", "36h", "90m" (that long ago) or an ISO date or time (UTC unless it says)."""
     if text is None:
         return None
-    seconds = parse_duration(text) if text.strip() and text.strip()[0].isdigit() and "-" not in text else None
-    if seconds is not None:
-        try:
-            return now - timedelta(seconds=seconds)
-        except OverflowError:
-            return datetime.min.replace(tzinfo=UTC)
+    seconds = parse_duration(text) if text[:1].isascii() and text[:1].isdigit() and "-" not in text else None
     try:
-        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        if seconds is not None:
+            return now - timedelta(seconds=seconds)
+        t = datetime.fromisoformat(text.strip().upper().replace("Z", "+00:00"))
+        return (t.replace(tzinfo=UTC) if t.tzinfo is None else t).astimezone(UTC)
     except ValueError:
-        raise HTTPError(400, f"invalid since {text!r}: a duration such as 7d, 36h, 90m, or a date such as "
+        raise HTTPError(400, f"invalid since {text!r}: a duration such as 7d, 36h, 1h30m, or a date such as "
                              "2026-11-01 (UTC)") from None
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+    except OverflowError:  # further back than a datetime reaches: everything
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def parse_limit(text: str | None, default: int) -> int:
