@@ -41,6 +41,8 @@ class WebServer:
     def __init__(self, project: Project, spec: WebSpec | None = None):
         import waitress.server
 
+        # With two handler threads a request waiting its turn is normal, not worth a warning each time.
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         self.spec = spec or project.settings.web or WebSpec()
         self.actions = Actions()
         self.site = Site(project, self.actions, self.spec)
