@@ -157,6 +157,12 @@ class DurationChart:
     x_ticks: list[tuple[float, str]]
     y_ticks: list[tuple[float, str]]
 
+    @property
+    def radius(self) -> float:
+        """Smaller dots as they crowd, so a thousand runs still show their spread."""
+        n = len(self.marks)
+        return 3.0 if n <= 200 else 2.2 if n <= 600 else 1.6
+
 
 def duration_chart(runs: Sequence[Run], tz: str, now: datetime, width: float = 960.0, height: float = 260.0,
                    left: float = 64.0, bottom: float = 24.0, top: float = 8.0, right: float = 12.0) -> DurationChart:

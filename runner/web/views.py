@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from runner.config.plan import order_tasks
 from runner.cron import Schedule
@@ -69,10 +69,12 @@ def job_row(snap: Snapshot, reader: Reader, name: str, now: datetime) -> JobRow:
     if schedule is None:
         cells = run_cells(reader.runs(job=name, limit=STRIP), now, STRIP)
         return JobRow(name, job, problems, None, last, cells)
-    recorded = reader.slot_runs(name, 4 * STRIP)
-    slots = {r.slot for r in recorded if r.slot is not None}
-    since = min(slots) if len(slots) >= 1 else snap.changed.get(name, now)
-    expected, _ = schedule.recent(since - timedelta(microseconds=1), now, STRIP)
+    recorded = reader.slot_runs(name, STRIP + 15)
+    # Every slot a runner looked at is recorded (run, missed, abandoned, paused); the slots no record
+    # has are those since the newest recorded one (or since the job file appeared), when no runner was up.
+    newest = max((r.slot for r in recorded if r.slot is not None), default=None)
+    since = newest if newest is not None else snap.changed.get(name, now)
+    expected, _ = schedule.recent(since, now, STRIP)
     cells = slot_cells(recorded, expected, now, STRIP)
     return JobRow(name, job, problems, schedule.next_after(now), last, cells)
 
