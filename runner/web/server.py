@@ -3,14 +3,15 @@ daemon's process.
 
 waitress parses HTTP and reads every request whole, and writes every answer, on its own event loop, so a
 slow client or one that sends what is not HTTP costs a socket, never a handler thread; two handler
-threads render pages. Nothing here is shared with the scheduler: in the daemon the web has its own
-thread, its own connections to the state store, and an error in it is logged and answered, never raised
-into the schedule.
+threads render pages, at a lower CPU priority than the rest of the process. Nothing here is shared
+with the scheduler: in the daemon the web has its own thread, its own connections to the state store,
+and an error in it is logged and answered, never raised into the schedule.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from typing import Any
@@ -25,6 +26,7 @@ from runner.web.site import MAX_BODY, Site
 log = logging.getLogger("runner.web")
 
 THREADS = 2  # handler threads: pages are rendered one or two at a time, whatever the number of clients
+NICE = 10  # the web's threads yield the processor to the schedule's (Linux: nice is per thread)
 LIMITS = dict(
     connection_limit=50,  # beyond this many open connections, new ones wait in the listen backlog
     channel_timeout=30,  # an idle connection is closed after this many seconds
@@ -33,6 +35,29 @@ LIMITS = dict(
     asyncore_use_poll=True,
     ident="runner",
 )
+
+
+def lower_priority() -> None:
+    """Give the calling thread a lower CPU priority (a page can wait; a slot cannot)."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, max(NICE, os.getpriority(os.PRIO_PROCESS, tid)))
+    except (AttributeError, OSError):  # not on this platform, or not allowed: the web just competes
+        pass
+
+
+class _Niced:
+    """The app, run at lower priority in whichever handler thread serves it."""
+
+    def __init__(self, app: App):
+        self.app = app
+        self._done = threading.local()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if not getattr(self._done, "niced", False):
+            lower_priority()
+            self._done.niced = True
+        return self.app(environ, start_response)
 
 
 class WebServer:
@@ -50,7 +75,7 @@ class WebServer:
         self._stop = threading.Event()
         self._stopped = threading.Event()
         try:
-            self._server: Any = waitress.server.create_server(App(self.site), listen=f"{host}:{self.spec.port}",
+            self._server: Any = waitress.server.create_server(_Niced(App(self.site)), listen=f"{host}:{self.spec.port}",
                                                               threads=THREADS, **LIMITS)
         except OSError as exc:
             raise UsageError(f"web: cannot listen on {host}:{self.spec.port} (web.listen in conf/runner.yml): "
@@ -64,6 +89,7 @@ class WebServer:
     def run(self) -> None:
         import waitress.wasyncore as wasyncore
 
+        lower_priority()
         log.info("web: serving %s (%s)", self.url,
                  "actions with the token" if self.spec.token else "read-only: no web.token set")
         try:
