@@ -2,16 +2,18 @@
 but its own files, and errors as JSON under /api/ and as a page elsewhere.
 
 A handler that fails answers 500 and is logged; the state store out of reach answers 503. Neither
-touches whatever else the process is doing (the daemon's schedule runs in other threads).
+touches whatever else the process is doing (the daemon's schedule runs in other threads). An answer is
+served again for a second to the same request (`Recent`), so pages are at most a second old.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 from typing import Any, Callable, Iterable
 
-from runner import logs
+from runner import clock, logs
 from runner.web import api, pages
 from runner.web.openapi import document
 from runner.web.site import HTTPError, Request, Response, Site, json_response
@@ -33,6 +35,7 @@ _REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized",
             422: "Unprocessable Entity", 500: "Internal Server Error", 503: "Service Unavailable"}
 
 _SEGMENT = "([^/]+)"
+FRESH_FOR = 1.0  # seconds an answer is served again to the same request
 
 
 def _openapi(site: Site, req: Request) -> Response:
@@ -74,11 +77,42 @@ def route(method: str, path: str) -> tuple[Handler, tuple[str, ...]]:
     raise HTTPError(404, "no such page" if not path.startswith("/api/") else f"no such API path: {path[:200]}")
 
 
+class Recent:
+    """Answers of the last second, by path and query: a page polled in a loop (a wall screen, a monitor,
+    several people at once) is rendered once a second, not once per request, so polling it costs the
+    process, and the daemon's schedule beside it, next to nothing. An action clears it."""
+
+    def __init__(self, seconds: float = FRESH_FOR, size: int = 256):
+        self.seconds = seconds
+        self.size = size
+        self._answers: dict[tuple[str, str], tuple[float, Response]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> Response | None:
+        with self._lock:
+            found = self._answers.get(key)
+        return found[1] if found is not None and clock.monotonic() - found[0] < self.seconds else None
+
+    def put(self, key: tuple[str, str], response: Response) -> None:
+        with self._lock:
+            if len(self._answers) >= self.size:
+                now = clock.monotonic()
+                self._answers = {k: v for k, v in self._answers.items() if now - v[0] < self.seconds}
+                while len(self._answers) >= self.size:
+                    self._answers.pop(next(iter(self._answers)))
+            self._answers[key] = (clock.monotonic(), response)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._answers.clear()
+
+
 class App:
     """WSGI callable over one Site."""
 
-    def __init__(self, site: Site):
+    def __init__(self, site: Site, fresh_for: float = FRESH_FOR):
         self.site = site
+        self.recent = Recent(fresh_for)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         response = self.respond(environ)
@@ -95,7 +129,18 @@ class App:
             req = Request.of(environ)
             self.site.check_host(req)
             handler, values = route(req.method, req.path)
-            return handler(self.site, req, *values)
+            if req.method not in ("GET", "HEAD"):
+                response = handler(self.site, req, *values)
+                if response.status < 300:
+                    self.recent.clear()
+                return response
+            key = (req.path, str(environ.get("QUERY_STRING", "")))
+            response = self.recent.get(key)
+            if response is None:
+                response = handler(self.site, req, *values)
+                if response.status == 200 and handler is not pages.static:
+                    self.recent.put(key, response)
+            return response
         except HTTPError as exc:
             return self.error(is_api, exc.status, exc.message, exc.headers)
         except Exception as exc:

@@ -4,6 +4,7 @@ slipped into an error text is not shown either. The charts are inline SVG drawn 
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 from pathlib import Path
@@ -112,6 +113,8 @@ def run_page(site: Site, req: Request, run_id: str) -> Response:
 
 
 def static(site: Site, req: Request, name: str) -> Response:
+    if not re.fullmatch(r"[a-z0-9_-]+\.[a-z]+", name):
+        raise HTTPError(404, "no such file")
     path = STATIC / name
     kind = _STATIC_TYPES.get(path.suffix)
     if kind is None or path.parent != STATIC or not path.is_file():

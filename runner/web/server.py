@@ -20,7 +20,7 @@ from runner import logs
 from runner.errors import UsageError
 from runner.model import Project, WebSpec
 from runner.web.actions import Actions
-from runner.web.app import App
+from runner.web.app import FRESH_FOR, App
 from runner.web.site import MAX_BODY, Site
 
 log = logging.getLogger("runner.web")
@@ -63,7 +63,7 @@ class _Niced:
 class WebServer:
     """One waitress server over the project's app; `run()` serves until `stop()`."""
 
-    def __init__(self, project: Project, spec: WebSpec | None = None):
+    def __init__(self, project: Project, spec: WebSpec | None = None, fresh_for: float = FRESH_FOR):
         import waitress.server
 
         # With two handler threads a request waiting its turn is normal, not worth a warning each time.
@@ -75,7 +75,7 @@ class WebServer:
         self._stop = threading.Event()
         self._stopped = threading.Event()
         try:
-            self._server: Any = waitress.server.create_server(_Niced(App(self.site)), listen=f"{host}:{self.spec.port}",
+            self._server: Any = waitress.server.create_server(_Niced(App(self.site, fresh_for)), listen=f"{host}:{self.spec.port}",
                                                               threads=THREADS, **LIMITS)
         except OSError as exc:
             raise UsageError(f"web: cannot listen on {host}:{self.spec.port} (web.listen in conf/runner.yml): "

@@ -189,6 +189,27 @@ def test_run_now_with_the_token_starts_a_run_that_history_shows(site: Served, pr
     assert len(lines) == 2 and "manual" in lines[0] and "success" in lines[0]
 
 
+def test_an_answer_is_served_again_for_a_second_and_an_action_makes_it_fresh(
+        site: Served, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from runner import clock
+
+    real = clock.monotonic
+    offset = [0.0]
+    monkeypatch.setattr(clock, "monotonic", lambda: real() + offset[0])
+    first = site.get("/api/jobs/ok/runs").json()["total"]
+    assert run_main(project, "--job", "ok")[0] == 0
+    assert site.get("/api/jobs/ok/runs").json()["total"] == first  # the answer of a moment ago
+    assert site.get("/api/jobs/ok/runs?limit=5").json()["total"] == first + 1  # another request: fresh
+    offset[0] += 1.1
+    assert site.get("/api/jobs/ok/runs").json()["total"] == first + 1  # a second later: fresh
+    assert run_main(project, "--job", "ok")[0] == 0
+    assert site.post("/api/jobs/nope/run", token=TOKEN).status == 404  # refused: nothing changes
+    assert site.get("/api/jobs/ok/runs").json()["total"] == first + 1
+    started = site.post("/api/jobs/ok/run", token=TOKEN)
+    assert started.status == 202
+    assert site.get("/api/jobs/ok/runs").json()["total"] == first + 3  # an action clears it
+
+
 def test_run_now_of_a_job_running_elsewhere_is_409_naming_the_holder(site: Served, project: Path) -> None:
     p = load_project(project / "conf")
     ledger = Ledger(p.settings.state_url)
