@@ -32,7 +32,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from runner import clock, logs
+from runner import clock, logs, priority
 from runner.config.jobs import load_jobs
 from runner.config.project import load_project
 from runner.config.urls import passwords
@@ -188,9 +188,13 @@ class Daemon:
     # ------------------------------------------------------------------------------------ jobs
     def _add(self, job: Job) -> None:
         schedule = self._gen.due.schedule(job)
-        self.scheduler.add_job(self._due.put, SlotTrigger(schedule), args=[job.name], id=job.name, name=job.name,
+        self.scheduler.add_job(self._fire, SlotTrigger(schedule), args=[job.name], id=job.name, name=job.name,
                                misfire_grace_time=max(1, int(grace_of(self._gen.project, job))),
                                coalesce=True, max_instances=1, replace_existing=True)
+
+    def _fire(self, name: str) -> None:
+        priority.SCHEDULE.hold()  # the web holds back until this slot's run is handed to the pool
+        self._due.put(name)
 
     def _dispatch(self) -> None:
         """Take the locks of the jobs due and claim their slots, all the jobs due at that moment at once;
@@ -225,6 +229,7 @@ class Daemon:
                     self._done(job.name, gen)
                 else:
                     self._pool.submit(self._execute, gen, job.name, p)
+            priority.SCHEDULE.release()
 
     def _execute(self, gen: _Generation, name: str, prepared: Prepared) -> None:
         try:

@@ -3,8 +3,9 @@ daemon's process.
 
 waitress parses HTTP and reads every request whole, and writes every answer, on its own event loop, so a
 slow client or one that sends what is not HTTP costs a socket, never a handler thread; two handler
-threads render pages, at a lower CPU priority than the rest of the process. Nothing here is shared
-with the scheduler: in the daemon the web has its own thread, its own connections to the state store,
+threads render pages, at a lower CPU priority than the rest of the process, and both the event loop and
+the handlers wait while the daemon starts a slot's runs (runner.priority). Nothing here is shared with
+the scheduler: in the daemon the web has its own thread, its own connections to the state store,
 and an error in it is logged and answered, never raised into the schedule.
 """
 
@@ -16,7 +17,7 @@ import signal
 import threading
 from typing import Any
 
-from runner import logs
+from runner import logs, priority
 from runner.errors import UsageError
 from runner.model import Project, WebSpec
 from runner.web.actions import Actions
@@ -47,7 +48,8 @@ def lower_priority() -> None:
 
 
 class _Niced:
-    """The app, run at lower priority in whichever handler thread serves it."""
+    """The app, run at lower priority in whichever handler thread serves it, after the schedule's
+    moments (runner.priority)."""
 
     def __init__(self, app: App):
         self.app = app
@@ -57,6 +59,7 @@ class _Niced:
         if not getattr(self._done, "niced", False):
             lower_priority()
             self._done.niced = True
+        priority.SCHEDULE.quiet()
         return self.app(environ, start_response)
 
 
@@ -94,6 +97,7 @@ class WebServer:
                  "actions with the token" if self.spec.token else "read-only: no web.token set")
         try:
             while not self._stop.is_set():
+                priority.SCHEDULE.quiet()  # requests wait in their sockets while a slot's runs start
                 wasyncore.loop(timeout=1.0, map=self._server._map, use_poll=True, count=1)
         finally:
             for channel in list(self._server._map.values()):
