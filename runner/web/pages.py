@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import socket
+from collections import Counter
 import threading
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,10 @@ def overview_page(site: Site, req: Request) -> Response:
     now = site.now()
     with site.store(snap).reading() as reader:
         rows = overview(snap, reader, now)
-    return render(site, "overview.html", rows=rows, conf_problems=snap.conf_problems)
+    last = Counter(r.last.status if r.last else "never run" for r in rows if r.job is not None)
+    invalid = sum(1 for r in rows if r.job is None)
+    return render(site, "overview.html", rows=rows, conf_problems=snap.conf_problems,
+                  counts=sorted(last.items(), key=lambda kv: (kv[0] == "success", -kv[1], kv[0])), invalid=invalid)
 
 
 def job_page(site: Site, req: Request, name: str) -> Response:
