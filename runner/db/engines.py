@@ -325,9 +325,11 @@ def make_engine(db: Database) -> tuple[Engine, PoolGuard]:
     return engine, PoolGuard(db, engine)
 
 
-def create_tables(engine: Engine, *tables: Any, attempts: int = 3) -> None:
+def create_tables(engine: Engine, *tables: Any, attempts: int = 6) -> None:
     """Create tables (and their indexes) unless present, tolerating another process that creates the
-    same ones at the same moment (several runs starting together on a fresh state store)."""
+    same ones at the same moment (several runs starting together on a fresh state store). SQLite
+    answers "database is locked" at once, without waiting, when two such processes upgrade their
+    read of the schema to a write together: that is tried again after a pause."""
     for attempt in range(1, attempts + 1):
         try:
             for table in tables:
@@ -335,8 +337,12 @@ def create_tables(engine: Engine, *tables: Any, attempts: int = 3) -> None:
             return
         except sa_exc.DBAPIError as exc:
             errno = getattr(exc.orig, "args", (None,))[0]
-            if attempt == attempts or not (errno in (1050, 1061) or "already exists" in str(exc.orig)):
+            text = str(exc.orig)
+            if attempt == attempts or not (errno in (1050, 1061) or "already exists" in text
+                                           or "database is locked" in text):
                 raise
+            if "database is locked" in text:
+                clock.sleep(0.05 * attempt)
 
 
 class Engines:
