@@ -38,13 +38,13 @@ def late_slot(schedule: Schedule, now: datetime, late_after: float) -> datetime 
     return schedule.latest_at_or_before(now - timedelta(seconds=late_after))
 
 
-def is_late(statuses: Sequence[str], job_has_history: bool) -> bool:
+def is_late(statuses: Sequence[str], slot: datetime, first: datetime | None) -> bool:
     """Whether a slot past its `late_after` is late, from the statuses of its runs: no success, and
-    not only recorded as missed (that was told as `missed`). A slot with no run at all is late for a
-    job that has run before (nothing ran and nothing noticed: cron or the daemon is stuck); a job
-    that never ran has no slots yet."""
+    not only recorded as missed (that was told as `missed`). A slot with no run at all is late when
+    the job's first recorded slot (`first`) is at or before it: nothing ran and nothing noticed, so
+    cron or the daemon is stuck. Before a job's first slot (a new job) it has none to be late for."""
     if "success" in statuses:
         return False
     if statuses:
         return not all(s == "missed" for s in statuses)
-    return job_has_history
+    return first is not None and first <= slot

@@ -130,8 +130,8 @@ class Hub:
         if missed or abandoned:
             self.after_run()
 
-    def check_late(self, jobs: Sequence[Job], has_history: Mapping[str, bool], schedules: Callable[[Job], Schedule],
-                   now: datetime | None = None) -> list[tuple[str, datetime]]:
+    def check_late(self, jobs: Sequence[Job], first_slots: Mapping[str, datetime | None],
+                   schedules: Callable[[Job], Schedule], now: datetime | None = None) -> list[tuple[str, datetime]]:
         """Raise `late` for each job whose slot is `late_after` past its time without a success, once per
         slot; the (job, slot)s raised."""
         now = now or clock.now()
@@ -149,7 +149,7 @@ class Hub:
             if "success" in statuses or self.outbox.late_raised(job.name, slot):
                 self._late_settled.add((job.name, slot))
                 continue
-            if not is_late(statuses, has_history.get(job.name, False)):
+            if not is_late(statuses, slot, first_slots.get(job.name)):
                 continue
             runs = self.outbox.slot_runs(job.name, slot)
             run_id = runs[-1][0] if runs else None

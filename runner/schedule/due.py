@@ -112,17 +112,13 @@ class DueRunner:
                 out.append(job)
         return out
 
-    def check_late(self, jobs: Sequence[Job], states: Mapping[str, JobSlots] | None = None,
-                   now: datetime | None = None) -> None:
+    def check_late(self, jobs: Sequence[Job], now: datetime | None = None) -> None:
         """Raise `late` for the jobs whose slot has no success `late_after` past its time (once per slot)."""
         watched = [job for job in jobs if job.late_after is not None]
         if self.hub is None or not watched:
             return
-        if states is None:
-            states = self.ledger.jobs_slots([job.name for job in watched])
         try:
-            self.hub.check_late(watched, {j.name: states[j.name].last is not None for j in watched}, self.schedule,
-                                now)
+            self.hub.check_late(watched, self.ledger.first_slots([job.name for job in watched]), self.schedule, now)
         except Exception as exc:
             log.warning("looking for late slots failed (%s: %s); the next look tries again", type(exc).__name__,
                         logs.REDACTOR.scrub(str(exc)))

@@ -373,6 +373,14 @@ class SlotLedger(Ledger):
             rows = conn.execute(_EARLIER, {"b_job": job, "b_slot": _naive(slot), "b_run_id": run_id}).all()
         return {r.run_id: r.status for r in rows}
 
+    def first_slots(self, jobs: Sequence[str]) -> dict[str, datetime | None]:
+        """The earliest claimed slot of each job (None for a job that has none)."""
+        self.ensure_schema()
+        q = sa.select(slots.c.job, sa.func.min(slots.c.slot)).where(slots.c.job.in_(list(jobs))).group_by(slots.c.job)
+        with self.engine.connect() as conn:
+            found = {job: _aware(first) for job, first in conn.execute(q)}
+        return {job: found.get(job) for job in jobs}
+
     def slot_runs(self, job: str) -> list[dict[str, Any]]:
         """Every run of the job that has a slot, oldest slot first (for reports and tests)."""
         self.ensure_schema()

@@ -68,16 +68,21 @@ def test_late_slot_of_a_job_before_its_first_slot() -> None:
     assert late_slot(Schedule("0 0 1 1 *", "UTC"), utc("2026-01-01T00:30:00"), 3600) == utc("2025-01-01T00:00:00")
 
 
-@pytest.mark.parametrize("statuses, history, late", [
-    (["success"], True, False),
-    (["failed", "success"], True, False),  # failed, then re-run and succeeded
-    (["failed"], True, True),
-    (["running"], True, True),  # stuck
-    (["abandoned"], True, True),
-    (["interrupted", "failed"], True, True),
-    (["missed"], True, False),  # told as missed already
-    ([], True, True),  # nothing ran and nothing noticed: cron or the daemon is stuck
-    ([], False, False),  # a job that never ran has no slots yet
+SLOT = utc("2026-11-20T02:00:00")
+
+
+@pytest.mark.parametrize("statuses, first, late", [
+    (["success"], "2026-11-01T02:00:00", False),
+    (["failed", "success"], "2026-11-01T02:00:00", False),  # failed, then re-run and succeeded
+    (["failed"], "2026-11-01T02:00:00", True),
+    (["running"], "2026-11-20T02:00:00", True),  # stuck
+    (["abandoned"], "2026-11-01T02:00:00", True),
+    (["interrupted", "failed"], "2026-11-01T02:00:00", True),
+    (["missed"], "2026-11-01T02:00:00", False),  # told as missed already
+    ([], "2026-11-01T02:00:00", True),  # nothing ran and nothing noticed: cron or the daemon is stuck
+    ([], "2026-11-20T02:00:00", True),
+    ([], "2026-11-21T02:00:00", False),  # before the job's first slot: a new job
+    ([], None, False),  # a job that never ran has no slots yet
 ])
-def test_is_late(statuses: list[str], history: bool, late: bool) -> None:
-    assert is_late(statuses, history) is late
+def test_is_late(statuses: list[str], first: str | None, late: bool) -> None:
+    assert is_late(statuses, SLOT, utc(first) if first else None) is late
