@@ -80,7 +80,7 @@ def unit_text(project: Project, python: str | None = None) -> str:
         "[Service]",
         "Type=notify",
         "NotifyAccess=main",
-        f"WorkingDirectory={_quote(str(root))}",
+        f"WorkingDirectory={str(root).replace('%', '%%')}",  # a path as it is: no quotes here
         "ExecStart=" + " ".join(_quote(a) for a in args),
         "ExecReload=/bin/kill -HUP $MAINPID",
         *([f"User={user}"] if user and user != "root" else ["# User=etl   (the daemon need not run as root)"]),
