@@ -122,9 +122,9 @@ def metrics(c: Checker, value: Any, path: KeyPath, root: Path) -> tuple[tuple[st
 
 
 def url_secrets(url: str) -> list[str]:
-    """What of a notify or ping URL must never be shown: the URL itself, its password, and its long
-    path parts and query values (webhook and service tokens)."""
-    out = [url]
+    """What of a notify or ping URL must never be shown: its password, and its long path parts and
+    query values (webhook and service tokens)."""
+    out: list[str] = []
     try:
         parts = urlsplit(url)
     except ValueError:
