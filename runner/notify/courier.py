@@ -123,13 +123,18 @@ class Courier:
                 self._thread.start()
             self._cv.notify_all()
 
-    def close(self) -> None:
-        """A last pass, waited for: what this process queued is sent (or left pending) before it exits."""
+    def flush(self) -> None:
+        """A pass, waited for."""
         self.kick()
         with self._cv:
             wanted = self._wanted
             while self._done < wanted and self._thread is not None and self._thread.is_alive():
                 self._cv.wait(0.5)
+
+    def close(self) -> None:
+        """A last pass, waited for: what this process queued is sent (or left pending) before it exits."""
+        self.flush()
+        with self._cv:
             self._closing = True
             self._cv.notify_all()
 
