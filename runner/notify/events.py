@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from runner.cron import Schedule
 from runner.model import NotifyTarget
+
+if TYPE_CHECKING:  # croniter is imported only by jobs with a schedule
+    from runner.cron import Schedule
 
 UNSUCCESSFUL = ("failed", "interrupted", "abandoned")
 
@@ -33,7 +35,7 @@ def routed(events: Sequence[str], targets: Sequence[NotifyTarget]) -> list[tuple
     return out
 
 
-def late_slot(schedule: Schedule, now: datetime, late_after: float) -> datetime | None:
+def late_slot(schedule: "Schedule", now: datetime, late_after: float) -> datetime | None:
     """The slot to look at: the latest one whose time is at least `late_after` seconds ago."""
     return schedule.latest_at_or_before(now - timedelta(seconds=late_after))
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from runner import clock, logs
-from runner.cron import Schedule
 from runner.model import Job, NotifyTarget, Project, targets_of
 from runner.notify.courier import Courier
 from runner.notify.events import is_late, late_slot, routed, run_events
@@ -21,6 +20,9 @@ from runner.notify.pings import Pinger
 from runner.run.executor import RunRequest, RunResult, RunWatcher
 from runner.state.ledger import Ledger
 from runner.state.outbox import Outbox
+
+if TYPE_CHECKING:
+    from runner.cron import Schedule
 
 log = logging.getLogger("runner.notify")
 
@@ -131,7 +133,7 @@ class Hub:
             self.after_run()
 
     def check_late(self, jobs: Sequence[Job], first_slots: Mapping[str, datetime | None],
-                   schedules: Callable[[Job], Schedule], now: datetime | None = None) -> list[tuple[str, datetime]]:
+                   schedules: Callable[[Job], "Schedule"], now: datetime | None = None) -> list[tuple[str, datetime]]:
         """Raise `late` for each job whose slot is `late_after` past its time without a success, once per
         slot; the (job, slot)s raised."""
         now = now or clock.now()

@@ -13,8 +13,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import urllib.error
-import urllib.request
 from urllib.parse import urlsplit
 
 from runner import logs
@@ -69,6 +67,9 @@ class Pinger:
                 self._send(url, outcome, body)
 
     def _send(self, url: str, outcome: str, body: str) -> None:
+        import urllib.error
+        import urllib.request  # only a process with a ping pays for http.client
+
         host = urlsplit(url).netloc
         if host in self.down:
             log.info("ping %s to %s skipped: it did not answer earlier", outcome, shown(url))
