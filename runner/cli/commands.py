@@ -174,7 +174,8 @@ def _notify_problems(project: Project, jobs: dict[str, Job]) -> list[Problem]:
     from runner.notify.courier import understood
 
     return [Problem(file, "notify", f"Apprise does not understand the URL of target {t.label} "
-                                    f"({t.url.split('://', 1)[0]}://...): see Apprise's list of services and their URLs")
+                                    f"({t.url.split('://', 1)[0]}://...): see Apprise's list of services and "
+                                    "their URLs")
             for file, t in where if not understood(t.url)]
 
 

@@ -28,7 +28,8 @@ METRICS_KEYS = {"listen", "textfile"}
 TOKEN_MIN = 16  # path parts and query values of a notify URL this long are treated as tokens
 
 
-def notify_list(c: Checker, value: Any, path: KeyPath, env: Mapping[str, str] | None = None) -> tuple[NotifyTarget, ...]:
+def notify_list(c: Checker, value: Any, path: KeyPath,
+                env: Mapping[str, str] | None = None) -> tuple[NotifyTarget, ...]:
     """The notify entries at `path`; ${VAR}s are expanded when `env` is given (job files are not
     expanded as a whole, conf/runner.yml is)."""
     if not isinstance(value, list):

@@ -112,8 +112,8 @@ class Daemon:
         self._gen = _generation(project, jobs)
         self.hub = self._gen.due.hub
         assert self.hub is not None
-        self.hub.pool_sources.append(lambda: [p for g in [self._gen, *self._retired] for p in g.runner.engines.pools()])
         self._retired: list[_Generation] = []
+        self.hub.pool_sources.append(lambda: [p for g in [self._gen, *self._retired] for p in g.runner.engines.pools()])
         self._cv = threading.Condition()
         self._running: dict[str, float] = {}
         self._stopping = False
@@ -136,8 +136,8 @@ class Daemon:
                                args=[self.look], id="runner:look", next_run_time=clock.now(), misfire_grace_time=None)
         watchdog = systemd.watchdog_every()
         if watchdog is not None:  # from the scheduler's own thread: a wedged loop stops the pings
-            self.scheduler.add_job(self._watchdog, IntervalTrigger(seconds=watchdog, timezone=UTC), id="runner:watchdog",
-                                   next_run_time=clock.now(), misfire_grace_time=None)
+            self.scheduler.add_job(self._watchdog, IntervalTrigger(seconds=watchdog, timezone=UTC),
+                                   id="runner:watchdog", next_run_time=clock.now(), misfire_grace_time=None)
         self.hub.serve()
         self._dispatcher.start()
         self.scheduler.start()

@@ -23,8 +23,8 @@ FINE = "database: warehouse\ntasks: [{name: one, sql: SELECT 1}]\n"
 
 def test_notify_keys_are_checked_with_file_key_and_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     write_project(tmp_path, {
-        "a": "database: warehouse\nlate_after: 3h\nping: ftp://x\nnotify:\n  - url: json://h/x\n    on: [failure, loud]\n"
-             "tasks: [{name: one, sql: SELECT 1}]\n",
+        "a": "database: warehouse\nlate_after: 3h\nping: ftp://x\nnotify:\n  - url: json://h/x\n"
+             "    on: [failure, loud]\ntasks: [{name: one, sql: SELECT 1}]\n",
         "b": "schedule: '0 2 * * *'\ndatabase: warehouse\nnotify:\n  - url: ${NOT_SET_ALERT_URL}\n"
              "tasks: [{name: one, sql: SELECT 1}]\n",
         "c": "schedule: '0 2 * * *'\ndatabase: warehouse\nnotify:\n  - url: json://h/x\n    on: [late]\n"

@@ -12,8 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.faultkit import admin, execute
 from tests.harness.mariadb import PrivateMariaDB
-from tests.notifykit import free_port, wait_until
-from tests.schedkit import SchedProject, stop
+from tests.notifykit import free_port
+from tests.schedkit import SchedProject, stop, wait_for
 
 FAST = {"attempts": 5, "base_delay": 0.05, "max_delay": 0.3}
 
@@ -50,7 +50,7 @@ def test_the_textfile_after_two_jobs_cron_runs_holds_both_with_the_right_values(
                     return bool(conn.execute("SELECT 1 FROM runner_task_attempts WHERE status = 'retrying'").fetchall())
             except sqlite3.OperationalError:
                 return False
-        wait_until("attempt 1 to fail with a lock wait timeout", retried, timeout=30)
+        wait_for("attempt 1 to fail with a lock wait timeout", retried, 30)
     finally:
         holder.rollback()
         holder.close()
@@ -92,7 +92,8 @@ def scrape(port: int) -> dict:
 def test_metrics_scraped_from_a_running_daemon(tmp_path: Path, mdb: PrivateMariaDB, fresh_db: str) -> None:
     port = free_port()
     p = SchedProject(tmp_path, {"wh": mdb.url(fresh_db)}, settings={"metrics": {"listen": f"127.0.0.1:{port}"}})
-    p.job("sleepy", {"schedule": "*/3 * * * * *", "database": "wh", "tasks": [{"name": "hold", "sql": "SELECT SLEEP(2)"}]})
+    p.job("sleepy", {"schedule": "*/3 * * * * *", "database": "wh",
+                     "tasks": [{"name": "hold", "sql": "SELECT SLEEP(2)"}]})
     proc = p.start("--scheduler", log=tmp_path / "daemon.log")
     try:
         def reachable() -> dict | None:
@@ -100,14 +101,14 @@ def test_metrics_scraped_from_a_running_daemon(tmp_path: Path, mdb: PrivateMaria
                 return scrape(port)
             except OSError:
                 return None
-        wait_until("/metrics to answer", reachable, timeout=30)
-        held = wait_until("a pooled connection in use while the task sleeps", lambda: (
+        wait_for("/metrics to answer", reachable, 30)
+        held = wait_for("a pooled connection in use while the task sleeps", lambda: (
             (m := scrape(port)) and value(m, "runner_pool_connections", database="wh", state="in_use") == 1 and m),
-            timeout=30)
+            30)
         assert value(held, "runner_pool_connections", database="wh", state="overflow") == 0
-        done = wait_until("a run counted", lambda: (
+        done = wait_for("a run counted", lambda: (
             (m := scrape(port)) and (value(m, "runner_runs_total", job="sleepy", status="success", trigger="daemon")
-                                     or 0) >= 1 and m), timeout=30)
+                                     or 0) >= 1 and m), 30)
         assert value(done, "runner_last_success_timestamp_seconds", job="sleepy") > time.time() - 60
         assert value(done, "runner_run_duration_seconds_sum", job="sleepy") >= 2
         assert value(done, "runner_pool_wait_seconds_count", database="wh") >= 1

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.notifykit import HttpReceiver, SmtpReceiver, Stall, free_port, wait_until
-from tests.schedkit import SchedProject
+from tests.notifykit import HttpReceiver, SmtpReceiver, Stall, free_port
+from tests.schedkit import SchedProject, wait_for
 
 SECRET = "Sup3rSecretPw"
 HOOK_SECRET = "H00kSecretPw9"
@@ -111,8 +111,8 @@ def test_an_alert_of_a_process_killed_after_the_outcome_is_recorded_is_sent_by_t
     p.job("other", FINE)
     proc = p.start("--job", "nightly")
     try:
-        wait_until("the outcome recorded and the alert being sent",
-                   lambda: runs_of(p, "nightly") and runs_of(p, "nightly")[0][1] == "failed" and stall.accepted)
+        wait_for("the outcome recorded and the alert being sent",
+                   lambda: runs_of(p, "nightly") and runs_of(p, "nightly")[0][1] == "failed" and stall.accepted, 20)
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(10) == -signal.SIGKILL
     finally:

@@ -40,7 +40,8 @@ def _complaints(done: subprocess.CompletedProcess[str], unit: Path) -> list[str]
 
 
 def test_the_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
-    write_project(tmp_path, {"nightly": "schedule: '30 2 * * *'\ndatabase: warehouse\ntasks: [{name: a, sql: SELECT 1}]\n"},
+    job = "schedule: '30 2 * * *'\ndatabase: warehouse\ntasks: [{name: a, sql: SELECT 1}]\n"
+    write_project(tmp_path, {"nightly": job},
                   runner="timezone: UTC\nstop_grace: 90s\n")
     code, text = run_main(tmp_path, "--systemd-unit")
     assert code == 0
