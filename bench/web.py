@@ -273,7 +273,8 @@ def fire_delay_bench(seconds: float) -> None:
     print(f"serving / alone: median {statistics.median(ra) / statistics.median(ba):.2f}x, "
           f"p99 {schedule_bench.percentile(ra, 99) / schedule_bench.percentile(ba, 99):.2f}x")
     if client.times:
-        print(f"overview requests answered meanwhile: {len(client.times)} (median {statistics.median(client.times):.1f} "
+        print(f"overview requests answered meanwhile: {len(client.times)} "
+              f"(median {statistics.median(client.times):.1f} "
               f"ms, p95 {schedule_bench.percentile(client.times, 95):.1f} ms); failed: {client.errors} (before the "
               "daemon listened)")
     print(f"runs by status: alone {base['statuses']}, serving {with_web['statuses']}")

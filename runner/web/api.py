@@ -10,11 +10,12 @@ passed through the log redactor, so a password that slipped into an error text i
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
 from runner import logs
+from runner.state.outbox import Alert
 from runner.web.catalog import Snapshot
 from runner.web.charts import Cell
 from runner.web.records import Attempt, Run, Watermark
@@ -35,6 +36,10 @@ from runner.web.views import JobRow, job_row, job_view, overview, run_view
 from runner.web.words import iso, schedule_words
 
 
+def _utc(t: datetime | None) -> datetime | None:
+    return t.replace(tzinfo=timezone.utc) if t is not None and t.tzinfo is None else t
+
+
 def _text(value: str | None) -> str | None:
     return logs.REDACTOR.scrub(value) if value else value
 
@@ -51,7 +56,12 @@ def run_json(r: Run, now: datetime) -> dict[str, Any]:
 def attempt_json(a: Attempt, now: datetime) -> dict[str, Any]:
     return {"task": a.task, "attempt": a.attempt, "status": a.status, "started": iso(a.started),
             "ended": iso(a.ended), "seconds": a.seconds(now), "rows": a.rows, "errno": a.errno,
-            "error": _text(a.error)}
+            "error": _text(a.error), "statement": a.statement}
+
+
+def notification_json(n: Alert) -> dict[str, Any]:
+    return {"event": n.event, "target": n.target, "status": n.status, "created": iso(_utc(n.created_at)),
+            "sent": iso(_utc(n.sent_at)), "attempts": n.attempts, "error": _text(n.error)}
 
 
 def watermark_json(w: Watermark) -> dict[str, Any]:
@@ -148,6 +158,7 @@ def run(site: Site, req: Request, run_id: str) -> Response:
     doc["task_attempts"] = [attempt_json(a, now) for a in view.attempts]
     doc["slot_runs"] = [{"run_id": r.run_id, "status": r.status, "trigger": r.trigger, "started": iso(r.started)}
                         for r in view.chain]
+    doc["notifications"] = [notification_json(n) for n in view.notifications]
     return json_response(doc)
 
 

@@ -44,7 +44,7 @@ _RUN = {
 
 _ATTEMPT = {
     "type": "object",
-    "required": ["task", "attempt", "status", "started", "ended", "seconds", "rows", "errno", "error"],
+    "required": ["task", "attempt", "status", "started", "ended", "seconds", "rows", "errno", "error", "statement"],
     "properties": {
         "task": {"type": "string"},
         "attempt": {"type": "integer", "minimum": 1},
@@ -55,6 +55,21 @@ _ATTEMPT = {
         "rows": _nullable("integer"),
         "errno": _nullable("integer"),
         "error": _nullable("string"),
+        "statement": _nullable("string", description="file:line of the statement a failed attempt failed in"),
+    },
+}
+
+_NOTIFICATION = {
+    "type": "object",
+    "required": ["event", "target", "status", "created", "sent", "attempts", "error"],
+    "properties": {
+        "event": {"type": "string", "description": "failure, recovery, success, missed, abandoned, late"},
+        "target": {"type": "string", "description": "the target's label (never its URL)"},
+        "status": {"type": "string", "description": "pending, sent, expired, dropped"},
+        "created": _TIME,
+        "sent": _TIME_OR_NULL,
+        "attempts": {"type": "integer", "minimum": 0},
+        "error": _nullable("string", description="why the last delivery failed"),
     },
 }
 
@@ -109,7 +124,7 @@ _JOB_DETAIL = {
 _RUN_DETAIL = {
     "allOf": [{"$ref": "#/components/schemas/Run"}, {
         "type": "object",
-        "required": ["tasks", "task_attempts", "slot_runs"],
+        "required": ["tasks", "task_attempts", "slot_runs", "notifications"],
         "properties": {
             "tasks": {"type": "array", "items": {
                 "type": "object", "required": ["task", "status", "attempts", "rows", "seconds", "errno", "error"],
@@ -122,6 +137,8 @@ _RUN_DETAIL = {
                 "type": "object", "required": ["run_id", "status", "trigger", "started"],
                 "properties": {"run_id": {"type": "string"}, "status": {"type": "string"},
                                "trigger": {"type": "string"}, "started": _TIME}}},
+            "notifications": {"type": "array", "description": "the alerts about the run, sent or still in the outbox",
+                              "items": {"$ref": "#/components/schemas/Notification"}},
         },
     }],
 }
@@ -157,7 +174,8 @@ def _list(key: str, ref: str, description: str, **more: Any) -> dict[str, Any]:
 
 _JOB_PARAM = {"name": "job", "in": "path", "required": True, "description": "job name (its file is jobs/<job>.yml)",
               "schema": {"type": "string"}}
-_RUN_PARAM = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
+_RUN_PARAM = {"name": "run_id", "in": "path", "required": True,
+              "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
 # A duration as conf/ writes them (units d, h, m, s, largest first), an ISO date, or an ISO date and time.
 DURATION = "^([0-9]+(\\.[0-9]+)?d)?([0-9]+(\\.[0-9]+)?h)?([0-9]+(\\.[0-9]+)?m)?([0-9]+(\\.[0-9]+)?s?)?$"
 _SINCE = {"anyOf": [{"type": "string", "minLength": 1, "pattern": DURATION},
@@ -183,7 +201,8 @@ def document() -> dict[str, Any]:
                 "operationId": "listJobs", "summary": "every job with its schedule, last run and last 30 slots",
                 "responses": {"200": {"description": "the jobs", "content": {"application/json": {"schema": {
                     "type": "object", "required": ["now", "jobs"],
-                    "properties": {"now": _TIME, "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}}}}}},
+                    "properties": {"now": _TIME,
+                                   "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}}}}}},
                     **_READ_ERRORS}}},
             "/api/jobs/{job}": {"get": {
                 "operationId": "getJob", "summary": "one job with its tasks and parameters",
@@ -238,6 +257,7 @@ def document() -> dict[str, Any]:
             "securitySchemes": {"token": {"type": "http", "scheme": "bearer",
                                           "description": "web.token of conf/runner.yml"}},
             "schemas": {"Run": _RUN, "Attempt": _ATTEMPT, "Slot": _SLOT, "Job": _JOB, "JobDetail": _JOB_DETAIL,
-                        "RunDetail": _RUN_DETAIL, "Watermark": _WATERMARK, "Error": _ERROR, "Started": _STARTED},
+                        "RunDetail": _RUN_DETAIL, "Notification": _NOTIFICATION, "Watermark": _WATERMARK,
+                        "Error": _ERROR, "Started": _STARTED},
         },
     }

@@ -64,7 +64,8 @@ def environment() -> Any:
                                      undefined=jinja2.StrictUndefined)
             env.filters.update(secs=fmt_seconds, time=fmt_time, ago=ago, iso=iso, scrub=_scrub, line=_first_line,
                                short=_short, part=lambda v: quote(str(v), safe=""), num=lambda v: f"{v:,}")
-            env.globals.update(strip_svg=svg.strip, duration_marks=svg.duration_marks, STRIP=STRIP, STATUSES=STATUSES, host=socket.gethostname())
+            env.globals.update(strip_svg=svg.strip, duration_marks=svg.duration_marks, STRIP=STRIP, STATUSES=STATUSES,
+                               host=socket.gethostname())
             _env = env
         return _env
 

@@ -61,6 +61,8 @@ class Attempt:
     rows: int | None
     errno: int | None
     error: str | None
+    statement: str | None = None  # file:line of the statement a failed attempt failed in
+    first_line: str | None = None  # that statement's first line
 
     def seconds(self, now: datetime | None = None) -> float | None:
         end = self.ended or now

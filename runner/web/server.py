@@ -78,8 +78,9 @@ class WebServer:
         self._stop = threading.Event()
         self._stopped = threading.Event()
         try:
-            self._server: Any = waitress.server.create_server(_Niced(App(self.site, fresh_for)), listen=f"{host}:{self.spec.port}",
-                                                              threads=THREADS, **LIMITS)
+            self._server: Any = waitress.server.create_server(_Niced(App(self.site, fresh_for)),
+                                                              listen=f"{host}:{self.spec.port}", threads=THREADS,
+                                                              **LIMITS)
         except OSError as exc:
             raise UsageError(f"web: cannot listen on {host}:{self.spec.port} (web.listen in conf/runner.yml): "
                              f"{exc.strerror or exc}; is another runner serving there? choose another port") from None

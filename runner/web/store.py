@@ -13,7 +13,8 @@ from typing import Any, Iterator, Sequence
 
 import sqlalchemy as sa
 
-from runner.state.ledger import Ledger, attempts, runs, watermarks
+from runner.state.ledger import Ledger, runs, watermarks
+from runner.state.outbox import Alert, Outbox
 from runner.web.records import Attempt, Run, Watermark
 
 UTC = timezone.utc
@@ -23,7 +24,6 @@ _LATEST = sa.select(runs).where(runs.c.job == _job).order_by(runs.c.started_at.d
 _SLOT_RUNS = (sa.select(runs).where(runs.c.job == _job, runs.c.slot.is_not(None))
               .order_by(runs.c.slot.desc(), runs.c.started_at.desc()).limit(sa.bindparam("b_limit")))
 _RUN = sa.select(runs).where(runs.c.run_id == sa.bindparam("b_run_id"))
-_ATTEMPTS = sa.select(attempts).where(attempts.c.run_id == sa.bindparam("b_run_id")).order_by(attempts.c.id)
 _CHAIN = (sa.select(runs).where(runs.c.job == _job, runs.c.slot == sa.bindparam("b_slot"))
           .order_by(runs.c.started_at))
 _EXISTS = sa.select(runs.c.run_id).where(runs.c.job == _job).limit(1)
@@ -40,16 +40,17 @@ def _naive(t: datetime) -> datetime:
 def _run(row: Any) -> Run:
     m = row._mapping
     return Run(run_id=m["run_id"], job=m["job"], run_date=m["run_date"], slot=_aware(m["slot"]),
-               trigger=m["trigger"], host=m["host"], pid=m["pid"], started=_aware(m["started_at"]),  # type: ignore[arg-type]
+               trigger=m["trigger"], host=m["host"], pid=m["pid"],
+               started=_aware(m["started_at"]),  # type: ignore[arg-type]
                ended=_aware(m["ended_at"]), status=m["status"], attempts=m["attempts"] or 0, rows=m["rows"] or 0,
                error=m["error"])
 
 
-def _attempt(row: Any) -> Attempt:
-    m = row._mapping
-    return Attempt(run_id=m["run_id"], task=m["task"], attempt=m["attempt"], started=_aware(m["started_at"]),  # type: ignore[arg-type]
+def _attempt(m: dict[str, Any]) -> Attempt:
+    return Attempt(run_id=m["run_id"], task=m["task"], attempt=m["attempt"],
+                   started=_aware(m["started_at"]),  # type: ignore[arg-type]
                    ended=_aware(m["ended_at"]), status=m["status"], rows=m["rows"], errno=m["errno"],
-                   error=m["error"])
+                   error=m["error"], statement=m.get("statement"), first_line=m.get("first_line"))
 
 
 class Store:
@@ -64,15 +65,16 @@ class Store:
         """One connection for the reads of one request."""
         self.ledger.ensure_schema()
         with self.ledger.engine.connect() as conn:
-            yield Reader(conn)
+            yield Reader(conn, self.ledger)
 
     def dispose(self) -> None:
         self.ledger.dispose()
 
 
 class Reader:
-    def __init__(self, conn: sa.Connection):
+    def __init__(self, conn: sa.Connection, ledger: Ledger):
         self.conn = conn
+        self.ledger = ledger
 
     def latest(self, job: str) -> Run | None:
         row = self.conn.execute(_LATEST, {"b_job": job}).first()
@@ -118,7 +120,12 @@ class Reader:
         return _run(row) if row is not None else None
 
     def attempts(self, run_id: str) -> list[Attempt]:
-        return [_attempt(r) for r in self.conn.execute(_ATTEMPTS, {"b_run_id": run_id})]
+        """Every attempt in order, with the statement a failed one failed in (as --history --run shows)."""
+        return [_attempt(r) for r in self.ledger.attempt_details(run_id)]
+
+    def notifications(self, run_id: str) -> list[Alert]:
+        """The alerts about the run: sent, pending in the outbox, or given up on."""
+        return Outbox(self.ledger).of_run(run_id)
 
     def slot_chain(self, run: Run) -> list[Run]:
         """Every run of the run's slot, oldest first (a failed run, its re-runs)."""
@@ -130,4 +137,5 @@ class Reader:
         q = sa.select(watermarks).order_by(watermarks.c.job, watermarks.c.task)
         if jobs is not None:
             q = q.where(watermarks.c.job.in_(list(jobs)))
-        return [Watermark(r.job, r.task, r.value, _aware(r.updated_at)) for r in self.conn.execute(q)]  # type: ignore[arg-type]
+        return [Watermark(r.job, r.task, r.value, _aware(r.updated_at))  # type: ignore[arg-type]
+                for r in self.conn.execute(q)]

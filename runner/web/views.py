@@ -11,6 +11,7 @@ from runner.config.plan import order_tasks
 from runner.cron import Schedule
 from runner.errors import Problem
 from runner.model import Job
+from runner.state.outbox import Alert
 from runner.web.catalog import Snapshot
 from runner.web.charts import Cell, DurationChart, Gantt, duration_chart, gantt, run_cells, slot_cells
 from runner.web.records import Attempt, Run, Watermark
@@ -142,6 +143,7 @@ class RunView:
     attempts: list[Attempt]
     chain: list[Run]  # every run of the slot, oldest first
     gantt: Gantt
+    notifications: list[Alert]
 
 
 def run_view(snap: Snapshot, reader: Reader, run_id: str, now: datetime) -> RunView | None:
@@ -160,4 +162,5 @@ def run_view(snap: Snapshot, reader: Reader, run_id: str, now: datetime) -> RunV
             if t.name not in tasks:
                 tasks[t.name] = TaskRow(t.name, "not started")
     chain = reader.slot_chain(run)
-    return RunView(run, job, list(tasks.values()), tries, chain, gantt(tries, run.started, run.ended, now))
+    return RunView(run, job, list(tasks.values()), tries, chain, gantt(tries, run.started, run.ended, now),
+                   reader.notifications(run_id))

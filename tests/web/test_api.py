@@ -261,7 +261,8 @@ def test_every_text_from_the_ledger_and_the_job_files_is_escaped(site: Served, p
     assert "fails &lt;b&gt;on purpose&lt;/b&gt;" in site.get("/").text
 
 
-def test_a_state_store_out_of_reach_is_503_and_the_server_keeps_serving(tmp_path: Path, clean_env: None) -> None:  # noqa: F811
+def test_a_state_store_out_of_reach_is_503_and_the_server_keeps_serving(tmp_path: Path,
+                                                                         clean_env: None) -> None:  # noqa: F811
     root = write_project(tmp_path, {"ok": JOBS["ok"]},
                          runner="state_url: mysql+pymysql://etl:pw@127.0.0.1:1/state\n")
     with serving(root) as site:

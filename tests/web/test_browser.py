@@ -187,7 +187,8 @@ def test_a_failed_runs_strip_cell_links_to_its_run_page(site: Served, project: d
     page.locator("tr[data-job=broken] svg.strip a[data-status=failed]").click()
     page.wait_for_url(f"**/runs/{failed['run_id']}")
     assert "failed" in page.locator("h1").inner_text()
-    assert page.locator("code.statement").inner_text() == "jobs/broken.yml:5"
+    assert page.locator("dl.facts code.statement").inner_text() == "jobs/broken.yml:5"
+    assert page.locator("tr[data-task=boom] code.statement").inner_text() == "jobs/broken.yml:5"
     shot(page, tmp_path, "run-failed")
 
 

@@ -136,7 +136,8 @@ def test_gantt_has_one_bar_per_attempt_and_the_waits_between_them() -> None:
     load = g.rows[0]
     assert [s.attempt.attempt for s in load.spans] == [1, 2, 3]
     assert [w.seconds for w in load.waits] == [2.0, 4.0]
-    assert load.spans[0].x == pytest.approx(200) and load.spans[-1].x + load.spans[-1].w == pytest.approx(200 + 792 * 0.5)
+    assert load.spans[0].x == pytest.approx(200)
+    assert load.spans[-1].x + load.spans[-1].w == pytest.approx(200 + 792 * 0.5)
     assert g.rows[-1].spans[0].x + g.rows[-1].spans[0].w == pytest.approx(992)
     assert load.waits[0].x1 == pytest.approx(load.spans[0].x + load.spans[0].w)
     assert load.waits[0].x2 == pytest.approx(load.spans[1].x)

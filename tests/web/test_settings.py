@@ -60,9 +60,11 @@ def test_web_settings_that_are_wrong_are_problems_check_names(tmp_path: Path, cl
 
 def test_a_token_that_slips_into_a_log_line_is_masked(tmp_path: Path, clean_env: None,  # noqa: F811
                                                       capfd: pytest.CaptureFixture[str]) -> None:
-    root = write_project(tmp_path, {"leak": f"database: warehouse\ntasks:\n  - name: t\n    sql: SELECT * FROM {TOKEN.replace('-', '_')}\n"},
-                         runner=f'web: {{token: "{TOKEN.replace("-", "_")}"}}\n')
+    table = TOKEN.replace("-", "_")
+    job = f"database: warehouse\ntasks:\n  - name: t\n    sql: SELECT * FROM {table}\n"
+    root = write_project(tmp_path, {"leak": job},
+                         runner=f'web: {{token: "{table}"}}\n')
     code, _ = run_main(root, "--job", "leak")
     assert code == 1
     err = capfd.readouterr().err
-    assert "SELECT * FROM ***" in err and TOKEN.replace("-", "_") not in err
+    assert "SELECT * FROM ***" in err and table not in err
