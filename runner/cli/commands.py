@@ -59,18 +59,14 @@ def run_job(project: Project, name: str, *, params: Sequence[str] = (), dates: s
     days = parse_dates(dates) if dates else [today_in(job.timezone)]
     selected_tasks(job, from_task_name)  # unknown task: usage error before anything runs
     check_params(job, days[0], cli)
-    from runner.notify.hub import Hub
+    from runner.notify.hub import watched_runner
     from runner.state.ledger import Ledger
     from runner.state.lock import job_lock
 
     own = runner is None
     hub = None
     if runner is None:
-        ledger = Ledger(project.settings.state_url)
-        hub = Hub(project, ledger, {job.name: job})
-        runner = Runner(project, ledger=ledger, watchers=hub.watchers())
-        hub.pool_sources.append(runner.engines.pools)
-        hub.start()
+        runner, hub = watched_runner(project, Ledger(project.settings.state_url), {job.name: job})
     try:
         with job_lock(project, runner.ledger, job.name, trigger) as held:
             for day in days:

@@ -17,7 +17,7 @@ from runner.model import Job, NotifyTarget, Project, targets_of
 from runner.notify.courier import Courier
 from runner.notify.events import is_late, late_slot, routed, run_events
 from runner.notify.pings import Pinger
-from runner.run.executor import RunRequest, RunResult, RunWatcher
+from runner.run.executor import Runner, RunRequest, RunResult, RunWatcher
 from runner.state.ledger import Ledger
 from runner.state.outbox import Outbox
 
@@ -164,6 +164,16 @@ class Hub:
         if raised:
             self.courier.kick()
         return raised
+
+
+def watched_runner(project: Project, ledger: Ledger, jobs: Mapping[str, Job]) -> tuple[Runner, Hub]:
+    """A Runner whose runs alert, ping and count like every run by hand, and the started Hub telling of
+    them; close the hub (it sends what its runs queued), then the runner."""
+    hub = Hub(project, ledger, jobs)
+    runner = Runner(project, ledger=ledger, watchers=hub.watchers())
+    hub.pool_sources.append(runner.engines.pools)
+    hub.start()
+    return runner, hub
 
 
 class _Alerts:

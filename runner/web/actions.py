@@ -1,7 +1,7 @@
 """What an operator can do from the web (with the token): run a job now.
 
-A run started here is a run by hand (trigger `manual`) under the job's lock, like `--job NAME`, in a
-thread of its own: the request returns as soon as the lock is held and the run id is known, and a
+A run started here is a run by hand (trigger `manual`) under the job's lock, like `--job NAME`, with
+its alerts, pings and metrics, in a thread of its own: the request returns as soon as the lock is held and the run id is known, and a
 job already running (here, in the daemon, on another host) is refused with its holder named.
 """
 
@@ -19,7 +19,8 @@ from runner import clock, logs
 from runner.config.plan import MANUAL_FIX, missing_params, resolve_params
 from runner.errors import JobLocked, RunnerError
 from runner.model import Job, Project
-from runner.run.executor import Runner, RunRequest, new_run_id
+from runner.notify.hub import watched_runner
+from runner.run.executor import RunRequest, new_run_id
 from runner.state.ledger import Ledger
 from runner.state.lock import job_lock
 
@@ -84,9 +85,10 @@ class Actions:
                                f"{logs.REDACTOR.scrub(str(exc))}") from None
 
     def _run(self, project: Project, job: Job, day: date, run_id: str, held: Future[str]) -> None:
-        runner = None
+        runner = hub = None
         try:
-            runner = Runner(project, ledger=_Announcing(project.settings.state_url, run_id, held))
+            runner, hub = watched_runner(project, _Announcing(project.settings.state_url, run_id, held),
+                                         {job.name: job})
             with job_lock(project, runner.ledger, job.name, "manual") as lock:
                 log.info("job %s: run %s started from the web", job.name, run_id[:8])
                 runner.run(RunRequest(job, day, trigger="manual", run_id=run_id, still_locked=lock.verify))
@@ -96,6 +98,8 @@ class Actions:
             if not isinstance(exc, JobLocked):
                 log.exception("job %s: the run started from the web failed to run", job.name)
         finally:
+            if hub is not None:
+                hub.close()  # the alerts of the run are sent (or stay in the outbox) by now
             if runner is not None:
                 runner.close()
             with self._lock:

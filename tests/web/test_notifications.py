@@ -7,7 +7,8 @@ from pathlib import Path
 
 from tests.fixtures.core import clean_env, ledger_runs, run_main, write_project  # noqa: F401 - fixture
 from tests.notifykit import HttpReceiver, free_port
-from tests.webkit import serving
+from tests.schedkit import wait_for
+from tests.webkit import TOKEN, serving
 
 HOOK_SECRET = "hook-Secret-9931"
 FAILING = "database: warehouse\ntasks:\n  - name: boom\n    sql: SELECT * FROM missing_table\n"
@@ -50,3 +51,21 @@ def test_a_run_without_alerts_says_so(tmp_path: Path, clean_env: None) -> None: 
     with serving(root) as site:
         assert site.get(f"/api/runs/{run_id}").json()["notifications"] == []
         assert "no alert was raised about this run" in site.get(f"/runs/{run_id}").text
+
+
+def test_a_run_started_from_the_web_alerts_like_a_run_by_hand(tmp_path: Path, clean_env: None) -> None:  # noqa: F811
+    receiver = HttpReceiver()
+    runner = f"notify:\n  - {{url: 'json://127.0.0.1:{receiver.port}/hook', on: [failure], name: ops-hook}}\n"
+    root = write_project(tmp_path, {"fails": FAILING}, runner=runner)
+    try:
+        with serving(root, TOKEN) as site:
+            started = site.post("/api/jobs/fails/run", token=TOKEN)
+            assert started.status == 202
+            run_id = started.json()["run_id"]
+            wait_for("the alert", lambda: receiver.requests, 30)
+            wait_for("the alert recorded as sent", lambda: [
+                n for n in site.get(f"/api/runs/{run_id}").json()["notifications"] if n["status"] == "sent"], 30)
+    finally:
+        receiver.close()
+    assert len(receiver.requests) == 1 and "fails" in receiver.requests[0].body
+    assert [r["trigger"] for r in ledger_runs(root) if r["run_id"] == run_id] == ["manual"]
