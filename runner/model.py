@@ -127,6 +127,7 @@ class Job:
     catch_up: str = "latest"  # latest | none
     catch_up_window: float = 86400.0
     rerun_abandoned: bool = False
+    enabled: bool = True  # false: the job's slots are recorded as paused, and a run by hand needs --force
 
     def task(self, name: str) -> Task:
         for t in self.tasks:
@@ -145,6 +146,8 @@ class Settings:
     log_dir: str = "var/log"
     misfire_grace: float = 3600.0  # how late a slot may still start with catch_up: none
     stop_grace: float = 60.0  # how long the daemon lets running jobs finish after SIGTERM
+    history_days: int = 400  # runs, attempts and markers older than this are pruned
+    env_file: str | None = None  # a dotenv file whose variables fill ${VAR} in conf/ (cron has no environment)
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,7 @@ class Project:
     jobs_dir: Path
     settings: Settings
     databases: Mapping[str, Database]
+    secrets: tuple[str, ...] = ()  # values from env_file kept out of logs and messages
 
 
 FAILED = ("failed", "interrupted")  # run statuses that ended without success: the slot is still due

@@ -28,4 +28,4 @@ def passwords(project: Project) -> list[str]:
             continue
         if pw:
             out.append(str(pw))
-    return out
+    return out + list(project.secrets)

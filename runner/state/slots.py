@@ -167,8 +167,8 @@ class SlotLedger(Ledger):
     """The run ledger with slot claims. A scheduled run is recorded by `claim` (claim and run row in
     one transaction); `Runner.run` then finds it recorded and goes on with its tasks."""
 
-    def __init__(self, url: str):
-        super().__init__(url)
+    def __init__(self, url: str, create: bool = True):
+        super().__init__(url, create)
         self._turns = _Turns() if self.engine.dialect.name == "sqlite" else None
         self._claimed: set[str] = set()
         self._pending: list[_Ticket] = []
@@ -341,6 +341,43 @@ class SlotLedger(Ledger):
                       f"missed too ({reason}); too many to record one by one"))
         return recorded
 
+    def record_paused(self, job: str, paused: Sequence[tuple[datetime, str]], trigger: str, reason: str,
+                      paused_before: datetime | None = None) -> int:
+        """A claim and a `paused` run row for each (slot, run_date) of a paused job, all in one
+        transaction (one by one when another process claimed one of them meanwhile); like a missed
+        slot's, the claim keeps the slot from being caught up later. `paused_before`: the slots between
+        it and the first listed one fell in the pause too (too many to list; one row says so)."""
+        now = _naive(clock.now())
+        base = dict(trigger=trigger, host=HOST, pid=os.getpid())
+        rows = [dict(base, job=job, slot=_naive(slot), run_id=uuid.uuid4().hex, run_date=date_)
+                for slot, date_ in paused]
+        run_row = dict(started_at=now, ended_at=now, status="paused", attempts=0, rows=0, error=reason)
+
+        def write(conn: sa.Connection, batch: list[dict[str, Any]]) -> None:
+            conn.execute(_CLAIM, [dict(job=r["job"], slot=r["slot"], run_id=r["run_id"], claimed_at=now, **base)
+                                  for r in batch])
+            conn.execute(_RUN, [dict(r, **run_row) for r in batch])
+
+        recorded = 0
+        try:
+            with self._begin() as conn:
+                write(conn, rows)
+            recorded = len(rows)
+        except sa.exc.IntegrityError:
+            for row in rows:
+                try:
+                    with self._begin() as conn:
+                        write(conn, [row])
+                    recorded += 1
+                except sa.exc.IntegrityError:
+                    continue
+        if paused_before is not None and paused:
+            self._write(_RUN, dict(base, run_id=uuid.uuid4().hex, job=job, run_date=paused[0][1], slot=None,
+                                   **dict(run_row, error=f"{reason}; every slot after "
+                                          f"{paused_before.isoformat()} and before {paused[0][0].isoformat()} "
+                                          "fell in the pause too")))
+        return recorded
+
     def earlier_runs(self, job: str, slot: datetime, run_id: str) -> dict[str, str]:
         """The runs of the slot before `run_id` that may have committed tasks (run id -> status), newest
         first: a re-run of the slot leaves the tasks they committed alone."""
@@ -348,6 +385,13 @@ class SlotLedger(Ledger):
         with self.engine.connect() as conn:
             rows = conn.execute(_EARLIER, {"b_job": job, "b_slot": _naive(slot), "b_run_id": run_id}).all()
         return {r.run_id: r.status for r in rows}
+
+    def slot_holder(self, job: str, slot: datetime) -> str | None:
+        """The run holding the slot's claim, or None when the slot has none."""
+        self.ensure_schema()
+        q = sa.select(slots.c.run_id).where(slots.c.job == job, slots.c.slot == _naive(slot))
+        with self.engine.connect() as conn:
+            return conn.execute(q).scalar_one_or_none()
 
     def slot_runs(self, job: str) -> list[dict[str, Any]]:
         """Every run of the job that has a slot, oldest slot first (for reports and tests)."""
