@@ -119,7 +119,7 @@ def run_load(at: Attempt) -> tuple[int, str]:
                  at.project.databases[task.database].markers)
     try:
         if load.markers:
-            markers.ensure_table(load.dst)
+            markers.ensure_table(load.dst, at.project.settings.history_days)
         state = _watermark_state(load)
         if attempt > 1 and load.markers:
             done = markers.find(load.dst, at.run_id, task.name)
