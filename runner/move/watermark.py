@@ -233,7 +233,8 @@ def parse_as(text: str, kind: str, shape: str = "") -> Any:
         except ValueError:
             pass
         example = {"date": "2024-05-01", "time": "13:45:00"}.get(shape, "2024-05-01 13:45:00")
-        raise ValueError(f"a {shape or 'date and time'} written as {example}")
+        name = {"date": "date", "time": "time"}.get(shape, "date and time")
+        raise ValueError(f"a {name} written as {example}")
     if kind == "binary":
         try:
             return bytes.fromhex(t)
