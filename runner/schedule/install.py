@@ -117,7 +117,7 @@ def removed(current: str, root: str) -> tuple[str, bool]:
     if found is None:
         return current, False
     head, tail = lines[:found[0]], lines[found[1] + 1:]
-    if head and not head[-1].strip() and (not tail or not tail[0].strip()):
+    if head and not head[-1].strip():
         head = head[:-1]  # the blank line the install put before the block
     text = "\n".join(head + tail)
     return (text + "\n" if text.strip() else ""), True
