@@ -52,6 +52,7 @@ def lint(project: Project, jobs: Mapping[str, Job]) -> Findings:
                 found.notes.append(f"{job.file}:{t.line} [task {t.name}]: export path {t.export.path} has "  # type: ignore[union-attr]
                                    f"{{{name}}}, which only --param fills: {MANUAL_FIX.format(name=name)}")
     _env_file_mode(project, found)
+    _option_files(project, found)
     return found
 
 
@@ -108,3 +109,25 @@ def _env_file_mode(project: Project, found: Findings) -> None:
         found.warnings.append(f"{display(path, project.root)} (env_file) is readable by "
                               f"{'others' if mode & 0o004 else 'its group'} (mode {mode:o}), and it holds "
                               f"secrets: chmod 600 {display(path, project.root)}")
+
+
+def _option_files(project: Project, found: Findings) -> None:
+    """`connect_args: {read_default_file: ...}` (MySQL option files): PyMySQL skips a missing file in
+    silence and connects without its user and password."""
+    conf = display(project.conf_dir / "databases.yml", project.root)
+    for name, db in project.databases.items():
+        value = db.connect_args.get("read_default_file")
+        if not isinstance(value, str):
+            continue
+        path = os.path.expanduser(value)
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError:
+            found.errors.append(Problem(conf, f"{name}.connect_args.read_default_file", f"option file {value} "
+                                        "cannot be read (the driver would connect without its user and password): "
+                                        "create it or fix the path"))
+            continue
+        if mode & 0o044:
+            found.warnings.append(f"{conf} [{name}.connect_args.read_default_file]: {value} is readable by "
+                                  f"{'others' if mode & 0o004 else 'its group'} (mode {mode:o}), and it holds a "
+                                  f"password: chmod 600 {value}")
