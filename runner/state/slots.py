@@ -51,6 +51,17 @@ _LAST_SLOTS = sa.select(_latest.c.job, _latest.c.slot, runs.c.run_id, runs.c.sta
                         _FAILURES.label("failures")).select_from(
     _latest.join(slots, sa.and_(slots.c.job == _latest.c.job, slots.c.slot == _latest.c.slot))
     .outerjoin(runs, runs.c.run_id == slots.c.run_id))
+# SQLite reads MAX(slot) ... GROUP BY job by scanning every claim of the jobs (40 ms per job at 100k claims);
+# the MAX of one job is a single index lookup. So on SQLite the latest slots are looked up job by job,
+# then its claim and run (MySQL's GROUP BY reads one index entry per job already).
+_MAX_SLOT = sa.select(sa.func.max(slots.c.slot)).where(slots.c.job == sa.bindparam("b_job"))
+_HELD_FAILURES = sa.select(sa.func.count()).where(
+    _earlier.c.job == slots.c.job, _earlier.c.slot == slots.c.slot, _earlier.c.status.in_(FAILED),
+).correlate(slots).scalar_subquery()
+_CLAIM_OF = sa.select(slots.c.job, slots.c.slot, runs.c.run_id, runs.c.status, runs.c.ended_at,
+                      _HELD_FAILURES.label("failures")).select_from(
+    slots.outerjoin(runs, runs.c.run_id == slots.c.run_id)).where(
+    slots.c.job == sa.bindparam("b_job"), slots.c.slot == sa.bindparam("b_slot"))
 _UNFINISHED = sa.select(runs.c.job, runs.c.run_id, runs.c.slot, runs.c.host, runs.c.pid, runs.c.trigger,
                         runs.c.started_at).where(runs.c.job.in_(sa.bindparam("b_jobs", expanding=True)),
                                                  runs.c.status == "running")
@@ -234,7 +245,14 @@ class SlotLedger(Ledger):
         self.ensure_schema()
         names = list(jobs)
         with self.engine.connect() as conn:
-            last = {r.job: r for r in conn.execute(_LAST_SLOTS, {"b_jobs": names})}
+            if self.engine.dialect.name == "sqlite":
+                last = {}
+                for job in names:
+                    slot = conn.execute(_MAX_SLOT, {"b_job": job}).scalar()
+                    if slot is not None:
+                        last[job] = conn.execute(_CLAIM_OF, {"b_job": job, "b_slot": slot}).one()
+            else:
+                last = {r.job: r for r in conn.execute(_LAST_SLOTS, {"b_jobs": names})}
             running = conn.execute(_UNFINISHED, {"b_jobs": names}).all()
         unfinished: dict[str, list[Unfinished]] = {}
         for r in running:
