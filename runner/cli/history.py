@@ -81,6 +81,7 @@ def history(project: Project, query: HistoryQuery, out: IO[str], fmt: str = "tex
         write_json(docs, out)
         return 0
     _text(docs, out, query, limit)
+    undelivered(project, query.job, out)
     return 0
 
 
@@ -141,3 +142,25 @@ def _note(d: dict[str, Any], when: datetime) -> str:
     elif d["status"] == "success":
         parts.append(f"{d['rows']} rows")
     return "; ".join(parts)
+
+
+def undelivered(project: Project, job: str | None, out: IO[str]) -> None:
+    """Alerts still in the outbox, under the history table."""
+    from runner.state.ledger import Ledger
+    from runner.state.outbox import Outbox
+
+    ledger = Ledger(project.settings.state_url)
+    try:
+        pending = [a for a in Outbox(ledger).undelivered(200) if job is None or a.job == job]
+    finally:
+        ledger.dispose()
+    if not pending:
+        return
+    out.write(f"\n{len(pending)} alert(s) not sent yet (the next runner command, or the daemon's next look, sends "
+              f"them):\n")
+    for a in pending[:10]:
+        run = f" run {a.run_id[:8]}" if a.run_id else ""
+        error = f": {' '.join((a.error or '').split())[:120]}" if a.error else ""
+        out.write(f"  {a.event} of {a.job}{run} to {a.target}, {a.attempts} attempt(s){error}\n")
+    if len(pending) > 10:
+        out.write(f"  ... and {len(pending) - 10} more\n")

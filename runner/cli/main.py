@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     action.add_argument("--rerun", metavar="RUN_ID", help="run the failed and skipped tasks of a run again")
     action.add_argument("--watermarks", action="store_true", help="list the watermark of every incremental load")
     action.add_argument("--watermark", metavar="JOB.TASK", help="change one watermark (with --set VALUE or --reset)")
+    action.add_argument("--notify-test", action="store_true",
+                        help="send a test message to every configured notify target and report each result")
+    action.add_argument("--systemd-unit", action="store_true",
+                        help="print a systemd unit that runs the scheduler daemon")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="set a job parameter")
     p.add_argument("--date", metavar="YYYY-MM-DD[..YYYY-MM-DD]", help="run date, or an inclusive range")
     p.add_argument("--from-task", metavar="TASK", help="start at this task (and run what follows)")
@@ -52,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the plan with bound values (with --due: what is due and why); run nothing")
     p.add_argument("--force", action="store_true", help="run a paused job by hand (--job, --rerun)")
     p.add_argument("--reason", metavar="TEXT", help="why the job is paused (with --pause)")
+    p.add_argument("--run", metavar="ID", help="with --history: the whole record of one run (the first 8 "
+                                               "characters of its id will do)")
     p.add_argument("--status", metavar="S", help="--history: only runs with this status (failed, success, ...)")
     p.add_argument("--since", metavar="WHEN", help="--history: only runs started since 7d, 12h, 30m or YYYY-MM-DD")
     p.add_argument("--limit", type=int, metavar="N", help="--history: at most N runs (default 30)")
@@ -60,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reset", action="store_true", help="--watermark: forget it (the next load starts from initial)")
     p.add_argument("--install", action="store_true", help="--crontab: write the lines into your crontab")
     p.add_argument("--uninstall", action="store_true", help="--crontab: remove them from your crontab")
-    p.add_argument("--python", metavar="PATH", help="interpreter for --crontab lines (default: this one)")
+    p.add_argument("--python", metavar="PATH",
+                   help="interpreter for --crontab lines and --systemd-unit (default: this one)")
     p.add_argument("--conf", type=Path, metavar="DIR", help="conf folder (default: $RUNNER_CONF or ./conf)")
     p.add_argument("--jobs", type=Path, metavar="DIR", help="jobs folder (default: $RUNNER_JOBS or ./jobs)")
     p.add_argument("--log-format", choices=("text", "json"), help="log format (default from conf/runner.yml)")
@@ -72,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 _ACTIONS = (("due", "--due"), ("history", "--history"), ("scheduler", "--scheduler"), ("list", "--list"),
             ("check", "--check"), ("crontab", "--crontab"), ("pause", "--pause"), ("resume", "--resume"),
-            ("rerun", "--rerun"), ("watermarks", "--watermarks"), ("watermark", "--watermark"))
+            ("rerun", "--rerun"), ("watermarks", "--watermarks"), ("watermark", "--watermark"),
+            ("notify_test", "--notify-test"), ("systemd_unit", "--systemd-unit"))
 _HAND = "a run by hand (--job NAME)"
 # Each option and the actions it belongs to ("job": a run by hand); with any other it would be ignored.
 _OPTIONS = (
@@ -87,7 +95,7 @@ _OPTIONS = (
     ("install", "--install", ("crontab",), "--crontab"), ("uninstall", "--uninstall", ("crontab",), "--crontab"),
 )
 # Actions that --job narrows down; the others name their job themselves, or have none.
-_JOB_FILTERS = ("history", "due", "watermarks")
+_JOB_FILTERS = ("history", "due", "watermarks", "notify_test")
 
 
 def action_of(args: argparse.Namespace) -> str | None:
@@ -106,12 +114,15 @@ def misused_option(args: argparse.Namespace) -> str | None:
             if actions == ("job",) or dest == "dry_run":
                 return f"{option} is for {belongs} and cannot be combined with {flag}"
             return f"{option} goes with {belongs}, not with {flag or '--job'}"
-    if args.python and action != "crontab":
-        return "--python only goes with --crontab (the interpreter its cron lines start)"
+    if args.python and action not in ("crontab", "systemd_unit"):
+        return "--python only goes with --crontab or --systemd-unit (the interpreter they start)"
+    if args.run and action != "history":
+        return "--run ID goes with --history (the whole record of that run)"
     if args.job and action not in ("job", *_JOB_FILTERS):
         if action in ("pause", "resume", "rerun", "watermark"):
             return f"{flag} names its job itself; leave out --job"
-        return "--job runs one job; it cannot be combined with --list, --check, --crontab or --scheduler"
+        return ("--job runs one job; it cannot be combined with --list, --check, --crontab, --scheduler or "
+                "--systemd-unit")
     if action == "watermark" and (args.set_value is None) == (not args.reset):
         return "--watermark JOB.TASK needs one of --set VALUE or --reset"
     if args.install and args.uninstall:
@@ -127,7 +138,7 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
     action = action_of(args)
     if action is None:
         parser.error("say what to do: --job NAME, --list, --check, --history, --crontab, --scheduler, --due, "
-                     "--pause, --resume, --rerun, --watermarks or --watermark")
+                     "--pause, --resume, --rerun, --watermarks, --watermark, --notify-test or --systemd-unit")
     misused = misused_option(args)
     if misused:
         parser.error(misused)
@@ -167,6 +178,17 @@ def _dispatch(action: str, args: argparse.Namespace, project, out, conf_problems
     from runner.cli import commands
 
     fmt = args.format or "text"
+    if action == "history" and args.run:
+        return commands.run_record(project, args.run, out)
+    if action == "notify_test":
+        from runner.cli.notify import notify_test
+
+        return notify_test(project, out, job=args.job)
+    if action == "systemd_unit":
+        from runner.schedule.systemd import unit_text
+
+        out.write(unit_text(project, python=args.python))
+        return 0
     if action == "history":
         from runner.cli.history import HistoryQuery, history
 
