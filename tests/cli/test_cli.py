@@ -263,10 +263,10 @@ def test_dry_run_prints_the_plan_and_touches_no_database(tmp_path: Path, capsys:
     lines = out.splitlines()
     assert lines[0] == "job nightly_report for 2026-11-02 (3 tasks, max_parallel 1); nothing is run"
     tasks = [line for line in lines if line[:1].isdigit()]
-    assert [t.split()[1] for t in tasks] == ["demo_data", "rollup", "report"]
+    assert [t.split()[1] for t in tasks] == ["tables", "rollup", "report"]
     assert all("on warehouse (mysql+pymysql://etl:***@127.0.0.1:1/wh)" in t for t in tasks)
-    assert "after demo_data" in tasks[1] and "after rollup" in tasks[2]
-    assert "jobs/nightly_report.yml:39: DELETE FROM daily_sales WHERE day = :day" in out
+    assert "after tables" in tasks[1] and "after rollup" in tasks[2]
+    assert "jobs/nightly_report.yml:23: DELETE FROM daily_sales WHERE day = :day" in out
     assert "      bound: day='2026-11-01'" in out
     assert "   -> csv file reports/nightly_report_2026-11-01.csv" in out
     assert "Dry-Run-Secret-71" not in out + err
@@ -281,7 +281,7 @@ def test_dry_run_follows_dates_params_and_from_task(tmp_path: Path) -> None:
     heads = [line for line in out.splitlines() if line.startswith("job ")]
     assert heads == ["job nightly_report for 2026-11-01 (2 tasks, max_parallel 1); nothing is run",
                      "job nightly_report for 2026-11-02 (2 tasks, max_parallel 1); nothing is run"]
-    assert "demo_data [sql]" not in out
+    assert "tables [sql]" not in out
     assert out.count("bound: day='2026-11-01'") == 3 and out.count("bound: day='2026-11-02'") == 3
     assert not (project / "var" / "warehouse.db").exists()
 
