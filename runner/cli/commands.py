@@ -29,6 +29,7 @@ from runner.errors import ConfigError, Problem, UsageError
 from runner.model import Job, Project, Task
 from runner.run.executor import Runner, RunRequest, new_run_id
 from runner.run.summary import print_summary
+from runner.schedule.byhand import abandon_unfinished, refuse_paused
 from runner.tasks.sql import non_atomic
 
 log = logging.getLogger("runner")
@@ -100,34 +101,6 @@ def run_job(project: Project, name: str, *, params: Sequence[str] = (), dates: s
             hub.close()
         if own:
             runner.close()
-
-
-def refuse_paused(job: Job, ledger: object, force: bool, command: str) -> None:
-    """A paused job runs by hand only with --force (UsageError otherwise, naming who paused it and why)."""
-    from runner.state.jobstate import JobState
-
-    why = f"enabled: false in {job.file}" if not job.enabled else None
-    if why is None:
-        pause = JobState(ledger).paused([job.name]).get(job.name)  # type: ignore[arg-type]
-        why = pause.text() if pause is not None else None
-    if why is None:
-        return
-    if force:
-        log.warning("job %s is %s; running it anyway (--force)", job.name,
-                    why if why.startswith("paused") else f"paused ({why})")
-        return
-    raise UsageError(f"job {job.name} is " + (why if why.startswith("paused") else f"paused ({why})")
-                     + f"; run it anyway with {command} --force, or resume it first with --resume {job.name}"
-                     + ("" if job.enabled else f" and remove enabled: false from {job.file}"))
-
-
-def abandon_unfinished(ledger: object, job: Job) -> None:
-    """Under the job's lock: runs of the job still recorded as running belong to a process that died."""
-    for run in ledger.job_slots(job.name).unfinished:  # type: ignore[attr-defined]
-        if ledger.abandon(run, job.name):  # type: ignore[attr-defined]
-            log.warning("job %s: run %s (started %s by %s pid %s, %s) never finished and the job's lock was free: "
-                        "marked abandoned", job.name, run.run_id[:8], run.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-                        run.host, run.pid, run.trigger)
 
 
 def dry_run(project: Project, name: str, *, params: Sequence[str] = (), dates: str | None = None,

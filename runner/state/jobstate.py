@@ -66,24 +66,24 @@ class JobState:
         self.ledger.ensure(pauses, seen)
 
     # -- pauses
-    def pause(self, job: str, reason: str = "") -> tuple[Pause, bool]:
+    def pause(self, job: str, reason: str = "", by: str | None = None) -> tuple[Pause, bool]:
         """Pause the job; (the pause in force, whether this call made it). A job already paused stays
-        paused as it was."""
+        paused as it was. `by`: who asks, when not this process's user (the web says who)."""
         current = self.paused([job]).get(job)
         if current is not None:
             return current, False
         now = _naive(clock.now())
-        by = operator()
+        by = by or operator()
         self.ledger._write(pauses.insert(), dict(job=job, paused_by=by, paused_at=now, reason=reason or None))
         return Pause(job, by, _aware(now), reason), True
 
-    def resume(self, job: str) -> Pause | None:
+    def resume(self, job: str, by: str | None = None) -> Pause | None:
         """Close the job's pause; the pause it closed, or None when the job was not paused."""
         current = self.paused([job]).get(job)
         if current is None:
             return None
         self.ledger._write(pauses.update().where(pauses.c.job == job, pauses.c.resumed_at.is_(None))
-                           .values(resumed_by=operator(), resumed_at=_naive(clock.now())))
+                           .values(resumed_by=by or operator(), resumed_at=_naive(clock.now())))
         return current
 
     def paused(self, jobs: Sequence[str] | None = None) -> dict[str, Pause]:

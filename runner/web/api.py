@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from runner import logs
+from runner.state.jobstate import Pause
 from runner.state.outbox import Alert
 from runner.web.catalog import Snapshot
 from runner.web.charts import Cell
@@ -82,6 +83,7 @@ def job_json(row: JobRow, now: datetime) -> dict[str, Any]:
         "schedule": row.schedule, "schedule_text": schedule_words(row.schedule) if job else None,
         "timezone": row.timezone if job else None, "next_run": iso(row.next_run),
         "last_run": run_json(row.last, now) if row.last else None,
+        "enabled": job.enabled if job else None, "paused": pause_json(row.pause),
         "slots": [cell_json(c) for c in row.cells],
         "page": f"/jobs/{quote(row.name)}",
     }
@@ -107,7 +109,7 @@ def job(site: Site, req: Request, name: str) -> Response:
     with reading as reader:
         if name not in snap.jobs and name not in snap.invalid and not reader.has_runs(name):
             raise HTTPError(404, f"no job {name!r}")
-        row = job_row(snap, reader, name, now)
+        row = job_row(snap, reader, name, now, reader.paused([name]).get(name))
     doc = job_json(row, now)
     j = row.job
     doc["tasks"] = [{"task": t.name, "kind": t.kind, "database": t.database, "depends_on": list(t.depends_on)}
@@ -173,10 +175,27 @@ def watermarks(site: Site, req: Request, name: str | None = None) -> Response:
     return json_response({"watermarks": [watermark_json(w) for w in found]})
 
 
+def _flag(body: dict[str, Any], key: str) -> bool:
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise HTTPError(400, f"{key} must be true or false")
+    return value
+
+
+def _known_job(site: Site, name: str) -> None:
+    snap = site.snapshot()
+    if name not in snap.jobs and name not in snap.invalid:
+        raise HTTPError(404, f"no job {name!r}")
+
+
+def pause_json(p: Pause | None) -> dict[str, Any] | None:
+    return None if p is None else {"by": _text(p.by), "at": iso(p.at), "reason": _text(p.reason)}
+
+
 def run_now(site: Site, req: Request, name: str) -> Response:
     site.authorize(req)
     check_job_name(name)
-    req.json_body()  # nothing to say yet, but what is said must be JSON
+    force = _flag(req.json_body(), "force")
     snap = site.snapshot()
     found = snap.jobs.get(name)
     if found is None:
@@ -187,8 +206,42 @@ def run_now(site: Site, req: Request, name: str) -> Response:
     from runner.web.actions import Refused
 
     try:
-        run_id = site.actions.run_now(snap.project, found)
+        run_id = site.actions.run_now(snap.project, found, force)
     except Refused as exc:
         raise HTTPError(exc.status, _text(str(exc)) or "refused") from None
     return json_response({"run_id": run_id, "job": name, "page": f"/runs/{run_id}", "api": f"/api/runs/{run_id}"},
                          202, {"Location": f"/api/runs/{run_id}"})
+
+
+def rerun(site: Site, req: Request, run_id: str) -> Response:
+    site.authorize(req)
+    check_run_id(run_id)
+    force = _flag(req.json_body(), "force")
+    from runner.web.actions import Refused
+
+    try:
+        new = site.actions.rerun(site.snapshot().project, run_id, force)
+    except Refused as exc:
+        raise HTTPError(exc.status, _text(str(exc)) or "refused") from None
+    return json_response({"run_id": new, "rerun_of": run_id, "page": f"/runs/{new}", "api": f"/api/runs/{new}"},
+                         202, {"Location": f"/api/runs/{new}"})
+
+
+def pause(site: Site, req: Request, name: str) -> Response:
+    site.authorize(req)
+    check_job_name(name)
+    reason = req.json_body().get("reason", "")
+    if not isinstance(reason, str) or len(reason) > 500:
+        raise HTTPError(400, "reason must be a text of at most 500 characters")
+    _known_job(site, name)
+    current, made = site.actions.pause(site.snapshot().project, name, reason, f"web ({req.remote})")
+    return json_response({"job": name, "paused": pause_json(current), "changed": made})
+
+
+def resume(site: Site, req: Request, name: str) -> Response:
+    site.authorize(req)
+    check_job_name(name)
+    req.json_body()
+    _known_job(site, name)
+    closed = site.actions.resume(site.snapshot().project, name, f"web ({req.remote})")
+    return json_response({"job": name, "paused": None, "resumed": pause_json(closed), "changed": closed is not None})

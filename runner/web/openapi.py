@@ -86,10 +86,13 @@ _SLOT = {
     },
 }
 
+_PAUSE = {"type": "object", "nullable": True, "required": ["by", "at", "reason"],
+          "properties": {"by": {"type": "string"}, "at": _TIME, "reason": {"type": "string"}}}
+
 _JOB = {
     "type": "object",
     "required": ["job", "valid", "problems", "description", "schedule", "schedule_text", "timezone", "next_run",
-                 "last_run", "slots", "page"],
+                 "last_run", "enabled", "paused", "slots", "page"],
     "properties": {
         "job": {"type": "string"},
         "valid": {"type": "boolean", "description": "false when the job file does not load (see problems)"},
@@ -100,6 +103,9 @@ _JOB = {
         "timezone": _nullable("string"),
         "next_run": _TIME_OR_NULL,
         "last_run": {"allOf": [{"$ref": "#/components/schemas/Run"}], "nullable": True},
+        "enabled": {"type": "boolean", "nullable": True, "description": "false: enabled: false in the job file"},
+        "paused": {"allOf": [{"$ref": "#/components/schemas/Pause"}], "nullable": True,
+                   "description": "the pause in force (--pause, or from the web): who, when, why"},
         "slots": {"type": "array", "items": {"$ref": "#/components/schemas/Slot"},
                   "description": "the last 30 slots (runs, for a job without a schedule), oldest first"},
         "page": {"type": "string"},
@@ -156,6 +162,21 @@ _STARTED = {
     "properties": {"run_id": {"type": "string"}, "job": {"type": "string"}, "page": {"type": "string"},
                    "api": {"type": "string"}},
 }
+_RERUN_STARTED = {
+    "type": "object", "required": ["run_id", "rerun_of", "page", "api"],
+    "properties": {"run_id": {"type": "string"}, "rerun_of": {"type": "string"}, "page": {"type": "string"},
+                   "api": {"type": "string"}},
+}
+_PAUSED = {
+    "type": "object", "required": ["job", "paused", "changed"],
+    "properties": {"job": {"type": "string"}, "paused": {"$ref": "#/components/schemas/Pause"},
+                   "resumed": {"allOf": [{"$ref": "#/components/schemas/Pause"}], "nullable": True},
+                   "changed": {"type": "boolean", "description": "false: it was paused (resumed) already"}},
+}
+_FORCE_BODY = {"required": False, "content": {"application/json": {"schema": {
+    "type": "object", "properties": {"force": {"type": "boolean", "default": False,
+                                               "description": "run a paused job, or re-run again, all the same"}}}}}}
+
 
 
 def _json(ref: str, description: str) -> dict[str, Any]:
@@ -188,6 +209,12 @@ _FILTERS = [
 ]
 _READ_ERRORS = {"400": _error("a query parameter is invalid"),
                 "503": _error("the state store cannot be read now")}
+
+
+def _action_errors() -> dict[str, Any]:
+    return {"400": _error("the body is not a JSON object of the fields described"),
+            "401": _error("no token, or a wrong one"), "403": _error("actions are off: no token is configured"),
+            "413": _error("the body is too large")}
 
 
 def document() -> dict[str, Any]:
@@ -224,7 +251,7 @@ def document() -> dict[str, Any]:
                 "operationId": "runJob", "summary": "run the job now (for today, in its timezone), as --job does",
                 "security": [{"token": []}],
                 "parameters": [_JOB_PARAM],
-                "requestBody": {"required": False, "content": {"application/json": {"schema": {"type": "object"}}}},
+                "requestBody": _FORCE_BODY,
                 "responses": {
                     "202": {"description": "started; the run is at Location",
                             "headers": {"Location": {"schema": {"type": "string"}}},
@@ -233,9 +260,33 @@ def document() -> dict[str, Any]:
                     "401": _error("no token, or a wrong one"),
                     "403": _error("actions are off: no token is configured"),
                     "404": _error("no such job"),
-                    "409": _error("the job is running already, or its file is invalid"),
+                    "409": _error("the job is running already, is paused, or its file is invalid"),
                     "413": _error("the body is too large"),
                     "422": _error("a parameter the job needs has no value"),
+                    "503": _error("the job's lock could not be taken now")}}},
+            "/api/jobs/{job}/pause": {"post": {
+                "operationId": "pauseJob", "summary": "pause the job, as --pause does (its slots are recorded as "
+                                                      "paused)",
+                "security": [{"token": []}], "parameters": [_JOB_PARAM],
+                "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"reason": {"type": "string", "maxLength": 500}}}}}},
+                "responses": {"200": _json("#/components/schemas/Paused", "paused (or paused already)"),
+                              **_action_errors(), "404": _error("no such job")}}},
+            "/api/jobs/{job}/resume": {"post": {
+                "operationId": "resumeJob", "summary": "resume the job, as --resume does",
+                "security": [{"token": []}], "parameters": [_JOB_PARAM],
+                "requestBody": {"required": False, "content": {"application/json": {"schema": {"type": "object"}}}},
+                "responses": {"200": _json("#/components/schemas/Paused", "resumed (or not paused)"),
+                              **_action_errors(), "404": _error("no such job")}}},
+            "/api/runs/{run_id}/rerun": {"post": {
+                "operationId": "rerunRun", "summary": "re-run a run that did not succeed, as --rerun does",
+                "security": [{"token": []}], "parameters": [_RUN_PARAM], "requestBody": _FORCE_BODY,
+                "responses": {
+                    "202": {"description": "started; the new run is at Location",
+                            "headers": {"Location": {"schema": {"type": "string"}}},
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RerunStarted"}}}},
+                    **_action_errors(), "404": _error("no such run"),
+                    "409": _error("the run succeeded or was re-run already, its job is paused or running"),
                     "503": _error("the job's lock could not be taken now")}}},
             "/api/runs": {"get": {
                 "operationId": "listRuns", "summary": "runs of every job, newest first",
@@ -258,6 +309,7 @@ def document() -> dict[str, Any]:
                                           "description": "web.token of conf/runner.yml"}},
             "schemas": {"Run": _RUN, "Attempt": _ATTEMPT, "Slot": _SLOT, "Job": _JOB, "JobDetail": _JOB_DETAIL,
                         "RunDetail": _RUN_DETAIL, "Notification": _NOTIFICATION, "Watermark": _WATERMARK,
-                        "Error": _ERROR, "Started": _STARTED},
+                        "Error": _ERROR, "Started": _STARTED, "RerunStarted": _RERUN_STARTED, "Pause": _PAUSE,
+                        "Paused": _PAUSED},
         },
     }

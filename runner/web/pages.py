@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from runner import logs
+from runner.schedule.byhand import RERUNNABLE
 from runner.web import svg
 from runner.web.site import (
     HTTPError,
@@ -65,7 +66,7 @@ def environment() -> Any:
             env.filters.update(secs=fmt_seconds, time=fmt_time, ago=ago, iso=iso, scrub=_scrub, line=_first_line,
                                short=_short, part=lambda v: quote(str(v), safe=""), num=lambda v: f"{v:,}")
             env.globals.update(strip_svg=svg.strip, duration_marks=svg.duration_marks, STRIP=STRIP, STATUSES=STATUSES,
-                               host=socket.gethostname())
+                               RERUNNABLE=RERUNNABLE, host=socket.gethostname())
             _env = env
         return _env
 

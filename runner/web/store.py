@@ -14,6 +14,7 @@ from typing import Any, Iterator, Sequence
 import sqlalchemy as sa
 
 from runner.state.ledger import Ledger, runs, watermarks
+from runner.state.jobstate import JobState, Pause
 from runner.state.outbox import Alert, Outbox
 from runner.web.records import Attempt, Run, Watermark
 
@@ -122,6 +123,10 @@ class Reader:
     def attempts(self, run_id: str) -> list[Attempt]:
         """Every attempt in order, with the statement a failed one failed in (as --history --run shows)."""
         return [_attempt(r) for r in self.ledger.attempt_details(run_id)]
+
+    def paused(self, jobs: Sequence[str]) -> dict[str, Pause]:
+        """The pauses in force of the jobs (one query)."""
+        return JobState(self.ledger).paused(jobs)
 
     def notifications(self, run_id: str) -> list[Alert]:
         """The alerts about the run: sent, pending in the outbox, or given up on."""

@@ -11,6 +11,7 @@ from runner.config.plan import order_tasks
 from runner.cron import Schedule
 from runner.errors import Problem
 from runner.model import Job
+from runner.state.jobstate import Pause
 from runner.state.outbox import Alert
 from runner.web.catalog import Snapshot
 from runner.web.charts import Cell, DurationChart, Gantt, duration_chart, gantt, run_cells, slot_cells
@@ -44,6 +45,14 @@ class JobRow:
     next_run: datetime | None
     last: Run | None
     cells: list[Cell]
+    pause: Pause | None = None  # in the state store (--pause, or from the web)
+
+    @property
+    def paused_why(self) -> str | None:
+        """Why the job's slots are recorded as paused: its pause, or enabled: false in its file."""
+        if self.job is not None and not self.job.enabled:
+            return f"enabled: false in {self.job.file}"
+        return self.pause.text() if self.pause is not None else None
 
     @property
     def schedule(self) -> str | None:
@@ -62,14 +71,15 @@ class JobRow:
         return self.job.description if self.job else ""
 
 
-def job_row(snap: Snapshot, reader: Reader, name: str, now: datetime) -> JobRow:
+def job_row(snap: Snapshot, reader: Reader, name: str, now: datetime,
+            pause: Pause | None = None) -> JobRow:
     job = snap.jobs.get(name)
     problems = snap.invalid.get(name, [])
     last = reader.latest(name)
     schedule = schedule_of(job) if job else None
     if schedule is None:
         cells = run_cells(reader.runs(job=name, limit=STRIP), now, STRIP)
-        return JobRow(name, job, problems, None, last, cells)
+        return JobRow(name, job, problems, None, last, cells, pause)
     recorded = reader.slot_runs(name, STRIP + 15)
     # Every slot a runner looked at is recorded (run, missed, abandoned, paused); the slots no record
     # has are those since the newest recorded one (or since the job file appeared), when no runner was up.
@@ -77,12 +87,14 @@ def job_row(snap: Snapshot, reader: Reader, name: str, now: datetime) -> JobRow:
     since = newest if newest is not None else snap.changed.get(name, now)
     expected, _ = schedule.recent(since, now, STRIP)
     cells = slot_cells(recorded, expected, now, STRIP)
-    return JobRow(name, job, problems, schedule.next_after(now), last, cells)
+    return JobRow(name, job, problems, schedule.next_after(now), last, cells, pause)
 
 
 def overview(snap: Snapshot, reader: Reader, now: datetime) -> list[JobRow]:
     """Every job in the jobs folder, valid or not (a job whose file is gone keeps its job page)."""
-    return [job_row(snap, reader, name, now) for name in snap.names()]
+    names = snap.names()
+    paused = reader.paused(names)
+    return [job_row(snap, reader, name, now, paused.get(name)) for name in names]
 
 
 @dataclass
@@ -101,7 +113,7 @@ def job_view(snap: Snapshot, reader: Reader, name: str, now: datetime, status: s
     """None when neither a job file nor the ledger knows the job."""
     if name not in snap.jobs and name not in snap.invalid and not reader.has_runs(name):
         return None
-    row = job_row(snap, reader, name, now)
+    row = job_row(snap, reader, name, now, reader.paused([name]).get(name))
     charted = reader.runs(job=name, status=status, since=since, limit=max(limit, CHART_RUNS))
     total = reader.count(job=name, status=status, since=since) if len(charted) >= CHART_RUNS else len(charted)
     chart = duration_chart(list(reversed(charted)), row.timezone, now)

@@ -265,3 +265,30 @@ def test_the_charts_stay_readable_with_1000_runs_and_200_tasks(site: Served, pro
     assert page.locator("svg.gantt rect.attempt").count() == 220
     assert page.locator("svg.gantt rect.attempt.s-retrying").count() == 20
     shot(page, tmp_path, "run-200-tasks")
+
+
+def test_pause_resume_and_rerun_from_the_pages(site: Served, project: dict[str, Any], page: Any,
+                                               tmp_path: Path) -> None:
+    page.goto(f"{site.url}jobs/ok")
+    page.fill("#token", TOKEN)
+    page.fill("#pause-reason", "<i>migration</i> tonight")
+    page.locator("button[data-pause=ok]").click()
+    page.locator("button[data-resume=ok]").wait_for()  # the page came back paused
+    assert "paused by web (127.0.0.1)" in page.locator("p.paused").inner_text()
+    assert "<i>migration</i> tonight" in page.locator("p.paused").inner_text()
+    shot(page, tmp_path, "job-paused")
+    page.goto(site.url)
+    assert "<i>migration</i> tonight" in page.locator("tr[data-job=ok] div.paused").inner_text()
+    page.goto(f"{site.url}jobs/ok")
+    page.locator("button[data-resume=ok]").click()
+    page.locator("button[data-pause=ok]").wait_for()
+    assert page.locator("p.paused").count() == 0
+
+    failed = last_run(project["root"], "broken")
+    page.goto(f"{site.url}runs/{failed['run_id']}")
+    page.locator(f"button[data-rerun='{failed['run_id']}']").click()
+    page.wait_for_url(lambda url: "/runs/" in url and not url.endswith(failed["run_id"]))
+    new = page.url.rsplit("/", 1)[1]
+    assert new != failed["run_id"]
+    assert [r["trigger"] for r in ledger_runs(project["root"]) if r["run_id"] == new] == ["rerun"]
+    shot(page, tmp_path, "rerun")
