@@ -11,6 +11,15 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def iso(value: datetime | None) -> str | None:
+    """A moment as JSON and the API show it: 2026-11-30T02:30:00Z (naive times are UTC, as stored)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
 def monotonic() -> float:
     return time.monotonic()
 

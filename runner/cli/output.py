@@ -7,9 +7,11 @@ flexible give way (longest first), their cells cut with "…". JSON times are IS
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from decimal import Decimal
 from typing import IO, Any, Sequence
+
+from runner import clock
 
 WIDTH = 100
 GAP = 2
@@ -48,13 +50,7 @@ def write_table(rows: Sequence[Sequence[str]], out: IO[str], flexible: Sequence[
         out.write(line + "\n")
 
 
-def iso(value: datetime | None) -> str | None:
-    """A time as JSON shows it: 2026-11-30T02:30:00Z (stored times are naive UTC)."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+iso = clock.iso  # a time as JSON shows it: 2026-11-30T02:30:00Z
 
 
 def _default(value: Any) -> Any:

@@ -11,23 +11,11 @@ from datetime import date
 from typing import IO, Any
 
 from runner.cli.history import unknown_job
-from runner.cli.output import iso, write_json, write_table
+from runner.cli.output import write_json, write_table
 from runner.config.jobs import job_names, load_job, load_jobs
 from runner.errors import UsageError
 from runner.model import Job, Project, Task
-
-
-def incremental_tasks(job: Job) -> list[Task]:
-    return [t for t in job.tasks if t.load is not None and t.load.incremental is not None]
-
-
-def _shown(value: Any) -> str:
-    if value is None:
-        return "-"
-    from runner.move.values import temporal_text
-
-    value = temporal_text(value)
-    return value.hex() if isinstance(value, (bytes, bytearray)) else str(value)
+from runner.move.watermark import incremental_tasks
 
 
 def list_watermarks(project: Project, job_name: str | None, out: IO[str], fmt: str = "text") -> int:
@@ -47,28 +35,7 @@ def list_watermarks(project: Project, job_name: str | None, out: IO[str], fmt: s
         changed = last_changes(ledger, names) if exists else {}
     finally:
         ledger.dispose()
-    keys = [(j.name, t.name) for j in sorted(wanted.values(), key=lambda j: j.name) for t in incremental_tasks(j)]
-    keys += sorted(k for k in kept if k not in keys)
-    docs = []
-    for key in keys:
-        job = wanted.get(key[0])
-        task = next((t for t in incremental_tasks(job) if t.name == key[1]), None) if job else None
-        row = kept.get(key)
-        state = wm.loads(row.text if row else None)
-        change = changed.get(key)
-        by_hand = change is not None and (state.by is None or (state.at or "") < (iso(change.at) or ""))
-        docs.append({
-            "job": key[0], "task": key[1], "value": _shown(state.value) if state.value is not None else None,
-            "type": (wm.encode(state.value) or {}).get("type"),
-            "updated": iso(change.at) if by_hand else (state.at or (iso(row.updated) if row else None)),
-            "run_id": None if by_hand else state.by,
-            "changed_by": change.by if by_hand else None, "action": change.action if by_hand else None,
-            "pending_run": state.pending_run, "pending_value": _shown(state.pending_value) if state.pending_run else None,
-            "column": task.load.incremental.column if task else None,  # type: ignore[union-attr]
-            "initial": _shown(task.load.incremental.initial) if task and task.load.incremental.initial is not None  # type: ignore[union-attr]
-            else None,
-            "in_job_files": task is not None,
-        })
+    docs = wm.listed(wanted, kept, changed)
     if fmt == "json":
         write_json(docs, out)
         return 0
@@ -128,14 +95,14 @@ def change_watermark(project: Project, target: str, value: str | None, out: IO[s
             old = wm.loads(ledger.watermark(job.name, task.name))
             if value is None:
                 done = change(ledger, job.name, task.name, None, "reset")
-                start = f"initial {_shown(inc.initial)}" if inc.initial is not None else "every row"
-                out.write(f"watermark of {job.name}.{task.name} reset by {done.by} (was {_shown(old.value)}); the "
+                start = f"initial {wm.shown(inc.initial)}" if inc.initial is not None else "every row"
+                out.write(f"watermark of {job.name}.{task.name} reset by {done.by} (was {wm.shown(old.value)}); the "
                           f"next run loads from {start}\n")
                 return 0
             typed, how = _typed(project, job, task, value, old, clock.now().date())
             done = change(ledger, job.name, task.name, wm.dumps(wm.State(typed)), "set")
-        out.write(f"watermark of {job.name}.{task.name} set to {_shown(typed)} by {done.by} (was {_shown(old.value)}; "
-                  f"checked as {how}); the next run loads rows with {inc.column} > {_shown(typed)}\n")
+        out.write(f"watermark of {job.name}.{task.name} set to {wm.shown(typed)} by {done.by} (was {wm.shown(old.value)}; "
+                  f"checked as {how}); the next run loads rows with {inc.column} > {wm.shown(typed)}\n")
         return 0
     finally:
         ledger.dispose()

@@ -20,11 +20,12 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import timezone
-from typing import Any
+from typing import Any, Mapping
 
 import sqlalchemy as sa
 
 from runner import clock
+from runner.model import Job, Task
 from runner.move.coltypes import SourceColumn
 from runner.move.values import temporal_text
 
@@ -241,3 +242,47 @@ def parse_as(text: str, kind: str, shape: str = "") -> Any:
         except ValueError:
             raise ValueError("bytes written in hex, e.g. 00ff10") from None
     return text
+
+
+# ---------------------------------------------------------------------------------------------- listing
+
+def incremental_tasks(job: Job) -> list[Task]:
+    return [t for t in job.tasks if t.load is not None and t.load.incremental is not None]
+
+
+def shown(value: Any) -> str:
+    """A watermark value as an operator reads it (dates as ISO text, bytes as hex)."""
+    if value is None:
+        return "-"
+    value = temporal_text(value)
+    return value.hex() if isinstance(value, (bytes, bytearray)) else str(value)
+
+
+def listed(jobs: Mapping[str, Job], kept: Mapping[tuple[str, str], Any],
+           changed: Mapping[tuple[str, str], Any]) -> list[dict[str, Any]]:
+    """Every incremental load of `jobs`, and every stored watermark besides, as `--watermarks` and the
+    web show them: value and type, when it last advanced and by which run, or who set it by hand, the
+    value a run is committing. `kept`: state.watermarks.stored; `changed`: its last_changes."""
+    keys = [(j.name, t.name) for j in sorted(jobs.values(), key=lambda j: j.name) for t in incremental_tasks(j)]
+    keys += sorted(k for k in kept if k not in keys)
+    docs = []
+    for key in keys:
+        job = jobs.get(key[0])
+        task = next((t for t in incremental_tasks(job) if t.name == key[1]), None) if job else None
+        row = kept.get(key)
+        state = loads(row.text if row else None)
+        change = changed.get(key)
+        by_hand = change is not None and (state.by is None or (state.at or "") < (clock.iso(change.at) or ""))
+        incremental = task.load.incremental if task and task.load else None
+        docs.append({
+            "job": key[0], "task": key[1], "value": shown(state.value) if state.value is not None else None,
+            "type": (encode(state.value) or {}).get("type"),
+            "updated": clock.iso(change.at) if by_hand else (state.at or (clock.iso(row.updated) if row else None)),
+            "run_id": None if by_hand else state.by,
+            "changed_by": change.by if by_hand else None, "action": change.action if by_hand else None,
+            "pending_run": state.pending_run, "pending_value": shown(state.pending_value) if state.pending_run else None,
+            "column": incremental.column if incremental else None,
+            "initial": shown(incremental.initial) if incremental and incremental.initial is not None else None,
+            "in_job_files": task is not None,
+        })
+    return docs

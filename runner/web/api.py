@@ -19,7 +19,7 @@ from runner.state.jobstate import Pause
 from runner.state.outbox import Alert
 from runner.web.catalog import Snapshot
 from runner.web.charts import Cell
-from runner.web.records import Attempt, Run, Watermark
+from runner.web.records import Attempt, Run
 from runner.web.site import (
     HTTPError,
     Request,
@@ -65,8 +65,8 @@ def notification_json(n: Alert) -> dict[str, Any]:
             "sent": iso(_utc(n.sent_at)), "attempts": n.attempts, "error": _text(n.error)}
 
 
-def watermark_json(w: Watermark) -> dict[str, Any]:
-    return {"job": w.job, "task": w.task, "value": _text(w.value), "updated": iso(w.updated)}
+def watermark_json(doc: dict[str, Any]) -> dict[str, Any]:
+    return {**doc, "value": _text(doc["value"]), "pending_value": _text(doc["pending_value"])}
 
 
 def cell_json(c: Cell) -> dict[str, Any]:
@@ -171,7 +171,7 @@ def watermarks(site: Site, req: Request, name: str | None = None) -> Response:
         check_job_name(name)
     snap, reading = _reader(site)
     with reading as reader:
-        found = reader.watermarks([name] if name is not None else None)
+        found = reader.watermarks(snap.jobs, [name] if name is not None else None)
     return json_response({"watermarks": [watermark_json(w) for w in found]})
 
 

@@ -151,9 +151,19 @@ _RUN_DETAIL = {
 
 _WATERMARK = {
     "type": "object",
-    "required": ["job", "task", "value", "updated"],
+    "description": "as --watermarks --format json lists it",
+    "required": ["job", "task", "value", "type", "updated", "run_id", "changed_by", "action", "pending_run",
+                 "pending_value", "column", "initial", "in_job_files"],
     "properties": {"job": {"type": "string"}, "task": {"type": "string"}, "value": _nullable("string"),
-                   "updated": _TIME},
+                   "type": _nullable("string", description="int, decimal, float, text, bytes"),
+                   "updated": _nullable("string", description="when it last advanced, or was set by hand"),
+                   "run_id": _nullable("string", description="the run that advanced it"),
+                   "changed_by": _nullable("string", description="who set or reset it by hand"),
+                   "action": _nullable("string", description="set or reset, by hand"),
+                   "pending_run": _nullable("string", description="a run committing a new value"),
+                   "pending_value": _nullable("string"), "column": _nullable("string"),
+                   "initial": _nullable("string"),
+                   "in_job_files": {"type": "boolean", "description": "false: the job or its task is gone"}},
 }
 
 _ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}

@@ -67,11 +67,3 @@ class Attempt:
     def seconds(self, now: datetime | None = None) -> float | None:
         end = self.ended or now
         return max(0.0, (end - self.started).total_seconds()) if end is not None else None
-
-
-@dataclass(frozen=True)
-class Watermark:
-    job: str
-    task: str
-    value: str | None
-    updated: datetime

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import contextlib
 from datetime import datetime, timezone
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import sqlalchemy as sa
 
-from runner.state.ledger import Ledger, runs, watermarks
+from runner.model import Job
+from runner.move.watermark import listed
+from runner.state.ledger import Ledger, runs
+from runner.state.watermarks import last_changes, stored
 from runner.state.jobstate import JobState, Pause
 from runner.state.outbox import Alert, Outbox
-from runner.web.records import Attempt, Run, Watermark
+from runner.web.records import Attempt, Run
 
 UTC = timezone.utc
 
@@ -138,9 +141,8 @@ class Reader:
             return [run]
         return [_run(r) for r in self.conn.execute(_CHAIN, {"b_job": run.job, "b_slot": _naive(run.slot)})]
 
-    def watermarks(self, jobs: Sequence[str] | None = None) -> list[Watermark]:
-        q = sa.select(watermarks).order_by(watermarks.c.job, watermarks.c.task)
-        if jobs is not None:
-            q = q.where(watermarks.c.job.in_(list(jobs)))
-        return [Watermark(r.job, r.task, r.value, _aware(r.updated_at))  # type: ignore[arg-type]
-                for r in self.conn.execute(q)]
+    def watermarks(self, jobs: Mapping[str, Job], names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """The watermarks of the jobs named (all, without names) as --watermarks lists them: the loads
+        of `jobs` with theirs, and every one the ledger keeps besides."""
+        kept, changed = stored(self.ledger, names), last_changes(self.ledger, names)
+        return listed({n: j for n, j in jobs.items() if names is None or n in names}, kept, changed)

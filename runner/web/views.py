@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from runner.config.plan import order_tasks
 from runner.cron import Schedule
@@ -15,7 +16,7 @@ from runner.state.jobstate import Pause
 from runner.state.outbox import Alert
 from runner.web.catalog import Snapshot
 from runner.web.charts import Cell, DurationChart, Gantt, duration_chart, gantt, run_cells, slot_cells
-from runner.web.records import Attempt, Run, Watermark
+from runner.web.records import Attempt, Run
 from runner.web.store import Reader
 from runner.web.words import schedule_words
 
@@ -103,7 +104,7 @@ class JobView:
     runs: list[Run]  # newest first, as filtered
     total: int  # runs matching the filter
     chart: DurationChart
-    watermarks: list[Watermark]
+    watermarks: list[dict[str, Any]]  # as --watermarks lists them
     status: str | None = None
     since: datetime | None = None
 
@@ -117,7 +118,7 @@ def job_view(snap: Snapshot, reader: Reader, name: str, now: datetime, status: s
     charted = reader.runs(job=name, status=status, since=since, limit=max(limit, CHART_RUNS))
     total = reader.count(job=name, status=status, since=since) if len(charted) >= CHART_RUNS else len(charted)
     chart = duration_chart(list(reversed(charted)), row.timezone, now)
-    return JobView(row, charted[:limit], total, chart, reader.watermarks([name]), status, since)
+    return JobView(row, charted[:limit], total, chart, reader.watermarks(snap.jobs, [name]), status, since)
 
 
 @dataclass

@@ -6,6 +6,8 @@ import functools
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
+from runner import clock
+
 UTC = timezone.utc
 
 
@@ -57,11 +59,7 @@ def fmt_time(t: datetime | None, tz: str = "UTC", seconds: bool = True) -> str:
     return local.strftime("%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z")
 
 
-def iso(t: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a Z, as the API gives every moment."""
-    if t is None:
-        return None
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+iso = clock.iso  # ISO 8601 in UTC with a Z, as the API gives every moment
 
 
 def ago(t: datetime | None, now: datetime) -> str:

@@ -289,3 +289,27 @@ def test_the_api_reads_a_mariadb_state_store(tmp_path: Path, clean_env: None, md
         assert [s["status"] for s in jobs["bad"]["slots"]][-1] == "failed"
         assert site.get(f"/runs/{failed['run_id']}").status == 200
         assert site.get("/jobs/bad?status=failed&since=1d").status == 200
+
+
+def test_watermarks_are_shown_as_the_ledger_has_them(tmp_path: Path, clean_env: None) -> None:  # noqa: F811
+    job = ("database: warehouse\ntasks:\n"
+           "  - name: prep\n    idempotent: true\n    database: shop\n"
+           "    sql: CREATE TABLE IF NOT EXISTS src (id INTEGER, v TEXT); INSERT INTO src VALUES (41, 'a'), (42, 'b')\n"
+           "  - name: copy\n    depends_on: [prep]\n"
+           "    load: {source: shop, query: 'SELECT id, v FROM src WHERE id > :watermark', table: dst,\n"
+           "           mode: append, incremental: {column: id}}\n")
+    root = write_project(tmp_path, {"inc": job}, databases="warehouse:\n  url: sqlite:///var/warehouse.db\n"
+                                                           "shop:\n  url: sqlite:///var/shop.db\n")
+    assert run_main(root, "--job", "inc")[0] == 0
+    run_id = ledger_runs(root)[-1]["run_id"]
+    with serving(root) as site:
+        marks = site.get("/api/jobs/inc/watermarks").json()["watermarks"]
+        page = site.get("/jobs/inc").text
+    assert [(m["task"], m["value"], m["type"], m["run_id"], m["column"]) for m in marks] == [
+        ("copy", "42", "int", run_id, "id")]
+    _, listed = run_main(root, "--watermarks", "--job", "inc", "--format", "json")
+    import json
+
+    assert [{k: d[k] for k in ("job", "task", "value", "updated")} for d in json.loads(listed)] == [
+        {k: m[k] for k in ("job", "task", "value", "updated")} for m in marks]  # what --watermarks says
+    assert f'run <a href="/runs/{run_id}">{run_id[:8]}</a>' in page and "<code>42</code>" in page
