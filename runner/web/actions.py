@@ -2,9 +2,9 @@
 pause and resume a job.
 
 A run started here is a run by hand (trigger `manual`) under the job's lock, like `--job NAME`, with
-its alerts, pings and metrics, in a thread of its own: the request returns as soon as the lock is held and the run id is known, and a
-job already running (here, in the daemon, on another host) is refused with its holder named. A
-re-run is `--rerun RUN_ID`'s (schedule.byhand), started the same way; pause and resume are those of
+its alerts, pings and metrics, in a thread of its own: the request returns as soon as the run's row
+is in the ledger, and a job already running (here, in the daemon, on another host) is refused with
+its holder named. A paused job is refused unless forced. A re-run is `--rerun RUN_ID`'s (schedule.byhand), started the same way; pause and resume are those of
 the state store's JobState, recorded as made from the web.
 """
 

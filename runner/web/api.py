@@ -109,7 +109,7 @@ def job(site: Site, req: Request, name: str) -> Response:
     with reading as reader:
         if name not in snap.jobs and name not in snap.invalid and not reader.has_runs(name):
             raise HTTPError(404, f"no job {name!r}")
-        row = job_row(snap, reader, name, now, reader.paused([name]).get(name))
+        row = job_row(snap, reader, name, now, reader.paused([name]).get(name), reader.first_seen([name]).get(name))
     doc = job_json(row, now)
     j = row.job
     doc["tasks"] = [{"task": t.name, "kind": t.kind, "database": t.database, "depends_on": list(t.depends_on)}

@@ -127,6 +127,10 @@ class Reader:
         """Every attempt in order, with the statement a failed one failed in (as --history --run shows)."""
         return [_attempt(r) for r in self.ledger.attempt_details(run_id)]
 
+    def first_seen(self, jobs: Sequence[str]) -> dict[str, datetime]:
+        """When a runner (--due, the daemon) first looked at each job: no slot before it is due."""
+        return JobState(self.ledger).first_seen(jobs)
+
     def paused(self, jobs: Sequence[str]) -> dict[str, Pause]:
         """The pauses in force of the jobs (one query)."""
         return JobState(self.ledger).paused(jobs)

@@ -72,8 +72,8 @@ class JobRow:
         return self.job.description if self.job else ""
 
 
-def job_row(snap: Snapshot, reader: Reader, name: str, now: datetime,
-            pause: Pause | None = None) -> JobRow:
+def job_row(snap: Snapshot, reader: Reader, name: str, now: datetime, pause: Pause | None = None,
+            seen: datetime | None = None) -> JobRow:
     job = snap.jobs.get(name)
     problems = snap.invalid.get(name, [])
     last = reader.latest(name)
@@ -83,9 +83,10 @@ def job_row(snap: Snapshot, reader: Reader, name: str, now: datetime,
         return JobRow(name, job, problems, None, last, cells, pause)
     recorded = reader.slot_runs(name, STRIP + 15)
     # Every slot a runner looked at is recorded (run, missed, abandoned, paused); the slots no record
-    # has are those since the newest recorded one (or since the job file appeared), when no runner was up.
+    # has are those since the newest recorded one (or since a runner first saw the job, or its file
+    # appeared), when no runner was up.
     newest = max((r.slot for r in recorded if r.slot is not None), default=None)
-    since = newest if newest is not None else snap.changed.get(name, now)
+    since = newest or seen or snap.changed.get(name, now)
     expected, _ = schedule.recent(since, now, STRIP)
     cells = slot_cells(recorded, expected, now, STRIP)
     return JobRow(name, job, problems, schedule.next_after(now), last, cells, pause)
@@ -94,8 +95,8 @@ def job_row(snap: Snapshot, reader: Reader, name: str, now: datetime,
 def overview(snap: Snapshot, reader: Reader, now: datetime) -> list[JobRow]:
     """Every job in the jobs folder, valid or not (a job whose file is gone keeps its job page)."""
     names = snap.names()
-    paused = reader.paused(names)
-    return [job_row(snap, reader, name, now, paused.get(name)) for name in names]
+    paused, seen = reader.paused(names), reader.first_seen(names)
+    return [job_row(snap, reader, name, now, paused.get(name), seen.get(name)) for name in names]
 
 
 @dataclass
@@ -114,7 +115,7 @@ def job_view(snap: Snapshot, reader: Reader, name: str, now: datetime, status: s
     """None when neither a job file nor the ledger knows the job."""
     if name not in snap.jobs and name not in snap.invalid and not reader.has_runs(name):
         return None
-    row = job_row(snap, reader, name, now, reader.paused([name]).get(name))
+    row = job_row(snap, reader, name, now, reader.paused([name]).get(name), reader.first_seen([name]).get(name))
     charted = reader.runs(job=name, status=status, since=since, limit=max(limit, CHART_RUNS))
     total = reader.count(job=name, status=status, since=since) if len(charted) >= CHART_RUNS else len(charted)
     chart = duration_chart(list(reversed(charted)), row.timezone, now)
