@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote
 
 from runner import logs
@@ -203,13 +203,18 @@ def run_now(site: Site, req: Request, name: str) -> Response:
             raise HTTPError(409, f"job {name}: its file is invalid, so it cannot run: "
                                  + "; ".join(str(p) for p in snap.invalid[name]))
         raise HTTPError(404, f"no job {name!r}")
+    return _started(lambda: site.actions.run_now(snap.project, found, force), job=name)
+
+
+def _started(start: Callable[[], str], **more: str) -> Response:
+    """202 with the run an action started (its page, its API answer), or what refused it."""
     from runner.web.actions import Refused
 
     try:
-        run_id = site.actions.run_now(snap.project, found, force)
+        run_id = start()
     except Refused as exc:
         raise HTTPError(exc.status, _text(str(exc)) or "refused") from None
-    return json_response({"run_id": run_id, "job": name, "page": f"/runs/{run_id}", "api": f"/api/runs/{run_id}"},
+    return json_response({"run_id": run_id, **more, "page": f"/runs/{run_id}", "api": f"/api/runs/{run_id}"},
                          202, {"Location": f"/api/runs/{run_id}"})
 
 
@@ -217,14 +222,7 @@ def rerun(site: Site, req: Request, run_id: str) -> Response:
     site.authorize(req)
     check_run_id(run_id)
     force = _flag(req.json_body(), "force")
-    from runner.web.actions import Refused
-
-    try:
-        new = site.actions.rerun(site.snapshot().project, run_id, force)
-    except Refused as exc:
-        raise HTTPError(exc.status, _text(str(exc)) or "refused") from None
-    return json_response({"run_id": new, "rerun_of": run_id, "page": f"/runs/{new}", "api": f"/api/runs/{new}"},
-                         202, {"Location": f"/api/runs/{new}"})
+    return _started(lambda: site.actions.rerun(site.snapshot().project, run_id, force), rerun_of=run_id)
 
 
 def pause(site: Site, req: Request, name: str) -> Response:
