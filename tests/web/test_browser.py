@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from playwright.sync_api import expect
 
 from runner.cron import Schedule
 from runner.state.ledger import attempts, runs
@@ -231,7 +232,7 @@ def test_run_now_from_the_page_needs_the_token_and_opens_the_new_run(site: Serve
     assert {r["run_id"] for r in ledger_runs(project["root"])} == before  # nothing ran
     page.fill("#token", "wrong-" + TOKEN)
     page.locator("button[data-run=ok]").click()
-    page.wait_for_function("document.getElementById('message').textContent.includes('401')")
+    expect(page.locator("#message")).to_contain_text("401")  # (no eval: the page's CSP forbids it)
     page.fill("#token", TOKEN)
     page.locator("button[data-run=ok]").click()
     page.wait_for_url("**/runs/*")
