@@ -34,6 +34,7 @@ from sqlalchemy.engine import Engine, make_url
 from runner import clock
 from runner.config.urls import redact
 from runner.db.classify import Kind, classify_error
+from runner.db.localinfile import guard as guard_local_infile
 from runner.model import Database, Project
 
 log = logging.getLogger("runner.db")
@@ -283,6 +284,7 @@ def make_engine(db: Database) -> tuple[Engine, PoolGuard]:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         connect_args.setdefault("check_same_thread", False)
     engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
+    guard_local_infile(engine)
     _connect_args[engine] = connect_args
     if engine.dialect.name == "sqlite":
         _sqlite_transactions(engine)

@@ -16,15 +16,16 @@ from typing import Any, Callable, Mapping, Sequence
 
 from tenacity import RetryCallState
 
-from runner import clock
+from runner import clock, stop
 from runner.config.plan import from_task, graph, order_tasks, resolve_params
 from runner.db.classify import HINTS, Kind, classify_error, server_away
 from runner.db.engines import Engines, current_context
-from runner.errors import OutcomeUnknown, TaskFailed
+from runner.errors import LedgerWriteFailed, OutcomeUnknown, StateStoreError, TaskFailed
 from runner.model import Job, Project, RetrySpec, Task
 from runner.run.kinds import kind_of
 from runner.run.retry import build_retrying, describe_attempts
 from runner.state import markers
+from runner.state.failures import failure_of
 from runner.state.ledger import Ledger
 from runner.tasks.base import Attempt, AttemptError
 from runner.tasks.sql import non_atomic
@@ -56,6 +57,7 @@ class TaskResult:
     seconds: float = 0.0
     note: str = ""
     error: str | None = None
+    store_error: str | None = None  # the ledger could not be written: the run stops
 
 
 @dataclass
@@ -100,23 +102,44 @@ class Runner:
         results = {t.name: TaskResult(t.name) for t in selected}
         started = clock.monotonic()
         deadline = started + job.timeout if job.timeout else None
-        self.ledger.start_run(run_id, job.name, req.run_date.isoformat(), req.trigger, req.slot)
+        stop.check()
+        try:
+            self.ledger.start_run(run_id, job.name, req.run_date.isoformat(), req.trigger, req.slot)
+        except Exception as exc:
+            store = failure_of(exc)
+            if store is None:
+                raise
+            raise StateStoreError(f"{store}; job {job.name} was not started") from exc
         log.info("job %s started (run %s, date %s, %d tasks)", job.name, run_id[:8], req.run_date, len(selected))
         ctx = _RunContext(run_id=run_id, job=job, params=params, deadline=deadline, still_locked=req.still_locked,
                           resume_of=req.resume_of)
         status, error = "failed", None
+        store_failed: str | None = None
         try:
             error = self._run_tasks(ctx, selected, results, on_task)
             status = "success" if error is None else "failed"
+            store_failed = next((r.store_error for r in results.values() if r.store_error), None)
         except BaseException as exc:
-            status, error = "interrupted", f"interrupted: {type(exc).__name__}"
-            raise
+            store_failed = failure_of(exc) if isinstance(exc, Exception) else None
+            if store_failed is None:
+                status, error = "interrupted", stop.reason() if stop.requested() else f"interrupted: {type(exc).__name__}"
+                raise
+            status, error = "failed", f"the ledger could not be written: {store_failed}"
         finally:
             total_attempts = sum(r.attempts for r in results.values())
             total_rows = sum(r.rows for r in results.values())
-            self.ledger.finish_run(run_id, status, total_attempts, total_rows, error)
             seconds = clock.monotonic() - started
+            try:
+                self.ledger.finish_run(run_id, status, total_attempts, total_rows, error)
+            except Exception as exc:
+                store = failure_of(exc)
+                if store is None:
+                    raise
+                if store_failed is None:  # the run itself went to its end: only its record is lost
+                    raise LedgerWriteFailed(_ledger_failed(job, run_id, store, results, finished=status)) from exc
             log.info("job %s %s in %.2fs", job.name, status, seconds)
+        if store_failed is not None:
+            raise LedgerWriteFailed(_ledger_failed(job, run_id, store_failed, results))
         return RunResult(run_id, job.name, req.run_date, status, list(results.values()), seconds, error)
 
     def _run_tasks(self, ctx: "_RunContext", selected: list[Task], results: dict[str, TaskResult],
@@ -191,6 +214,9 @@ class Runner:
                     result.attempts += 1
                     result.rows, result.note = self._attempt(ctx, task, result.attempts)
             result.status = "success"
+        except _Committed as exc:  # the task committed, but the ledger could not say so
+            result.status, result.rows, result.note = "success", exc.rows, exc.note
+            result.store_error = failure_of(exc)
         except AttemptError as exc:
             result.status = "failed"
             if exc.attempt_id is not None and self._should_retry(task, exc):  # attempts or window ran out
@@ -202,6 +228,13 @@ class Runner:
         except TaskFailed as exc:
             result.status, result.error = "failed", str(exc)
             log.error("%s", result.error)
+        except Exception as exc:
+            result.store_error = failure_of(exc)
+            if result.store_error is None:
+                raise
+            result.status = "failed" if result.attempts and not isinstance(exc, _NotStarted) else "skipped"
+            result.error = f"the ledger could not be written: {result.store_error}"
+            log.error("job %s task %s: %s", ctx.job.name, task.name, result.error)
         finally:
             current_context.label = ""
             result.seconds = clock.monotonic() - started
@@ -235,7 +268,9 @@ class Runner:
                                "attempt": state.attempt_number, "next_delay": round(delay, 3)})
 
     def _attempt(self, ctx: "_RunContext", task: Task, attempt: int) -> tuple[int, str]:
-        """One attempt of a task; returns (rows, note). Raises AttemptError."""
+        """One attempt of a task; returns (rows, note). Raises AttemptError, TaskFailed, or Interrupted
+        when the run was asked to stop (its attempt is recorded `interrupted`)."""
+        stop.check()
         if ctx.deadline is not None and clock.monotonic() >= ctx.deadline:
             raise TaskFailed(f"job {ctx.job.name}: job timeout of {ctx.job.timeout:.0f}s reached before task "
                              f"{task.name} started")
@@ -243,23 +278,18 @@ class Runner:
             # A MySQL named lock dies with its connection: another process may hold it now.
             raise TaskFailed(f"job {ctx.job.name}: the job's lock was lost (its state store connection dropped), "
                              f"so task {task.name} was not started: another process may be running the job")
-        attempt_id = self.ledger.start_attempt(ctx.run_id, task.name, attempt)
         try:
-            earlier = self._committed_earlier(ctx, task)
-            if earlier is not None:
-                note = f"committed by the {ctx.resume_of[earlier[0]]} run {earlier[0]}"
-                self.ledger.finish_attempt(attempt_id, "success", earlier[1], error=note)
-                log.info("job %s task %s: %s (marker found); not applied again", ctx.job.name, task.name, note)
-                return earlier[1], note
-            if attempt > 1:
-                done = self._already_committed(ctx, task)
-                if done is not None:
-                    self.ledger.finish_attempt(attempt_id, "success", done[1], error=f"committed by attempt {done[0]}")
-                    log.info("job %s task %s: attempt %d had committed (marker found); not applied again",
-                             ctx.job.name, task.name, done[0])
-                    return done[1], f"committed by attempt {done[0]}, confirmed by its marker"
-            rows, note = self._body(ctx, task, attempt)
+            attempt_id = self.ledger.start_attempt(ctx.run_id, task.name, attempt)
+        except Exception as exc:
+            if failure_of(exc) is None:
+                raise
+            raise _NotStarted() from exc
+        try:
+            rows, note, recorded = self._attempt_body(ctx, task, attempt)
         except AttemptError as exc:
+            if stop.requested():
+                self._record_interrupted(attempt_id, exc)
+                raise stop.Interrupted() from exc
             v = exc.verdict
             status = "retrying" if self._should_retry(task, exc) else "failed"
             self.ledger.finish_attempt(attempt_id, status, errno=v.errno, error=_one_line(v.message))
@@ -270,8 +300,47 @@ class Runner:
                     f"was lost while COMMIT was in flight, and markers are off for this database, so the outcome "
                     f"is unknown: check the data of this task before re-running it") from exc
             raise
-        self.ledger.finish_attempt(attempt_id, "success", rows)
+        except BaseException as exc:  # a runner error, a stop, or a bug: the attempt never stays `running`
+            if stop.requested() or isinstance(exc, KeyboardInterrupt):
+                self._record_interrupted(attempt_id, exc)
+                if isinstance(exc, stop.Interrupted) or not isinstance(exc, Exception):
+                    raise
+                raise stop.Interrupted() from exc
+            if failure_of(exc) is None:
+                errno = getattr(getattr(exc, "verdict", None), "errno", None)
+                self.ledger.finish_attempt(attempt_id, "failed", errno=errno, error=_one_line(str(exc))[:2000])
+            raise
+        try:
+            self.ledger.finish_attempt(attempt_id, "success", rows, error=recorded)
+        except Exception as exc:
+            if failure_of(exc) is None:
+                raise
+            raise _Committed(rows, note) from exc
         return rows, note
+
+    def _record_interrupted(self, attempt_id: int, exc: BaseException) -> None:
+        try:
+            self.ledger.finish_attempt(attempt_id, "interrupted", error=stop.reason())
+        except Exception as record_exc:  # the run is ending anyway; the next run marks it abandoned
+            log.error("the interrupted attempt could not be recorded: %s", failure_of(record_exc) or record_exc)
+
+    def _attempt_body(self, ctx: "_RunContext", task: Task, attempt: int) -> tuple[int, str, str | None]:
+        """(rows, note, the note the ledger keeps with the attempt): the task's body, unless a marker
+        shows that an earlier run of the slot, or an earlier attempt, committed it."""
+        earlier = self._committed_earlier(ctx, task)
+        if earlier is not None:
+            note = f"committed by the {ctx.resume_of[earlier[0]]} run {earlier[0]}"
+            log.info("job %s task %s: %s (marker found); not applied again", ctx.job.name, task.name, note)
+            return earlier[1], note, note
+        if attempt > 1:
+            done = self._already_committed(ctx, task)
+            if done is not None:
+                log.info("job %s task %s: attempt %d had committed (marker found); not applied again",
+                         ctx.job.name, task.name, done[0])
+                return done[1], f"committed by attempt {done[0]}, confirmed by its marker", \
+                    f"committed by attempt {done[0]}"
+        rows, note = self._body(ctx, task, attempt)
+        return rows, note, None
 
     def _committed_earlier(self, ctx: "_RunContext", task: Task) -> tuple[str, int] | None:
         """(run id, rows) of the earlier run of this slot that committed the task, by its marker."""
@@ -347,6 +416,18 @@ class Runner:
         return "\n".join(lines)
 
 
+class _NotStarted(Exception):
+    """The ledger could not record the start of an attempt, so the attempt was not made."""
+
+
+class _Committed(Exception):
+    """The attempt committed, but the ledger could not record it."""
+
+    def __init__(self, rows: int, note: str):
+        super().__init__(note)
+        self.rows, self.note = rows, note
+
+
 @dataclass
 class _RunContext:
     run_id: str
@@ -355,6 +436,28 @@ class _RunContext:
     deadline: float | None = None
     still_locked: Callable[[], bool] | None = None
     resume_of: Mapping[str, str] = field(default_factory=dict)
+
+
+def _ledger_failed(job: Job, run_id: str, store: str, results: Mapping[str, TaskResult],
+                   finished: str | None = None) -> str:
+    """The message of a state store that failed during a run: what the run did, what is left undone."""
+    done = [r.name for r in results.values() if r.status == "success"]
+    failed = [r.name for r in results.values() if r.status == "failed"]
+    left = [r.name for r in results.values() if r.status in ("pending", "skipped")]
+    parts = [f"job {job.name} run {run_id[:8]}: the ledger could not be written: {store}"]
+    if finished is not None:
+        parts.append(f"the run itself ended {finished}, but its end is not recorded")
+    else:
+        parts.append("the run stopped; its tasks stay as they are")
+    parts.append(f"committed: {', '.join(done) or 'none'}")
+    if failed:
+        parts.append(f"failed: {', '.join(failed)}")
+    if left and finished is None:
+        parts.append(f"not run: {', '.join(left)}")
+    parts.append(f"once the state store works, the next run marks this one abandoned; to finish the job: "
+                 f"python -m runner --job {job.name}" + (f" --from-task {left[0]}" if left and finished is None
+                                                          else ""))
+    return "; ".join(parts)
 
 
 def _one_line(text: str) -> str:

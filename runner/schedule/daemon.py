@@ -10,7 +10,9 @@ slots to run again (sparingly: `slots.DAEMON_FAILED_RERUNS`); a job that ran pas
 looked at again as soon as it is done.
 
 Signals: SIGTERM/SIGINT start no new run, let running ones finish within `stop_grace` (conf/runner.yml,
-default 60s) and exit 0; SIGHUP reloads conf and jobs, and keeps the old set when the new one is invalid.
+default 60s) and exit 0; SIGHUP reloads conf and jobs. An invalid job file does not hold the others up: at
+start-up and at a reload its problems are logged and the valid jobs are scheduled; a job whose file turned
+invalid keeps the definition it had, and an invalid conf keeps the whole old set.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from runner import clock, logs
-from runner.config.jobs import load_jobs
+from runner.config.jobs import job_names, load_jobs
 from runner.config.project import load_project
 from runner.config.urls import passwords
 from runner.cron import UTC, Schedule
@@ -82,13 +84,30 @@ class _Generation:
     active: int = 0
 
 
-def _load(project: Project) -> tuple[Project, dict[str, Job]]:
-    """Re-read conf and every job; ConfigError with every problem when anything is invalid."""
+def _load(project: Project, before: dict[str, Job] | None = None) -> tuple[Project, dict[str, Job], list[str]]:
+    """Re-read conf and every job: the project, its scheduled jobs, and the names of the job files that
+    are invalid. Their problems are logged; an invalid file does not hold the others up. A job whose
+    file turned invalid keeps the definition it had in `before` (when its databases still exist).
+    A problem in conf is a ConfigError: nothing can be trusted then."""
     project = load_project(project.conf_dir, project.jobs_dir)
     jobs, problems = load_jobs(project)
-    if problems:
-        raise ConfigError(problems)
-    return project, {name: job for name, job in sorted(jobs.items()) if job.schedule}
+    prefix = "reload: " if before is not None else ""
+    for p in problems:
+        log.error("%s%s", prefix, logs.REDACTOR.scrub(str(p)))
+    invalid = [n for n in job_names(project) if n not in jobs]
+    kept = []
+    for name in invalid:
+        old = (before or {}).get(name)
+        if old is not None and all(t.database in project.databases and (t.load is None or t.load.source in
+                                   project.databases) for t in old.tasks):
+            jobs[name] = old
+            kept.append(name)
+    if invalid:
+        log.error("%s%d problem(s) in job file(s) %s (see --check)%s%s", prefix, len(problems), ", ".join(invalid),
+                  f"; job(s) {', '.join(kept)} keep the definition loaded before" if kept else "",
+                  f"; not scheduled: {', '.join(n for n in invalid if n not in kept)}"
+                  if len(kept) < len(invalid) else "")
+    return project, {name: job for name, job in sorted(jobs.items()) if job.schedule}, invalid
 
 
 def _generation(project: Project, jobs: dict[str, Job]) -> _Generation:
@@ -105,7 +124,7 @@ class Daemon:
     hundreds of milliseconds late.) Signals are handled in the main thread."""
 
     def __init__(self, project: Project, look_seconds: float = LOOK_SECONDS):
-        project, jobs = _load(project)
+        project, jobs, _ = _load(project)
         self._gen = _generation(project, jobs)
         self._retired: list[_Generation] = []
         self._cv = threading.Condition()
@@ -262,12 +281,16 @@ class Daemon:
         """Load conf and jobs again; on any problem keep the current set and log every problem."""
         old = self._gen
         try:
-            project, jobs = _load(old.project)
+            project, jobs, invalid = _load(old.project, old.jobs)
         except ConfigError as exc:
             for p in exc.problems:
                 log.error("reload: %s", logs.REDACTOR.scrub(str(p)))
-            log.error("reload failed with %d problem(s); the %d job(s) loaded before keep their schedules",
+            log.error("reload failed: conf has %d problem(s); the %d job(s) loaded before keep their schedules",
                       len(exc.problems), len(old.jobs))
+            return False
+        except Exception as exc:  # e.g. the jobs folder cannot be listed: keep what runs
+            log.error("reload failed (%s: %s); the %d job(s) loaded before keep their schedules",
+                      type(exc).__name__, logs.REDACTOR.scrub(str(exc)), len(old.jobs))
             return False
         logs.REDACTOR.add(passwords(project))
         gen = _generation(project, jobs)
@@ -283,7 +306,7 @@ class Daemon:
                 self._add(job)
         log.info("reloaded: %d scheduled job(s): %s", len(jobs), ", ".join(jobs) or "none")
         self._retire()
-        return True
+        return not invalid
 
     def _retire(self) -> None:
         """Close the pools of replaced generations once their last run is over."""

@@ -18,6 +18,9 @@ from sqlalchemy import event
 
 from runner import clock
 from runner.db.engines import create_tables
+from runner.db.localinfile import guard as guard_local_infile
+from runner.errors import StateStoreError
+from runner.state import failures
 
 metadata = sa.MetaData()
 
@@ -95,6 +98,7 @@ class Ledger:
     def __init__(self, url: str):
         self.url = url
         self.engine = self._engine(url)
+        failures.watch(self.engine, url)
         self._ready = False
         self._lock = threading.Lock()
 
@@ -103,7 +107,10 @@ class Ledger:
         u = sa.make_url(url)
         if u.get_backend_name() == "sqlite":
             if u.database not in (None, "", ":memory:"):
-                os.makedirs(os.path.dirname(u.database) or ".", exist_ok=True)
+                try:
+                    os.makedirs(os.path.dirname(u.database) or ".", exist_ok=True)
+                except OSError as exc:
+                    raise StateStoreError(failures.describe(url, exc)) from None
             engine = sa.create_engine(u, connect_args={"check_same_thread": False, "timeout": 30})
 
             @event.listens_for(engine, "connect")
@@ -114,8 +121,10 @@ class Ledger:
                 cur.close()
 
             return engine
-        return sa.create_engine(u, pool_pre_ping=True, pool_recycle=1800, pool_size=2, max_overflow=4,
-                                connect_args={"connect_timeout": 10})
+        engine = sa.create_engine(u, pool_pre_ping=True, pool_recycle=1800, pool_size=2, max_overflow=4,
+                                  connect_args={"connect_timeout": 10})
+        guard_local_infile(engine)
+        return engine
 
     def ensure_schema(self) -> None:
         if self._ready:

@@ -97,9 +97,10 @@ def test_the_state_stores_password_is_hidden_in_logs(tmp_path: Path, capsys: pyt
     project = write_project(tmp_path, {"two": TWO_TASKS})
     monkeypatch.setenv("RUNNER_STATE_URL", "mysql+pymysql://etl:Ledger-Secret-31@127.0.0.1:1/state")
     code, _ = run_main(project, "--history")
-    assert code == 1  # nothing listens on port 1
+    assert code == 2  # nothing listens on port 1: the state store cannot be used
     logging.getLogger("runner").error("connecting as etl:Ledger-Secret-31")
     err = capsys.readouterr().err
+    assert "state store mysql+pymysql://etl:***@127.0.0.1:1/state: the server cannot be reached" in err
     assert "connecting as etl:***" in err and "Ledger-Secret-31" not in err, err
 
 
