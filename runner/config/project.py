@@ -214,14 +214,18 @@ def _url_query(url: str) -> Mapping[str, Any]:
 def _invalid_url(url: str, variable: str | None) -> str | None:
     """What is wrong with a url SQLAlchemy cannot parse (its password hidden; `variable` names the
     environment variable it came from), or None when it parses."""
-    if not _unparsable(url):
-        return None
-    from runner.config.urls import redact
+    from runner.config.urls import redact, unencoded_at
 
     source = f" (from {variable})" if variable else ""
+    encode = "URL-encode @ : / % in a password (@ as %40, : as %3A, / as %2F, % as %25)"
+    if unencoded_at(url):
+        return (f"invalid url {redact(url)}{source}: its password holds an @, so the part after it would be "
+                f"taken for the host: {encode}")
+    if not _unparsable(url):
+        return None
     shown = redact(url) if "@" in url else "(not shown: no user@host part to hide a password in)"
     return (f"invalid url {shown}{source}: write dialect+driver://user:password@host:port/database, "
-            "e.g. mysql+pymysql://etl:pw@db.example:3306/warehouse")
+            f"e.g. mysql+pymysql://etl:pw@db.example:3306/warehouse, and {encode}")
 
 
 def _unparsable(url: str) -> bool:

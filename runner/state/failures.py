@@ -9,6 +9,7 @@ catches SQLAlchemy's own errors (a slot claimed by another host is an IntegrityE
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 import sqlalchemy as sa
@@ -79,13 +80,21 @@ def failure_of(exc: BaseException) -> str | None:
     return None
 
 
+_OS_ERRORS = {errno.EACCES: "readonly database", errno.EPERM: "readonly database", errno.EROFS: "readonly database",
+              errno.ENOSPC: "disk is full", errno.EDQUOT: "disk is full", errno.EFBIG: "disk is full",
+              errno.EIO: "disk i/o error", errno.ENOTDIR: "unable to open database file",
+              errno.EISDIR: "unable to open database file"}
+
+
 def describe(url: str, exc: BaseException) -> str:
-    errno, text = errno_of(exc)
-    if isinstance(exc, OSError) and not errno:
-        errno, text = None, f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    number, text = errno_of(exc)
+    lowered = ""
+    if isinstance(exc, OSError):  # the file system, not the database: by its errno
+        number, text = None, f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+        lowered = _OS_ERRORS.get(exc.errno or 0, "")
     text = " ".join(text.split())
-    lowered = text.lower()
-    what = next((fix for key, fix in _DIAGNOSES if (key == errno if isinstance(key, int) else key in lowered)),
+    lowered = lowered or text.lower()
+    what = next((fix for key, fix in _DIAGNOSES if (key == number if isinstance(key, int) else key in lowered)),
                 "see the error; fix the state store or point state_url at another one")
-    code = f"{errno} " if isinstance(errno, int) and errno >= 1000 else ""
+    code = f"{number} " if isinstance(number, int) and number >= 1000 else ""
     return f"state store {redact(url)}: {what} ({code}{text[:300]})"
