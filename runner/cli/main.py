@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import IO, Callable, NoReturn, Sequence
 
 from runner import __version__, logs, stop
 from runner.config.urls import passwords
@@ -83,8 +83,17 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
     if misused:
         parser.error(misused)
     out = out or sys.stdout
+    restore = None
     if not args.scheduler and threading.current_thread() is threading.main_thread():
-        _handle_stop_signals()
+        restore = _handle_stop_signals()
+    try:
+        return _run(args, out)
+    finally:
+        if restore is not None:  # main() called in a process that goes on (tests): its handlers back
+            restore()
+
+
+def _run(args: argparse.Namespace, out: IO[str]) -> int:
     verbosity = -1 if args.quiet else args.verbose
     logs.setup(args.log_format or "text", verbosity)
     try:
@@ -147,7 +156,7 @@ STOP_GRACE = 15.0  # after SIGTERM/SIGINT, how long the run may take to stop bef
 _watching: list[bool] = []
 
 
-def _handle_stop_signals() -> None:
+def _handle_stop_signals() -> Callable[[], None]:
     """SIGTERM and SIGINT end a run: the running statement is killed on the server, the run is recorded
     as interrupted, the locks are released, exit 130. A second signal, or a run still going after
     STOP_GRACE, ends the process at once (the run is then marked abandoned by the next one).
@@ -155,16 +164,22 @@ def _handle_stop_signals() -> None:
     Python runs a signal handler in the main thread only, and only between two bytecodes: while the
     main thread waits in the database driver (a long SQLite statement, a socket send) the handler
     would wait with it. So the handlers do nothing, and a thread of its own reads the signals from the
-    wakeup fd, which the interpreter writes the moment a signal arrives."""
-    signal.signal(signal.SIGTERM, _noted)
-    signal.signal(signal.SIGINT, _noted)
+    wakeup fd, which the interpreter writes the moment a signal arrives. Returns what puts the
+    handlers there before back."""
+    before = {signum: signal.signal(signum, _noted) for signum in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+
     if _watching:
-        return
+        return restore
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
     signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
     threading.Thread(target=_watch_signals, args=(read_end,), name="runner-signals", daemon=True).start()
     _watching.append(True)
+    return restore
 
 
 def _noted(signum: int, frame: object) -> None:

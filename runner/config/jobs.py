@@ -20,7 +20,7 @@ from runner.config.plan import (
     unknown_placeholders,
     unset_params,
 )
-from runner.config.sqltext import UnparsableStatement, split_statements
+from runner.config.sqltext import split_statements
 from runner.config.yamlfile import KeyPath, YamlDoc, read_text, read_yaml
 from runner.errors import ConfigError, Problem
 from runner.model import ExportSpec, IncrementalSpec, Job, LoadSpec, Project, Statement, Task
@@ -231,10 +231,10 @@ def _inline_sql(doc: YamlDoc, c: Checker, m: dict[str, Any], path: KeyPath) -> t
     if not isinstance(sql, str) or not sql.strip():
         c.add(path, "sql must be non-empty text")
         return ()
-    statements = _split(c, path, sql, doc.file, doc.value_lines.get(path, doc.line(path) or 1))
-    if statements == ():
+    statements = split_statements(sql, doc.file, doc.value_lines.get(path, doc.line(path) or 1))
+    if not statements:
         c.add(path, "sql holds no statement (only comments?)")
-    return statements or ()
+    return statements
 
 
 def _sql_file(project: Project, c: Checker, m: dict[str, Any], path: KeyPath) -> tuple[Statement, ...]:
@@ -252,22 +252,10 @@ def _sql_file(project: Project, c: Checker, m: dict[str, Any], path: KeyPath) ->
         else:
             c.problems.extend(exc.problems)
         return ()
-    statements = _split(c, path, text, shown, 1)
-    if statements == ():
+    statements = split_statements(text, shown, 1)
+    if not statements:
         c.add(path, f"{rel} holds no statement")
-    return statements or ()
-
-
-def _split(c: Checker, path: KeyPath, text: str, file: str, first_line: int) -> tuple[Statement, ...] | None:
-    """The statements of an SQL text, or None (and a problem naming the statement's line) when
-    sqlparse cannot parse one of them."""
-    try:
-        return split_statements(text, file, first_line)
-    except UnparsableStatement as exc:
-        key = ".".join(str(p) for p in path)
-        c.problems.append(Problem(exc.file, key, f"the statement here cannot be parsed ({exc.reason.rstrip('.')}): "
-                                                 "nest it less deeply or split it", exc.line))
-        return None
+    return statements
 
 
 def _query(doc: YamlDoc, c: Checker, m: dict[str, Any], path: KeyPath) -> Statement | None:
@@ -275,9 +263,7 @@ def _query(doc: YamlDoc, c: Checker, m: dict[str, Any], path: KeyPath) -> Statem
     if not isinstance(q, str) or not q.strip():
         c.add(path + ("query",), "needs a query: the SELECT whose rows are moved")
         return None
-    stmts = _split(c, path + ("query",), q, doc.file, doc.value_lines.get(path + ("query",), doc.line(path) or 1))
-    if stmts is None:
-        return None
+    stmts = split_statements(q, doc.file, doc.value_lines.get(path + ("query",), doc.line(path) or 1))
     if len(stmts) != 1:
         c.add(path + ("query",), "must hold exactly one SELECT statement")
         return None

@@ -30,17 +30,23 @@ MAX_DEPTH = 64  # a job file needs about six levels
 MAX_NODES = 200_000  # some 5,000 tasks; each value costs a few hundred bytes as a node
 
 try:
-    from yaml._yaml import CParser as _Parser  # libyaml: some 50 times faster than the pure-Python scanner
+    from yaml._yaml import CParser  # libyaml: some 50 times faster than the pure-Python scanner
+
+    _Parser: Any = CParser
 except ImportError:  # pragma: no cover - PyYAML built without libyaml
     from yaml.parser import Parser as _ParserBase
     from yaml.reader import Reader
     from yaml.scanner import Scanner
+
+    CParser = None
 
     class _Parser(Reader, Scanner, _ParserBase):  # type: ignore[no-redef]
         def __init__(self, stream: str):
             Reader.__init__(self, stream)
             Scanner.__init__(self)
             _ParserBase.__init__(self)
+
+SMALL = 256 * 1024  # below this, libyaml composes too (a few thousand values at most); above, the composer counts
 
 
 class _Refused(Exception):
@@ -51,17 +57,41 @@ class _Refused(Exception):
         self.message, self.line = message, line
 
 
-class _Loader(Composer, SafeConstructor, Resolver, _Parser):
-    """PyYAML's safe loader with the limits above; keys given twice are collected in `duplicates`."""
+class _Constructor(SafeConstructor):
+    """PyYAML's safe constructor; keys given twice in a mapping are collected in `duplicates`."""
+
+    def __init__(self) -> None:
+        SafeConstructor.__init__(self)
+        self.duplicates: dict[int, tuple[Any, int]] = {}  # id of a repeated key's node: (key, first line)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=False)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    self.duplicates[id(key_node)] = (key, seen[key])
+                else:
+                    seen[key] = line
+            except TypeError:  # an unhashable key: the constructor says so below
+                continue
+        return super().construct_mapping(node, deep)
+
+
+class _Loader(Composer, _Constructor, Resolver, _Parser):
+    """The safe loader with the limits above, checked while composing: it stops at the first alias,
+    the first level too deep, the first value too many."""
 
     def __init__(self, text: str):
         _Parser.__init__(self, text)
         Composer.__init__(self)
-        SafeConstructor.__init__(self)
+        _Constructor.__init__(self)
         Resolver.__init__(self)
         self.depth = 0
         self.nodes = 0
-        self.duplicates: dict[int, tuple[Any, int]] = {}  # id of a repeated key's node: (key, first line)
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
@@ -80,21 +110,20 @@ class _Loader(Composer, SafeConstructor, Resolver, _Parser):
         finally:
             self.depth -= 1
 
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=False)
-            line = key_node.start_mark.line + 1
-            try:
-                if key in seen:
-                    self.duplicates[id(key_node)] = (key, seen[key])
-                else:
-                    seen[key] = line
-            except TypeError:  # an unhashable key: the constructor says so below
-                continue
-        return super().construct_mapping(node, deep)
+
+if CParser is not None:
+    class _SmallLoader(CParser, _Constructor, Resolver):  # type: ignore[misc, valid-type]
+        """libyaml composes a small file (it stops past 1,000 levels itself); an alias or a level too
+        deep found afterwards sends the file to _Loader, which names it."""
+
+        def __init__(self, text: str):
+            CParser.__init__(self, text)
+            _Constructor.__init__(self)
+            Resolver.__init__(self)
+
+
+class _Careful(Exception):
+    """A small file holds an alias or nests too deeply: read it again with _Loader, which says where."""
 
 
 @dataclass
@@ -146,7 +175,15 @@ def read_yaml(path: Path, display: str) -> YamlDoc:
 
 
 def parse_yaml(text: str, display: str) -> YamlDoc:
-    loader = _Loader(text)
+    if CParser is not None and len(text) <= SMALL:
+        try:
+            return _parse(_SmallLoader(text), text, display, check=True)
+        except _Careful:
+            pass
+    return _parse(_Loader(text), text, display, check=False)
+
+
+def _parse(loader: Any, text: str, display: str, check: bool) -> YamlDoc:
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
@@ -163,7 +200,7 @@ def parse_yaml(text: str, display: str) -> YamlDoc:
         loader.dispose()
     doc = YamlDoc(display, data)
     if node is not None:
-        repeated = _index(node, (), doc, loader.duplicates)
+        repeated = _index(node, (), doc, loader.duplicates, check)
         if repeated:
             raise ConfigError([Problem(display, ".".join(map(str, path)),
                                        f"key {key!r} is given twice (first at line {first}): keep one (YAML "
@@ -182,13 +219,19 @@ def _syntax_problem(exc: yaml.YAMLError, display: str) -> Problem:
     return Problem(display, "", f"YAML syntax error: {problem}; fix the YAML", line)
 
 
-def _index(root: yaml.Node, path: KeyPath, doc: YamlDoc,
-           duplicates: dict[int, tuple[Any, int]]) -> list[tuple[KeyPath, Any, int, int]]:
-    """Fill in the lines of `doc`; returns (path, key, first line, line) of each key node in `duplicates`."""
+def _index(root: yaml.Node, path: KeyPath, doc: YamlDoc, duplicates: dict[int, tuple[Any, int]],
+           check: bool = False) -> list[tuple[KeyPath, Any, int, int]]:
+    """Fill in the lines of `doc`; returns (path, key, first line, line) of each key node in `duplicates`.
+    With `check`, a node met twice (an alias) or a path deeper than MAX_DEPTH raises _Careful."""
     repeated = []
+    seen: set[int] = set()
     stack: list[tuple[yaml.Node, KeyPath]] = [(root, path)]  # no recursion: nothing to bound
     while stack:
         node, path = stack.pop()
+        if check:
+            if id(node) in seen or len(path) >= MAX_DEPTH:
+                raise _Careful()
+            seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
                 key_path = path + (key_node.value,)

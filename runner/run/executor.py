@@ -101,6 +101,7 @@ class Runner:
         selected = from_task(order_tasks(job.tasks), req.from_task)
         results = {t.name: TaskResult(t.name) for t in selected}
         started = clock.monotonic()
+        started_at = clock.now()
         deadline = started + job.timeout if job.timeout else None
         stop.check()
         try:
@@ -130,6 +131,8 @@ class Runner:
             total_rows = sum(r.rows for r in results.values())
             seconds = clock.monotonic() - started
             try:
+                if store_failed is None and self.ledger.replaced():
+                    self._record_again(req, run_id, started_at, results)
                 self.ledger.finish_run(run_id, status, total_attempts, total_rows, error)
             except Exception as exc:
                 store = failure_of(exc)
@@ -141,6 +144,16 @@ class Runner:
         if store_failed is not None:
             raise LedgerWriteFailed(_ledger_failed(job, run_id, store_failed, results))
         return RunResult(run_id, job.name, req.run_date, status, list(results.values()), seconds, error)
+
+    def _record_again(self, req: RunRequest, run_id: str, started_at: datetime,
+                      results: Mapping[str, TaskResult]) -> None:
+        log.warning("the state store file %s was deleted or replaced while run %s of job %s was going: a new one is "
+                    "made there and the run is recorded in it (its last attempt of each task)", self.ledger.file,
+                    run_id[:8], req.job.name)
+        self.ledger.reopen()
+        self.ledger.record_again(run_id, req.job.name, req.run_date.isoformat(), req.trigger, req.slot, started_at,
+                                 [(r.name, r.attempts, r.status, r.rows, r.error or r.note or None)
+                                  for r in results.values() if r.attempts])
 
     def _run_tasks(self, ctx: "_RunContext", selected: list[Task], results: dict[str, TaskResult],
                    on_task: Callable[[TaskResult], None] | None) -> str | None:

@@ -34,7 +34,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from runner import clock, logs
+from runner import clock, logs, stop
 from runner.config.jobs import job_names, load_jobs
 from runner.config.project import load_project
 from runner.config.urls import passwords
@@ -49,6 +49,7 @@ from runner.state.slots import SlotLedger
 log = logging.getLogger("runner.scheduler")
 
 LOOK_SECONDS = 30.0  # how often the daemon looks for missed slots and abandoned runs
+STOP_AFTER_GRACE = 15.0  # how long jobs stopped at the end of stop_grace may take to record it
 MAX_WORKERS = 128
 MAX_BATCH = 200  # jobs claimed in one go by the dispatch thread
 QUIET = 0.002  # the jobs due at one moment are all queued when the queue has been quiet this long
@@ -192,17 +193,27 @@ class Daemon:
             while self._running and clock.monotonic() < deadline:
                 self._cv.wait(min(1.0, max(0.01, deadline - clock.monotonic())))
             left = sorted(self._running)
+        code = 0
         if left:
-            log.error("stop grace of %.0fs is over and job(s) %s are still running: exiting; their runs stay "
-                      "'running' until the next runner takes the job's lock and marks them abandoned",
-                      grace, ", ".join(left))
-            logging.shutdown()
-            os._exit(130)  # worker threads cannot be interrupted; the interpreter would wait for them
+            log.error("stop grace of %.0fs is over and job(s) %s are still running: stopping them (their running "
+                      "statements are killed, their runs recorded interrupted)", grace, ", ".join(left))
+            stop.request(f"{why} (the stop grace of {grace:.0f}s is over)")
+            deadline = clock.monotonic() + STOP_AFTER_GRACE
+            with self._cv:
+                while self._running and clock.monotonic() < deadline:
+                    self._cv.wait(min(1.0, max(0.01, deadline - clock.monotonic())))
+                left = sorted(self._running)
+            if left:
+                log.error("job(s) %s did not stop: exiting; their runs stay 'running' until the next runner takes "
+                          "the job's lock and marks them abandoned", ", ".join(left))
+                logging.shutdown()
+                os._exit(130)  # worker threads cannot be interrupted; the interpreter would wait for them
+            code = 130
         self._pool.shutdown(wait=True)
         for gen in [self._gen, *self._retired]:
             gen.runner.close()
         log.info("scheduler stopped")
-        return 0
+        return code
 
     # ------------------------------------------------------------------------------------ jobs
     def _add(self, job: Job) -> None:

@@ -74,6 +74,16 @@ _START_ATTEMPT = attempts.insert()
 _FINISH_ATTEMPT = attempts.update().where(attempts.c.id == sa.bindparam("b_id"))
 
 
+def _identity(path: str | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _utc(dt: datetime | None) -> datetime | None:
     """Naive UTC for storage (both SQLite and MySQL DATETIME store it unambiguously)."""
     return dt.replace(tzinfo=None) if dt is not None and dt.tzinfo is not None else dt
@@ -101,6 +111,7 @@ class Ledger:
         failures.watch(self.engine, url)
         self._ready = False
         self._lock = threading.Lock()
+        self._identity: tuple[int, int] | None = None  # of the SQLite file the tables were made in
 
     @staticmethod
     def _engine(url: str) -> sa.Engine:
@@ -132,7 +143,45 @@ class Ledger:
         with self._lock:
             if not self._ready:
                 create_tables(self.engine, *metadata.sorted_tables)
+                self._identity = _identity(self.file)
                 self._ready = True
+
+    @property
+    def file(self) -> str | None:
+        """The SQLite file of the state store (None for a server or an in-memory database)."""
+        u = sa.make_url(self.url)
+        if u.get_backend_name() != "sqlite" or u.database in (None, "", ":memory:") or u.database.startswith("file:"):
+            return None
+        return u.database
+
+    def replaced(self) -> bool:
+        """The SQLite file was deleted (or another put in its place) since its tables were made here:
+        what is written now would go into a file no one can read any more."""
+        return self._identity is not None and _identity(self.file) != self._identity
+
+    def reopen(self) -> None:
+        """Start over with the file now at the path (made anew when it is gone)."""
+        self.engine.dispose()
+        self._ready = False
+        self.ensure_schema()
+
+    def record_again(self, run_id: str, job: str, run_date: str, trigger: str, slot: datetime | None,
+                     started_at: datetime, tasks: list[tuple[str, int, str, int, str | None]]) -> None:
+        """The record of a run that is going, written again in a new file: its row (still running; its
+        end is written as usual) and the last attempt of each task (name, attempt, status, rows, error)."""
+        now = _utc(clock.now())
+        with self.engine.begin() as conn:
+            conn.execute(_START_RUN, dict(run_id=run_id, job=job, run_date=run_date, slot=_utc(slot), trigger=trigger,
+                                          host=HOST, pid=os.getpid(), started_at=_utc(started_at), status="running",
+                                          attempts=0, rows=0))
+            for task, attempt, status, rows, error in tasks:
+                conn.execute(_START_ATTEMPT, dict(run_id=run_id, task=task, attempt=attempt, started_at=now,
+                                                  ended_at=now, status=status, rows=rows, error=error))
+            self._record_claim(conn, run_id, job, run_date, trigger, slot)
+
+    def _record_claim(self, conn: sa.Connection, run_id: str, job: str, run_date: str, trigger: str,
+                      slot: datetime | None) -> None:
+        """The slot's claim, for a ledger that keeps claims (SlotLedger)."""
 
     def _write(self, stmt: Any, params: dict[str, Any] | None = None) -> Any:
         self.ensure_schema()

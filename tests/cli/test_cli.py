@@ -441,17 +441,13 @@ def test_a_sql_file_with_a_1500_row_insert_is_valid_and_runs(tmp_path: Path) -> 
     assert _rows(project, "SELECT COUNT(*), MIN(day), MAX(label) FROM big") == [(1500, "2026-11-02", "row 999")]
 
 
-def test_a_statement_sqlparse_cannot_parse_is_a_problem_naming_file_and_line(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    deep = "SELECT " + "(" * 120 + "1" + ")" * 120
+def test_a_statement_nested_deeply_is_checked_and_runs(tmp_path: Path) -> None:
+    """Splitting does not build a parse tree, so nesting costs nothing: the server has the last word
+    (SQLite's parser stops at about a hundred levels)."""
+    deep = "SELECT " + "(" * 60 + "1" + ")" * 60
     project = write_project(tmp_path, {"big": BIG, "fine": TWO_TASKS},
                             files={"sql/big.sql": f"SELECT 1;\n\n{deep};\n"})
     code, out = run_main(project, "--check")
-    assert code == 2, out
-    assert ("error: sql/big.sql:3 [tasks.1.sql_file]: the statement here cannot be parsed (Maximum grouping depth "
-            "exceeded (100)): nest it less deeply or split it") in out
-    assert out.splitlines()[-1] == "1 problem(s) found; nothing was run"
-    code, _ = run_main(project, "--job", "big")
-    assert code == 2
-    assert "sql/big.sql:3 [tasks.1.sql_file]: the statement here cannot be parsed" in capsys.readouterr().err
-    assert not (project / "var").exists()
+    assert code == 0, out
+    code, out = run_main(project, "--job", "big")
+    assert code == 0, out

@@ -145,9 +145,9 @@ def test_slots_missed_while_no_daemon_was_up_are_recorded_at_start_up(tmp_path: 
     assert "job nightly: 2 slot(s) missed and recorded as missed" in (tmp_path / "daemon.log").read_text()
 
 
-def test_a_run_longer_than_stop_grace_is_cut_off_with_exit_130_and_found_abandoned(tmp_path: Path) -> None:
-    """SIGTERM with a job still running when stop_grace is over: the daemon exits 130 and says so; the
-    run stays `running` until the next runner takes the job's lock and marks it abandoned."""
+def test_a_run_longer_than_stop_grace_is_stopped_recorded_interrupted_and_exits_130(tmp_path: Path) -> None:
+    """SIGTERM with a job still running when stop_grace is over: its statement is stopped (SQLite is
+    interrupted), its run recorded `interrupted`, and the daemon exits 130 and says so."""
     p = SchedProject(tmp_path, {"wh": "sqlite:///var/wh.db"}, settings={"stop_grace": 1})
     ledger = SlotLedger(f"sqlite:///{tmp_path / 'var' / 'state.db'}")
     expr, latest = two_hours_ago()
@@ -160,11 +160,10 @@ def test_a_run_longer_than_stop_grace_is_cut_off_with_exit_130_and_found_abandon
         assert daemon.wait(timeout=30) == 130
     finally:
         stop(daemon, signal.SIGKILL)
-    assert "stop grace of 1s is over and job(s) long are still running: exiting" in (tmp_path / "daemon.log").read_text()
-    assert [r["status"] for r in runs_of(ledger, "long")] == ["running"]
-    done = p.run("--due", "--job", "long")
-    assert done.returncode == 0 and "long: 1 abandoned run(s) found" in done.stdout, done.stdout + done.stderr
-    assert [(r["slot"], r["status"]) for r in runs_of(ledger, "long")] == [(latest, "abandoned")]
+    log = (tmp_path / "daemon.log").read_text()
+    assert "stop grace of 1s is over and job(s) long are still running: stopping them" in log, log
+    assert "statement interrupted (SQLite)" in log and "Traceback" not in log
+    assert [(r["slot"], r["status"]) for r in runs_of(ledger, "long")] == [(latest, "interrupted")]
 
 
 def test_many_jobs_due_at_one_second_on_a_mysql_state_store_all_run(tmp_path: Path, mdb: PrivateMariaDB,

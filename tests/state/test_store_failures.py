@@ -183,3 +183,29 @@ def test_a_task_failing_with_a_runner_error_is_recorded_failed(tmp_path: Path) -
         assert ledger.history("inc", 1)[0]["status"] == "failed"
     finally:
         ledger.dispose()
+
+
+def test_a_ledger_deleted_while_a_run_is_going_keeps_the_run_s_history(tmp_path: Path) -> None:
+    project = FaultProject(tmp_path, {"wh": {"url": "sqlite:///var/wh.db"}})
+    count = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 3000000) SELECT count(*) FROM n"
+    project.job("long", {"database": "wh", "tasks": [{"name": "first", "sql": "SELECT 1"},
+                                                   {"name": "count", "depends_on": ["first"], "sql": count}]})
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "--conf", str(tmp_path / "conf"), "--jobs",
+                             str(tmp_path / "jobs"), "--job", "long"], cwd="/", stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    from tests.faultkit import wait_until
+
+    wait_until(lambda: project.attempts_so_far("long") >= 2 or proc.poll() is not None, timeout=30,
+               what="the second task to start")
+    state_file(project).unlink()  # as `rm var/state.db` would
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "was deleted or replaced while run" in err and "the run is recorded in it" in err
+    ledger = Ledger(project.state_url)
+    try:
+        [run] = ledger.history("long")
+        assert run["status"] == "success"
+        assert [(a.task, a.status) for a in ledger.attempts_of(run["run_id"])] == [("first", "success"),
+                                                                                    ("count", "success")]
+    finally:
+        ledger.dispose()
