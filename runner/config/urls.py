@@ -55,4 +55,8 @@ def passwords(project: Project) -> list[str]:
         except Exception:
             pass
         out.extend(str(pw) for pw in found if pw and str(pw) not in out)
+    from runner.config.notify import url_secrets
+
+    for target in project.settings.notify:
+        out.extend(url_secrets(target.url))
     return out

@@ -12,11 +12,11 @@ import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from tenacity import RetryCallState
 
-from runner import clock, stop
+from runner import clock, logs, stop
 from runner.config.plan import from_task, graph, order_tasks, resolve_params
 from runner.db.classify import HINTS, Kind, classify_error, server_away
 from runner.db.engines import Engines, current_context
@@ -56,7 +56,11 @@ class TaskResult:
     rows: int = 0
     seconds: float = 0.0
     note: str = ""
-    error: str | None = None
+    error: str | None = None  # the whole failure message
+    errno: int | None = None  # of the error the task failed with
+    error_text: str | None = None  # the database's error text, on one line
+    statement: str | None = None  # file:line of the statement it failed in
+    retried: list[int | None] = field(default_factory=list)  # error numbers of the attempts retried
     store_error: str | None = None  # the ledger could not be written: the run stops
 
 
@@ -79,15 +83,27 @@ def new_run_id() -> str:
     return uuid.uuid4().hex
 
 
+class RunWatcher(Protocol):
+    """Told of every run (notifications, metrics, pings). `alerts` returns the outbox rows written in
+    the transaction that records the run's outcome. A watcher that fails is logged, never fails the run."""
+
+    def started(self, req: RunRequest, run_id: str) -> None: ...
+
+    def alerts(self, req: RunRequest, run_id: str, status: str) -> list[dict[str, Any]]: ...
+
+    def finished(self, req: RunRequest, result: RunResult) -> None: ...
+
+
 class Runner:
     """Runs jobs of one project. Engines (pools) and the ledger are shared by every run it makes."""
 
     def __init__(self, project: Project, engines: Engines | None = None, ledger: Ledger | None = None,
-                 sleep: Callable[[float], Any] | None = None):
+                 sleep: Callable[[float], Any] | None = None, watchers: Sequence[RunWatcher] = ()):
         self.project = project
         self.engines = engines or Engines(project)
         self.ledger = ledger or Ledger(project.settings.state_url)
         self.sleep = sleep or clock.sleep
+        self.watchers = list(watchers)
 
     def close(self) -> None:
         self.engines.dispose()
@@ -111,39 +127,61 @@ class Runner:
             if store is None:
                 raise
             raise StateStoreError(f"{store}; job {job.name} was not started") from exc
-        log.info("job %s started (run %s, date %s, %d tasks)", job.name, run_id[:8], req.run_date, len(selected))
-        ctx = _RunContext(run_id=run_id, job=job, params=params, deadline=deadline, still_locked=req.still_locked,
-                          resume_of=req.resume_of)
-        status, error = "failed", None
-        store_failed: str | None = None
-        try:
-            error = self._run_tasks(ctx, selected, results, on_task)
-            status = "success" if error is None else "failed"
-            store_failed = next((r.store_error for r in results.values() if r.store_error), None)
-        except BaseException as exc:
-            store_failed = failure_of(exc) if isinstance(exc, Exception) else None
-            if store_failed is None:
-                status, error = "interrupted", stop.reason() if stop.requested() else f"interrupted: {type(exc).__name__}"
-                raise
-            status, error = "failed", f"the ledger could not be written: {store_failed}"
-        finally:
-            total_attempts = sum(r.attempts for r in results.values())
-            total_rows = sum(r.rows for r in results.values())
-            seconds = clock.monotonic() - started
+        with logs.bound(job=job.name, run_id=run_id):
+            log.info("job %s started (run %s, date %s, %d tasks)", job.name, run_id[:8], req.run_date, len(selected))
+            self._tell("started", req, run_id)
+            ctx = _RunContext(run_id=run_id, job=job, params=params, deadline=deadline,
+                              still_locked=req.still_locked, resume_of=req.resume_of)
+            status, error = "failed", None
+            store_failed: str | None = None
             try:
-                if store_failed is None and self.ledger.replaced():
-                    self._record_again(req, run_id, started_at, results)
-                self.ledger.finish_run(run_id, status, total_attempts, total_rows, error)
-            except Exception as exc:
-                store = failure_of(exc)
-                if store is None:
+                error = self._run_tasks(ctx, selected, results, on_task)
+                status = "success" if error is None else "failed"
+                store_failed = next((r.store_error for r in results.values() if r.store_error), None)
+            except BaseException as exc:
+                store_failed = failure_of(exc) if isinstance(exc, Exception) else None
+                if store_failed is None:
+                    status = "interrupted"
+                    error = stop.reason() if stop.requested() else f"interrupted: {type(exc).__name__}"
                     raise
-                if store_failed is None:  # the run itself went to its end: only its record is lost
-                    raise LedgerWriteFailed(_ledger_failed(job, run_id, store, results, finished=status)) from exc
-            log.info("job %s %s in %.2fs", job.name, status, seconds)
+                status, error = "failed", f"the ledger could not be written: {store_failed}"
+            finally:
+                total_attempts = sum(r.attempts for r in results.values())
+                total_rows = sum(r.rows for r in results.values())
+                seconds = clock.monotonic() - started
+                try:
+                    if store_failed is None and self.ledger.replaced():
+                        self._record_again(req, run_id, started_at, results)
+                    self.ledger.finish_run(run_id, status, total_attempts, total_rows, error,
+                                           alerts=self._alerts(req, run_id, status))
+                except Exception as exc:
+                    store = failure_of(exc)
+                    if store is None:
+                        raise
+                    if store_failed is None:  # the run itself went to its end: only its record is lost
+                        raise LedgerWriteFailed(_ledger_failed(job, run_id, store, results, finished=status)) from exc
+                log.info("job %s %s in %.2fs", job.name, status, seconds)
+                result = RunResult(run_id, job.name, req.run_date, status, list(results.values()), seconds, error)
+                self._tell("finished", req, result)
         if store_failed is not None:
             raise LedgerWriteFailed(_ledger_failed(job, run_id, store_failed, results))
-        return RunResult(run_id, job.name, req.run_date, status, list(results.values()), seconds, error)
+        return result
+
+    def _alerts(self, req: RunRequest, run_id: str, status: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for w in self.watchers:
+            try:
+                out.extend(w.alerts(req, run_id, status))
+            except Exception:
+                log.exception("job %s: the alerts of run %s could not be prepared", req.job.name, run_id[:8])
+        return out
+
+    def _tell(self, what: str, req: RunRequest, arg: Any) -> None:
+        for w in self.watchers:
+            try:
+                getattr(w, what)(req, arg)
+            except Exception:
+                log.exception("job %s: %s of the run could not be told to %s", req.job.name, what, type(w).__name__)
 
     def _record_again(self, req: RunRequest, run_id: str, started_at: datetime,
                       results: Mapping[str, TaskResult]) -> None:
@@ -207,6 +245,10 @@ class Runner:
 
     # ------------------------------------------------------------------------------------------- task
     def _run_task(self, ctx: "_RunContext", task: Task) -> TaskResult:
+        with logs.bound(job=ctx.job.name, run_id=ctx.run_id, task=task.name):
+            return self._task_attempts(ctx, task)
+
+    def _task_attempts(self, ctx: "_RunContext", task: Task) -> TaskResult:
         result = TaskResult(task.name)
         started = clock.monotonic()
         spec = task.retry or ctx.job.retry
@@ -232,6 +274,8 @@ class Runner:
             result.store_error = failure_of(exc)
         except AttemptError as exc:
             result.status = "failed"
+            result.errno, result.error_text = exc.verdict.errno, _one_line(exc.verdict.message)
+            result.statement = exc.statement.where if exc.statement is not None else None
             if exc.attempt_id is not None and self._should_retry(task, exc):  # attempts or window ran out
                 self.ledger.finish_attempt(exc.attempt_id, "failed", errno=exc.verdict.errno,
                                            error=_one_line(exc.verdict.message))
@@ -251,6 +295,7 @@ class Runner:
         finally:
             current_context.label = ""
             result.seconds = clock.monotonic() - started
+            result.retried = [e.verdict.errno for e in retried]
         return result
 
     def _should_retry(self, task: Task, exc: BaseException) -> bool:
@@ -305,7 +350,9 @@ class Runner:
                 raise stop.Interrupted() from exc
             v = exc.verdict
             status = "retrying" if self._should_retry(task, exc) else "failed"
-            self.ledger.finish_attempt(attempt_id, status, errno=v.errno, error=_one_line(v.message))
+            where = (exc.statement.where, exc.statement.first_line[:300]) if exc.statement is not None else None
+            self.ledger.finish_attempt(attempt_id, status, errno=v.errno, error=_one_line(v.message), statement=where,
+                                       run_id=ctx.run_id)
             exc.attempt_id = attempt_id
             if exc.ambiguous and not self.project.databases[task.database].markers:
                 raise OutcomeUnknown(

@@ -15,7 +15,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import sqlalchemy as sa
 
@@ -23,7 +23,11 @@ from runner import clock
 from runner.db.engines import create_tables
 from runner.errors import RunnerError
 from runner.model import FAILED
-from runner.state.ledger import HOST, Ledger, attempts, runs
+from runner.state.ledger import HOST, Ledger, alert_row, attempts, notifications, runs
+
+# The alerts of an event that has no run of its own yet: (run id, slot) -> outbox rows.
+AlertsOf = Callable[[str, datetime | None], Sequence[dict[str, Any]]]
+_ALERT = notifications.insert()
 
 slots = sa.Table(
     "runner_slots", sa.MetaData(),
@@ -286,9 +290,10 @@ class SlotLedger(Ledger):
         return won
 
     def claim(self, job: str, slot: datetime, run_id: str, run_date: str, trigger: str,
-              takes_over: str | None = None) -> None:
+              takes_over: str | None = None, abandoned_alerts: AlertsOf | None = None) -> None:
         """Claim the slot and record its run as running, in one transaction; SlotTaken when another
-        process claimed it first. `takes_over`: the abandoned run whose claim this run takes over."""
+        process claimed it first. `takes_over`: the abandoned run whose claim this run takes over
+        (`abandoned_alerts` tell of it, when it was still recorded as running)."""
         now = _naive(clock.now())
         claim = dict(run_id=run_id, trigger=trigger, host=HOST, pid=os.getpid(), claimed_at=now)
         with self._begin(first=True) as conn:
@@ -298,9 +303,13 @@ class SlotLedger(Ledger):
                 except sa.exc.IntegrityError:
                     raise SlotTaken(f"job {job}: slot {slot.isoformat()} was claimed by another process") from None
             else:
-                conn.execute(_ABANDON, dict(b_run_id=takes_over, status="abandoned", ended_at=now,
-                                            error=f"abandoned: its process died or lost the job's lock; run again "
-                                                  f"as {run_id} by {HOST} pid {os.getpid()}"))
+                abandoned = conn.execute(_ABANDON, dict(
+                    b_run_id=takes_over, status="abandoned", ended_at=now,
+                    error=f"abandoned: its process died or lost the job's lock; run again as {run_id} by {HOST} "
+                          f"pid {os.getpid()}")).rowcount
+                alerts = abandoned_alerts(takes_over, slot) if abandoned and abandoned_alerts else ()
+                if alerts:
+                    conn.execute(_ALERT, [alert_row(a) for a in alerts])
                 taken = conn.execute(_TAKE_OVER, dict(claim, b_job=job, b_slot=_naive(slot),
                                                       b_run_id=takes_over)).rowcount
                 if taken != 1:
@@ -318,17 +327,24 @@ class SlotLedger(Ledger):
         super().start_run(run_id, job, run_date, trigger, slot, status)
 
     # -- what did not run
-    def abandon(self, run: Unfinished, job: str) -> bool:
-        """Mark a run whose process died (or lost the lock) as abandoned; False if it finished meanwhile."""
-        return self._write(_ABANDON, dict(
-            b_run_id=run.run_id, status="abandoned", ended_at=_naive(clock.now()),
-            error=f"abandoned: run by {run.host} pid {run.pid} ({run.trigger}) never finished and job {job}'s "
-                  f"lock was free; found by {HOST} pid {os.getpid()}")).rowcount == 1
+    def abandon(self, run: Unfinished, job: str, alerts: AlertsOf | None = None) -> bool:
+        """Mark a run whose process died (or lost the lock) as abandoned, with the alerts that tell of
+        it; False if it finished meanwhile."""
+        with self._begin() as conn:
+            done = conn.execute(_ABANDON, dict(
+                b_run_id=run.run_id, status="abandoned", ended_at=_naive(clock.now()),
+                error=f"abandoned: run by {run.host} pid {run.pid} ({run.trigger}) never finished and job {job}'s "
+                      f"lock was free; found by {HOST} pid {os.getpid()}")).rowcount == 1
+            rows = alerts(run.run_id, run.slot) if done and alerts else ()
+            if rows:
+                conn.execute(_ALERT, [alert_row(a) for a in rows])
+        return done
 
     def record_missed(self, job: str, missed: Sequence[tuple[datetime, str]], trigger: str, reason: str,
-                      missed_before: datetime | None = None, run_date: str = "") -> int:
-        """A claim and a `missed` run row for each (slot, run_date); slots claimed meanwhile are left alone.
-        `missed_before`: the slots between it and the first listed one were missed too (not listed)."""
+                      missed_before: datetime | None = None, run_date: str = "", alerts: AlertsOf | None = None) -> int:
+        """A claim and a `missed` run row for each (slot, run_date), each with its alerts in the same
+        transaction; slots claimed meanwhile are left alone. `missed_before`: the slots between it and
+        the first listed one were missed too (not listed)."""
         now = _naive(clock.now())
         recorded = 0
         for slot, date_ in missed:
@@ -340,15 +356,23 @@ class SlotLedger(Ledger):
                     conn.execute(_RUN, dict(run_id=run_id, job=job, run_date=date_, slot=_naive(slot),
                                             trigger=trigger, host=HOST, pid=os.getpid(), started_at=now,
                                             ended_at=now, status="missed", attempts=0, rows=0, error=reason))
+                    rows = alerts(run_id, slot) if alerts else ()
+                    if rows:
+                        conn.execute(_ALERT, [alert_row(a) for a in rows])
                 recorded += 1
             except sa.exc.IntegrityError:
                 continue
         if missed_before is not None and missed:
-            self._write(_RUN, dict(
-                run_id=uuid.uuid4().hex, job=job, run_date=run_date or missed[0][1], slot=None, trigger=trigger,
-                host=HOST, pid=os.getpid(), started_at=now, ended_at=now, status="missed", attempts=0, rows=0,
-                error=f"every slot after {missed_before.isoformat()} and before {missed[0][0].isoformat()} was "
-                      f"missed too ({reason}); too many to record one by one"))
+            run_id = uuid.uuid4().hex
+            with self._begin() as conn:
+                conn.execute(_RUN, dict(
+                    run_id=run_id, job=job, run_date=run_date or missed[0][1], slot=None, trigger=trigger,
+                    host=HOST, pid=os.getpid(), started_at=now, ended_at=now, status="missed", attempts=0, rows=0,
+                    error=f"every slot after {missed_before.isoformat()} and before {missed[0][0].isoformat()} was "
+                          f"missed too ({reason}); too many to record one by one"))
+                rows = alerts(run_id, None) if alerts else ()
+                if rows:
+                    conn.execute(_ALERT, [alert_row(a) for a in rows])
         return recorded
 
     def earlier_runs(self, job: str, slot: datetime, run_id: str) -> dict[str, str]:
@@ -358,6 +382,14 @@ class SlotLedger(Ledger):
         with self.engine.connect() as conn:
             rows = conn.execute(_EARLIER, {"b_job": job, "b_slot": _naive(slot), "b_run_id": run_id}).all()
         return {r.run_id: r.status for r in rows}
+
+    def first_slots(self, jobs: Sequence[str]) -> dict[str, datetime | None]:
+        """The earliest claimed slot of each job (None for a job that has none)."""
+        self.ensure_schema()
+        q = sa.select(slots.c.job, sa.func.min(slots.c.slot)).where(slots.c.job.in_(list(jobs))).group_by(slots.c.job)
+        with self.engine.connect() as conn:
+            found = {job: _aware(first) for job, first in conn.execute(q)}
+        return {job: found.get(job) for job in jobs}
 
     def slot_runs(self, job: str) -> list[dict[str, Any]]:
         """Every run of the job that has a slot, oldest slot first (for reports and tests)."""
