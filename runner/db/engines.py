@@ -35,7 +35,6 @@ from sqlalchemy.pool import QueuePool
 from runner import clock
 from runner.config.urls import redact
 from runner.db.classify import Kind, classify_error
-from runner.db.localinfile import guard as guard_local_infile
 from runner.model import Database, Project
 
 log = logging.getLogger("runner.db")
@@ -46,6 +45,15 @@ MYSQL_ONLY_ARGS = ("connect_timeout", "read_timeout", "write_timeout", "local_in
 _ENDED = "runner.transaction_ended"
 # SQLAlchemy knows the lost-connection numbers; these say the same in other words (see the error table).
 _DISCONNECT_KINDS = (Kind.CONNECTION_LOST, Kind.KILLED, Kind.FAILOVER)
+
+
+def guard_local_infile(engine: Engine) -> None:
+    """Every connection of a PyMySQL engine refuses a server's request for a local file (localinfile.py,
+    imported only then: a run on SQLite does not load PyMySQL)."""
+    if engine.dialect.driver == "pymysql":
+        from runner.db.localinfile import guard
+
+        guard(engine)
 
 
 def is_mysql(engine: Engine) -> bool:

@@ -17,7 +17,6 @@ from sqlalchemy.engine import Engine
 
 from runner import stop
 from runner.db.engines import connect_args_of, is_mysql
-from runner.db.localinfile import GuardedConnection
 
 log = logging.getLogger("runner.watchdog")
 
@@ -100,7 +99,9 @@ def kill_query(engine: Engine, thread_id: int) -> str:
     it found on the server (KILLED, IDLE or GONE)."""
     cargs, cparams = engine.dialect.create_connect_args(engine.url)
     cparams = {**cparams, **connect_args_of(engine), "connect_timeout": 5}
-    connect = GuardedConnection if engine.dialect.driver == "pymysql" else engine.dialect.loaded_dbapi.connect
+    connect = engine.dialect.loaded_dbapi.connect
+    if engine.dialect.driver == "pymysql":
+        from runner.db.localinfile import GuardedConnection as connect  # type: ignore[assignment]
     conn = connect(*cargs, **cparams)
     try:
         cur = conn.cursor()

@@ -18,8 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from runner import clock
-from runner.db.engines import create_tables
-from runner.db.localinfile import guard as guard_local_infile
+from runner.db.engines import create_tables, guard_local_infile
 from runner.errors import StateStoreError
 from runner.state import failures
 

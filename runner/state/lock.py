@@ -22,8 +22,7 @@ from typing import Any, Iterator
 import sqlalchemy as sa
 
 from runner import clock
-from runner.db.engines import create_tables
-from runner.db.localinfile import guard as guard_local_infile
+from runner.db.engines import create_tables, guard_local_infile
 from runner.errors import JobLocked, StateStoreError
 from runner.state import failures
 from runner.model import Project
