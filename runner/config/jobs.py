@@ -19,10 +19,11 @@ from runner.config.plan import (
     find_cycle,
     path_leaves_project,
     refused_override,
+    unfilled_paths,
     unknown_placeholders,
     unset_params,
 )
-from runner.config.sqltext import split_statements
+from runner.config.sqltext import placeholders, split_statements
 from runner.config.yamlfile import KeyPath, YamlDoc, read_text, read_yaml
 from runner.errors import ConfigError, Problem
 from runner.model import ExportSpec, IncrementalSpec, Job, LoadSpec, Project, Statement, Task
@@ -31,7 +32,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 MAX_NAME = 128  # the ledger's job and task columns
 
 JOB_KEYS = {"description", "schedule", "timezone", "database", "params", "retry", "timeout", "max_parallel",
-            "tasks", "catch_up", "catch_up_window", "rerun_abandoned", "notify", "late_after", "ping"}
+            "tasks", "catch_up", "catch_up_window", "rerun_abandoned", "notify", "late_after", "ping", "enabled"}
 TASK_KEYS = {"name", "description", "sql", "sql_file", "export", "load", "depends_on", "database", "timeout",
              "retry", "idempotent", "retry_timeouts"}
 EXPORT_KEYS = {"query", "path", "format", "compress", "outside_project"}
@@ -39,16 +40,23 @@ LOAD_KEYS = {"source", "query", "table", "mode", "key", "incremental", "create",
 PARAM_TYPES = (str, int, float, bool, type(None), date)  # date covers datetime
 
 
+SUFFIXES = (".yml", ".yaml")  # a job file is NAME.yml or NAME.yaml
+
+
 def job_names(project: Project) -> list[str]:
-    """The stems of every *.yml in the jobs folder, also those no job can be named after (load_job says why)."""
+    """The stems of every NAME.yml and NAME.yaml in the jobs folder, also those no job can be named after
+    and those that are not files (load_job says why)."""
     try:
-        return sorted(p.stem for p in project.jobs_dir.glob("*.yml"))
+        return sorted({p.stem for p in project.jobs_dir.iterdir() if p.suffix in SUFFIXES})
     except OSError:
         return []
 
 
 def job_path(project: Project, name: str) -> Path:
-    return project.jobs_dir / f"{name}.yml"
+    """The job's file: NAME.yml, or NAME.yaml when only that exists."""
+    path = project.jobs_dir / f"{name}.yml"
+    other = project.jobs_dir / f"{name}.yaml"
+    return other if not path.is_file() and other.is_file() else path
 
 
 def name_problem(name: str) -> str | None:
@@ -62,13 +70,13 @@ def name_problem(name: str) -> str | None:
 
 def load_job(project: Project, name: str) -> Job:
     """Read and validate one job (only its own file). Raises ConfigError with every problem in its file."""
-    path = job_path(project, name)
-    shown = display(path, project.root) if len(name) <= MAX_NAME else f"{display(project.jobs_dir, project.root)}/"
     bad_name = name_problem(name)
     try:
+        path = job_path(project, name)
         exists = "/" not in name and path.exists()
     except OSError:  # a name too long for the file system
-        exists = False
+        path, exists = project.jobs_dir / f"{name}.yml", False
+    shown = display(path, project.root) if len(name) <= MAX_NAME else f"{display(project.jobs_dir, project.root)}/"
     if not exists:
         known = [n for n in job_names(project) if name_problem(n) is None]
         listed = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "") or "none"
@@ -76,7 +84,11 @@ def load_job(project: Project, name: str) -> Job:
                                              f"{project.jobs_dir} (jobs: {listed}); see --list"))
     if bad_name is not None:
         raise ConfigError(Problem(shown, "", f"the file name cannot be a job name: it {bad_name}; rename the file "
-                                             f"(e.g. {_suggest(name)}.yml)"))
+                                             f"(e.g. {_suggest(name)}{path.suffix})"))
+    twin = path.with_suffix(".yaml")
+    if path.suffix == ".yml" and twin.is_file():
+        raise ConfigError(Problem(display(twin, project.root), "", f"job {name} has two files, {path.name} and "
+                                  f"{twin.name}: keep one (which one runs would be a guess)"))
     problems: list[Problem] = []
     job = _build_job(project, name, path, problems)
     if problems or job is None:
@@ -144,6 +156,7 @@ def _build_job(project: Project, name: str, path: Path, problems: list[Problem])
         else None,
         late_after=c.duration(m, "late_after", (), None),
         ping=notify_keys.ping_url(c, m.get("ping"), ("ping",), os.environ),
+        enabled=c.typed(m, "enabled", (), bool, True),
     )
     if job.late_after is not None and not schedule:
         c.add(("late_after",), "late_after needs a schedule: a job without one has no slot to be late for")
@@ -354,6 +367,11 @@ def _check_meaning(project: Project, job: Job, tasks: list[Task], c: Checker) ->
             if dep not in names:
                 c.add(path + ("depends_on",), f"task '{t.name}' depends on unknown task '{dep}' "
                                               f"(tasks: {', '.join(names)})")
+        if t.load is not None and t.load.incremental is not None and "watermark" not in placeholders(t.load.query.sql):
+            c.add(path + ("load", "query"), f"incremental load '{t.name}' has no :watermark in its query, so every "
+                                            f"run reads every row again: add WHERE {t.load.incremental.column} > "
+                                            ":watermark (or drop incremental)")
+    _check_exports(tasks, c)
     cycle = find_cycle(tasks)
     if cycle:
         c.add(("tasks",), f"dependency cycle: {' -> '.join(cycle)}; remove one depends_on")
@@ -377,6 +395,18 @@ def _check_export_path(project: Project, job: Job, task: Task, path: KeyPath, c:
                                           "set outside_project: true on the export")
 
 
+def _check_exports(tasks: list[Task], c: Checker) -> None:
+    """Two exports of one job writing the same file would overwrite each other."""
+    seen: dict[str, str] = {}
+    for i, t in enumerate(tasks):
+        if t.export is None:
+            continue
+        if t.export.path in seen:
+            c.add(("tasks", i, "export", "path"), f"task '{t.name}' writes the same file as task "
+                                                  f"'{seen[t.export.path]}' ({t.export.path}): give each its own path")
+        seen.setdefault(t.export.path, t.name)
+
+
 def _check_params(job: Job, tasks: list[Task], c: Checker) -> None:
     """A placeholder no built-in fills is always wrong. A `:name` nothing sets is wrong in a scheduled
     job, which runs unattended; a manual run may still pass --param (--check notes it)."""
@@ -388,3 +418,6 @@ def _check_params(job: Job, tasks: list[Task], c: Checker) -> None:
             c.add(("params", key), refused)
     if job.schedule:
         c.problems.extend(m.problem(SCHEDULED_FIX) for m in unset_params(job, tasks))
+        for i, t, name in unfilled_paths(job, tasks):
+            c.add(("tasks", i, "export", "path"), f"export path {t.export.path} has {{{name}}}, which no built-in "  # type: ignore[union-attr]
+                                                  f"or job param fills: {SCHEDULED_FIX.format(name=name)}")

@@ -46,6 +46,8 @@ class RunRequest:
     # Earlier runs of the same slot (run id -> status, newest first): a task whose marker one of them
     # committed is done, and is not applied again.
     resume_of: Mapping[str, str] = field(default_factory=dict)
+    # Tasks a re-run leaves alone because the run it re-runs recorded them done (task -> (run id, rows)).
+    done: Mapping[str, tuple[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -131,7 +133,7 @@ class Runner:
             log.info("job %s started (run %s, date %s, %d tasks)", job.name, run_id[:8], req.run_date, len(selected))
             self._tell("started", req, run_id)
             ctx = _RunContext(run_id=run_id, job=job, params=params, deadline=deadline,
-                              still_locked=req.still_locked, resume_of=req.resume_of)
+                              still_locked=req.still_locked, resume_of=req.resume_of, done=req.done)
             status, error = "failed", None
             store_failed: str | None = None
             try:
@@ -385,8 +387,14 @@ class Runner:
             log.error("the interrupted attempt could not be recorded: %s", failure_of(record_exc) or record_exc)
 
     def _attempt_body(self, ctx: "_RunContext", task: Task, attempt: int) -> tuple[int, str, str | None]:
-        """(rows, note, the note the ledger keeps with the attempt): the task's body, unless a marker
-        shows that an earlier run of the slot, or an earlier attempt, committed it."""
+        """(rows, note, the note the ledger keeps with the attempt): the task's body, unless the run it
+        re-runs recorded it done, or a marker shows that an earlier run of the slot, or an earlier
+        attempt, committed it."""
+        if task.name in ctx.done:
+            by, rows = ctx.done[task.name]
+            note = f"done in run {by}"
+            log.info("job %s task %s: %s; not run again", ctx.job.name, task.name, note)
+            return rows, note, note
         earlier = self._committed_earlier(ctx, task)
         if earlier is not None:
             note = f"committed by the {ctx.resume_of[earlier[0]]} run {earlier[0]}"
@@ -496,6 +504,7 @@ class _RunContext:
     deadline: float | None = None
     still_locked: Callable[[], bool] | None = None
     resume_of: Mapping[str, str] = field(default_factory=dict)
+    done: Mapping[str, tuple[str, int]] = field(default_factory=dict)
 
 
 def _ledger_failed(job: Job, run_id: str, store: str, results: Mapping[str, TaskResult],

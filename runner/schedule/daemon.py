@@ -46,12 +46,14 @@ from runner.run.executor import Runner
 from runner.schedule import systemd
 from runner.schedule.due import DueRunner, Outcome, Prepared, grace_of
 from runner.schedule.slots import DAEMON_FAILED_RERUNS
+from runner.state.retention import prune_if_due
 from runner.state.slots import SlotLedger
 
 log = logging.getLogger("runner.scheduler")
 
 LOOK_SECONDS = 30.0  # how often the daemon looks for missed slots and abandoned runs
 STOP_AFTER_GRACE = 15.0  # how long jobs stopped at the end of stop_grace may take to record it
+PRUNE_SECONDS = 3600.0  # how often it asks whether runs are past history_days
 MAX_WORKERS = 128
 MAX_BATCH = 200  # jobs claimed in one go by the dispatch thread
 QUIET = 0.002  # the jobs due at one moment are all queued when the queue has been quiet this long
@@ -117,7 +119,9 @@ def _generation(project: Project, jobs: dict[str, Job], hub: Hub | None = None) 
     ledger = SlotLedger(project.settings.state_url)
     hub = hub or Hub(project, ledger, jobs, serve_metrics=True)
     runner = Runner(project, ledger=ledger, watchers=hub.watchers())
-    return _Generation(project, jobs, runner, DueRunner(project, runner, ledger, DAEMON_FAILED_RERUNS, hub=hub))
+    due = DueRunner(project, runner, ledger, DAEMON_FAILED_RERUNS, hub=hub)
+    due.seen_at = clock.now()  # the jobs a state store never saw are caught up from the daemon's start
+    return _Generation(project, jobs, runner, due)
 
 
 class Daemon:
@@ -142,6 +146,7 @@ class Daemon:
         self._stop_asked: str | None = None
         self._due: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self.look_seconds = look_seconds
+        self._pruned_at: float | None = None
         self._pool = futures.ThreadPoolExecutor(max(10, min(MAX_WORKERS, len(jobs) + 2)), "runner-job")
         self._dispatcher = threading.Thread(target=self._dispatch, name="runner-dispatch", daemon=True)
         self.scheduler = BackgroundScheduler(timezone=UTC, executors={"default": DebugExecutor()},
@@ -308,6 +313,9 @@ class Daemon:
         except Exception as exc:
             log.warning("looking for missed slots failed (state store %s): %s", type(exc).__name__,
                         logs.REDACTOR.scrub(str(exc)))
+        if self._pruned_at is None or clock.monotonic() - self._pruned_at >= PRUNE_SECONDS:
+            self._pruned_at = clock.monotonic()
+            prune_if_due(gen.due.ledger, gen.project.settings.history_days)
 
     # ------------------------------------------------------------------------------------ SIGHUP
     def reload(self) -> bool:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from runner.config.jobs import load_job, load_jobs
 from runner.config.project import load_project
 from runner.errors import ConfigError
 from runner.state.slots import SlotLedger
-from tests.schedkit import SchedProject, stop, wait_for
+from tests.schedkit import SchedProject, seen_since, stop, wait_for
 
 VALID = "schedule: '* * * * * *'\ndatabase: wh\ntasks:\n  - name: t\n    sql: SELECT 1\n"
 # The 526-byte file of the report: nine levels of nine aliases, 9**9 strings once expanded.
@@ -117,6 +118,7 @@ def test_the_valid_job_beside_them_still_runs_and_every_command_names_the_proble
     assert f"{len(HOSTILE) + 1} job file(s) invalid; run --check for details" in listed.stdout
     alone, _ = run(hostile, "--job", "valid")
     assert alone.returncode == 0, alone.stderr
+    seen_since(f"sqlite:///{hostile.root / 'var' / 'state.db'}", ["valid"], datetime.now(timezone.utc) - timedelta(hours=2))
     due, _ = run(hostile, "--due")
     assert due.returncode == 2, due.stderr  # the valid job ran; the invalid files are reported
     assert "valid" in due.stdout and "success" in due.stdout
