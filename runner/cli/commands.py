@@ -49,12 +49,8 @@ def selected_tasks(job: Job, from_task_name: str | None) -> list[Task]:
 
 
 def check_params(job: Job, run_date: date, cli: dict[str, str], project: Project | None = None) -> None:
-    """--param values that may not be set, statements' parameters nothing sets, export paths the values
-    would move: a usage or configuration error before anything runs."""
-    for name in cli:
-        refused = refused_override(name, job)
-        if refused:
-            raise UsageError(f"--param {name}: {refused}")
+    """Statements' parameters nothing sets, export paths the values would move: a usage or configuration
+    error before anything runs."""
     params = resolve_params(job, run_date, cli)
     missing = missing_params(job.tasks, params)
     if missing:
@@ -66,7 +62,12 @@ def check_params(job: Job, run_date: date, cli: dict[str, str], project: Project
 
 
 def parse_cli(job: Job, params: Sequence[str]) -> dict[str, str]:
+    """--param values: a built-in may not be set, and a key nothing of the job uses is a misspelling."""
     cli = parse_params(params)
+    for name in cli:
+        refused = refused_override(name, job)
+        if refused:
+            raise UsageError(f"--param {name}: {refused}")
     unused = unused_cli_params(job, cli)
     if unused is not None:
         raise unused

@@ -10,6 +10,7 @@ catches SQLAlchemy's own errors (a slot claimed by another host is an IntegrityE
 from __future__ import annotations
 
 import errno
+import os
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,7 +24,8 @@ _MARK = "_runner_state_store"
 # (text in the driver's message, or MySQL error number) -> what is wrong and what to do
 _DIAGNOSES: list[tuple[str | int, str]] = [
     ("readonly database", "it is read-only for this user: make the file and its folder writable by the user "
-                          "running the runner, or point state_url at a writable place"),
+                          "running the runner (SQLite writes a -wal and a -shm file beside it), or point "
+                          "state_url at a writable place"),
     ("unable to open database file", "the file cannot be opened or created: check that its folder exists and "
                                      "is writable by the user running the runner"),
     ("not a database", "the file is not a SQLite database: move it away, or point state_url at a new file"),
@@ -86,6 +88,14 @@ _OS_ERRORS = {errno.EACCES: "readonly database", errno.EPERM: "readonly database
               errno.EISDIR: "unable to open database file"}
 
 
+def _exists(url: str) -> bool:
+    try:
+        database = sa.make_url(url).database
+    except Exception:
+        return False
+    return bool(database) and os.path.isfile(database)
+
+
 def describe(url: str, exc: BaseException) -> str:
     number, text = errno_of(exc)
     lowered = ""
@@ -94,6 +104,8 @@ def describe(url: str, exc: BaseException) -> str:
         lowered = _OS_ERRORS.get(exc.errno or 0, "")
     text = " ".join(text.split())
     lowered = lowered or text.lower()
+    if "unable to open database file" in lowered and _exists(url):  # there, but not to be written
+        lowered = "readonly database"
     what = next((fix for key, fix in _DIAGNOSES if (key == number if isinstance(key, int) else key in lowered)),
                 "see the error; fix the state store or point state_url at another one")
     code = f"{number} " if isinstance(number, int) and number >= 1000 else ""
