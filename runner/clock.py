@@ -1,9 +1,12 @@
-"""The only place that reads the time or sleeps, so tests can replace both."""
+"""The only place that reads the time or sleeps, so tests can replace both. A sleep ends early, raising
+stop.Interrupted, when SIGTERM or SIGINT asks the process to stop."""
 
 from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
+
+from runner import stop
 
 
 def now() -> datetime:
@@ -25,5 +28,4 @@ def monotonic() -> float:
 
 
 def sleep(seconds: float) -> None:
-    if seconds > 0:
-        time.sleep(seconds)
+    stop.sleep(seconds)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+from functools import lru_cache
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -28,12 +29,16 @@ UTC = timezone.utc
 _EPSILON = timedelta(microseconds=1)
 
 
+@lru_cache(maxsize=4096)
 def is_valid(expr: str) -> bool:
     """Five or six fields that croniter accepts and that match at least once."""
     fields = expr.split()
     if len(fields) not in (5, 6) or not croniter.is_valid(expr, second_at_beginning=len(fields) == 6):
         return False
-    try:
+    day, _, weekday = fields[-3:]
+    if day in ("*", "?") or weekday not in ("*", "?"):  # every month has such a day, or every week
+        return True
+    try:  # a day of the month that may not exist in the months given (31 February)
         Schedule(expr, "UTC").next_after(datetime(2000, 1, 1, tzinfo=UTC))
     except CroniterBadDateError:
         return False

@@ -48,6 +48,18 @@ class JobLocked(RunnerError):
     exit_code = 3
 
 
+class StateStoreError(RunnerError):
+    """The state store (run ledger, locks, slots) cannot be used; nothing ran."""
+
+    exit_code = 2
+
+
+class LedgerWriteFailed(StateStoreError):
+    """The state store failed while a run was going: the run stopped, its tasks stay as they are."""
+
+    exit_code = 1
+
+
 class TaskFailed(RunnerError):
     """A task failed after its retries (or at once, for a permanent error)."""
 

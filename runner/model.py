@@ -69,6 +69,7 @@ class ExportSpec:
     path: str
     format: str = "csv"  # csv | jsonl
     compress: bool = False
+    outside_project: bool = False  # the path may leave the project (and --param values may move it)
 
 
 @dataclass(frozen=True)

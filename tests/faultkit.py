@@ -4,6 +4,7 @@ thread while a fault is caused), the ledger's record of a run, and exact checks 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import sqlite3
@@ -77,6 +78,13 @@ class FaultProject:
                      "--job", job, *args], out=out)
         run_id, attempts = self.last_run(job)
         return Outcome(code, out.getvalue(), run_id, attempts)
+
+    def cli(self, *args: str) -> Outcome:
+        """`python -m runner` in this process with any arguments; output holds stdout and the log."""
+        out = io.StringIO()
+        with contextlib.redirect_stderr(out):
+            code = main(["--conf", str(self.root / "conf"), "--jobs", str(self.root / "jobs"), *args], out=out)
+        return Outcome(code, out.getvalue(), None, [])
 
     def last_run(self, job: str) -> tuple[str | None, list[TaskAttempt]]:
         ledger = Ledger(self.state_url)

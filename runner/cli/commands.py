@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime
+from pathlib import Path
 from typing import IO, Sequence
 from zoneinfo import ZoneInfo
 
@@ -18,6 +19,7 @@ from runner.config.plan import (
     order_tasks,
     parse_dates,
     parse_params,
+    refused_override,
     resolve_params,
     task_statements,
     unset_params,
@@ -47,15 +49,26 @@ def selected_tasks(job: Job, from_task_name: str | None) -> list[Task]:
         raise UsageError(f"{job.file}: {exc}") from None
 
 
-def check_params(job: Job, run_date: date, cli: dict[str, str]) -> None:
+def check_params(job: Job, run_date: date, cli: dict[str, str], project: Project | None = None) -> None:
+    """Statements' parameters nothing sets, export paths the values would move: a usage or configuration
+    error before anything runs."""
     params = resolve_params(job, run_date, cli)
     missing = missing_params(job.tasks, params)
     if missing:
         raise ConfigError([m.problem(MANUAL_FIX) for m in missing])
+    for t in job.tasks:
+        if t.export is not None and project is not None:
+            fill_path(t.export.path, params, f"{job.file} task {t.name} export.path", project.root,
+                      t.export.outside_project)
 
 
 def parse_cli(job: Job, params: Sequence[str]) -> dict[str, str]:
+    """--param values: a built-in may not be set, and a key nothing of the job uses is a misspelling."""
     cli = parse_params(params)
+    for name in cli:
+        refused = refused_override(name, job)
+        if refused:
+            raise UsageError(f"--param {name}: {refused}")
     unused = unused_cli_params(job, cli)
     if unused is not None:
         raise unused
@@ -72,7 +85,7 @@ def run_job(project: Project, name: str, *, params: Sequence[str] = (), dates: s
     cli = parse_cli(job, params)
     days = parse_dates(dates) if dates else [today_in(job.timezone)]
     selected_tasks(job, from_task_name)  # unknown task: usage error before anything runs
-    check_params(job, days[0], cli)
+    check_params(job, days[0], cli, project)
     from runner.notify.hub import watched_runner
     from runner.state.lock import job_lock
     from runner.state.retention import prune_if_due
@@ -111,7 +124,7 @@ def dry_run(project: Project, name: str, *, params: Sequence[str] = (), dates: s
     cli = parse_cli(job, params)
     days = parse_dates(dates) if dates else [today_in(job.timezone)]
     tasks = selected_tasks(job, from_task_name)
-    check_params(job, days[0], cli)
+    check_params(job, days[0], cli, project)
     marks = stored_watermarks(project, job, tasks)
     if not job.enabled:
         out.write(f"note: job {job.name} has enabled: false in {job.file}: a run needs --force\n")
@@ -135,11 +148,19 @@ def dry_run(project: Project, name: str, *, params: Sequence[str] = (), dates: s
                 if bound:
                     out.write(f"      bound: {', '.join(f'{k}={v!r}' for k, v in bound.items())}\n")
             if t.export is not None:
-                path = fill_path(t.export.path, values, f"{job.file} task {t.name}")
-                out.write(f"   -> {t.export.format} file {path}\n")
+                path = fill_path(t.export.path, values, f"{job.file} task {t.name}", project.root,
+                                 t.export.outside_project)
+                out.write(f"   -> {t.export.format} file {_shown(path, project)}\n")
             if t.load is not None:
                 out.write(f"   -> {t.load.mode} into {t.load.table} from database {t.load.source}\n")
     return 0
+
+
+def _shown(path: Path, project: Project) -> str:
+    try:
+        return str(path.relative_to(project.root))
+    except ValueError:
+        return str(path)
 
 
 PREVIEW = 200

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import IO, Callable, NoReturn, Sequence
 
-from runner import __version__, logs
+from runner import __version__, logs, stop
 from runner.config.urls import passwords
-from runner.errors import ConfigError, RunnerError
+from runner.errors import ConfigError, RunnerError, StateStoreError
 from runner.model import Project
 
 log = logging.getLogger("runner")
@@ -147,8 +148,17 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
     if misused:
         parser.error(misused)
     out = out or sys.stdout
+    restore = None
     if not (args.scheduler or args.serve) and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
+        restore = _handle_stop_signals()
+    try:
+        return _run(args, action, out)
+    finally:
+        if restore is not None:  # main() called in a process that goes on (tests): its handlers back
+            restore()
+
+
+def _run(args: argparse.Namespace, action: str, out: IO[str]) -> int:
     verbosity = -1 if args.quiet else args.verbose
     logs.setup(args.log_format or "text", verbosity)
     try:
@@ -169,9 +179,15 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
         log.error("%s", logs.REDACTOR.scrub(str(exc)))
         return exc.exit_code
     except KeyboardInterrupt:
-        log.error("interrupted")
+        log.error("%s; exit 130", stop.reason())
         return 130
-    except Exception as exc:  # a bug or an unreachable state store: say so plainly, keep the traceback at -v
+    except Exception as exc:  # a bug: say so plainly, keep the traceback at -v
+        from runner.state.failures import failure_of
+
+        store = failure_of(exc)
+        if store is not None:
+            log.error("%s", logs.REDACTOR.scrub(store))
+            return StateStoreError.exit_code
         log.error("unexpected error: %s: %s", type(exc).__name__, logs.REDACTOR.scrub(str(exc)),
                   exc_info=verbosity > 0)
         return 1
@@ -263,9 +279,61 @@ def _scheduler(project: Project) -> int:
             web.stop(project.settings.stop_grace)
 
 
-def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM ends a run like Ctrl-C: the ledger records it as interrupted and the locks are released."""
-    raise KeyboardInterrupt
+STOP_GRACE = 15.0  # after SIGTERM/SIGINT, how long the run may take to stop before the process just exits
+_watching: list[bool] = []
+
+
+def _handle_stop_signals() -> Callable[[], None]:
+    """SIGTERM and SIGINT end a run: the running statement is killed on the server, the run is recorded
+    as interrupted, the locks are released, exit 130. A second signal, or a run still going after
+    STOP_GRACE, ends the process at once (the run is then marked abandoned by the next one).
+
+    Python runs a signal handler in the main thread only, and only between two bytecodes: while the
+    main thread waits in the database driver (a long SQLite statement, a socket send) the handler
+    would wait with it. So the handlers do nothing, and a thread of its own reads the signals from the
+    wakeup fd, which the interpreter writes the moment a signal arrives. Returns what puts the
+    handlers there before back."""
+    before = {signum: signal.signal(signum, _noted) for signum in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+
+    if _watching:
+        return restore
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    threading.Thread(target=_watch_signals, args=(read_end,), name="runner-signals", daemon=True).start()
+    _watching.append(True)
+    return restore
+
+
+def _noted(signum: int, frame: object) -> None:
+    """The Python-level handler: the signal was already seen on the wakeup fd."""
+
+
+def _watch_signals(read_end: int) -> None:
+    while True:
+        for signum in os.read(read_end, 64):
+            if signum in (signal.SIGTERM, signal.SIGINT) and signal.getsignal(signum) is _noted:
+                _stop_on(signal.Signals(signum).name)
+
+
+def _stop_on(name: str) -> None:
+    if stop.requested():
+        _give_up(f"{name} again while stopping")
+    log.warning("%s: stopping: nothing new starts, the running statement is being stopped", name)
+    stop.request(name)
+    timer = threading.Timer(STOP_GRACE, _give_up, (f"{name}: the run did not stop within {STOP_GRACE:.0f}s",))
+    timer.daemon = True
+    timer.start()
+
+
+def _give_up(why: str) -> None:
+    log.error("%s: exiting now; the run stays 'running' until the next run of the job marks it abandoned", why)
+    logging.shutdown()
+    os._exit(130)
 
 
 def entry() -> None:

@@ -117,6 +117,9 @@ class Checker:
 
 
 def display(path: Path, root: Path) -> str:
+    """The path as shown in messages: relative to the project root when it is inside it."""
+    if path.is_absolute() and path.is_relative_to(root) and ".." not in path.parts:
+        return str(path.relative_to(root))  # no symlink to resolve on the way: the common case, no stat
     try:
         return str(path.resolve().relative_to(root))
     except ValueError:

@@ -14,19 +14,28 @@ from typing import Any
 
 from runner.config import notify as notify_keys
 from runner.config.checks import Checker, display
-from runner.config.plan import SCHEDULED_FIX, find_cycle, unfilled_paths, unknown_placeholders, unset_params
-from runner.config.sqltext import UnparsableStatement, placeholders, split_statements
-from runner.config.yamlfile import KeyPath, YamlDoc, read_yaml
+from runner.config.plan import (
+    SCHEDULED_FIX,
+    find_cycle,
+    path_leaves_project,
+    refused_override,
+    unfilled_paths,
+    unknown_placeholders,
+    unset_params,
+)
+from runner.config.sqltext import placeholders, split_statements
+from runner.config.yamlfile import KeyPath, YamlDoc, read_text, read_yaml
 from runner.errors import ConfigError, Problem
 from runner.model import ExportSpec, IncrementalSpec, Job, LoadSpec, Project, Statement, Task
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+MAX_NAME = 128  # the ledger's job and task columns
 
 JOB_KEYS = {"description", "schedule", "timezone", "database", "params", "retry", "timeout", "max_parallel",
             "tasks", "catch_up", "catch_up_window", "rerun_abandoned", "notify", "late_after", "ping", "enabled"}
 TASK_KEYS = {"name", "description", "sql", "sql_file", "export", "load", "depends_on", "database", "timeout",
              "retry", "idempotent", "retry_timeouts"}
-EXPORT_KEYS = {"query", "path", "format", "compress"}
+EXPORT_KEYS = {"query", "path", "format", "compress", "outside_project"}
 LOAD_KEYS = {"source", "query", "table", "mode", "key", "incremental", "create", "batch_rows"}
 PARAM_TYPES = (str, int, float, bool, type(None), date)  # date covers datetime
 
@@ -40,9 +49,12 @@ def is_job_name(name: str) -> bool:
 
 
 def job_names(project: Project) -> list[str]:
-    if not project.jobs_dir.is_dir():
+    """The stems of every NAME.yml and NAME.yaml in the jobs folder, also those no job can be named after
+    and those that are not files (load_job says why)."""
+    try:
+        return sorted({p.stem for p in project.jobs_dir.iterdir() if p.suffix in SUFFIXES})
+    except OSError:
         return []
-    return sorted({p.stem for p in project.jobs_dir.iterdir() if p.suffix in SUFFIXES and p.is_file()})
 
 
 def job_path(project: Project, name: str) -> Path:
@@ -52,13 +64,32 @@ def job_path(project: Project, name: str) -> Path:
     return other if not path.is_file() and other.is_file() else path
 
 
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot name a job or task, or None."""
+    if len(name) > MAX_NAME:
+        return f"is {len(name)} characters long; at most {MAX_NAME}"
+    if not _NAME.match(name):
+        return "may hold only ASCII letters, digits and _ . - (and not start with . or -)"
+    return None
+
+
 def load_job(project: Project, name: str) -> Job:
-    """Read and validate one job. Raises ConfigError with every problem in its file."""
-    path = job_path(project, name)
-    if not _NAME.match(name) or not path.is_file():
-        known = ", ".join(job_names(project)) or "none"
-        raise ConfigError(Problem(display(path, project.root), "", f"unknown job '{name}': no file {path.name} in "
-                                  f"{project.jobs_dir} (jobs: {known}); see --list"))
+    """Read and validate one job (only its own file). Raises ConfigError with every problem in its file."""
+    bad_name = name_problem(name)
+    try:
+        path = job_path(project, name)
+        exists = "/" not in name and path.exists()
+    except OSError:  # a name too long for the file system
+        path, exists = project.jobs_dir / f"{name}.yml", False
+    shown = display(path, project.root) if len(name) <= MAX_NAME else f"{display(project.jobs_dir, project.root)}/"
+    if not exists:
+        known = [n for n in job_names(project) if name_problem(n) is None]
+        listed = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "") or "none"
+        raise ConfigError(Problem(shown, "", f"unknown job '{_short(name)}': no file {_short(name)}.yml in "
+                                             f"{project.jobs_dir} (jobs: {listed}); see --list"))
+    if bad_name is not None:
+        raise ConfigError(Problem(shown, "", f"the file name cannot be a job name: it {bad_name}; rename the file "
+                                             f"(e.g. {_suggest(name)}{path.suffix})"))
     twin = path.with_suffix(".yaml")
     if path.suffix == ".yml" and twin.is_file():
         raise ConfigError(Problem(display(twin, project.root), "", f"job {name} has two files, {path.name} and "
@@ -68,6 +99,14 @@ def load_job(project: Project, name: str) -> Job:
     if problems or job is None:
         raise ConfigError(problems)
     return job
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= 60 else name[:57] + "..."
+
+
+def _suggest(name: str) -> str:
+    return (re.sub(r"[^A-Za-z0-9_.-]+", "_", name).lstrip(".-") or "job")[:MAX_NAME]
 
 
 def load_jobs(project: Project) -> tuple[dict[str, Job], list[Problem]]:
@@ -227,10 +266,10 @@ def _inline_sql(doc: YamlDoc, c: Checker, m: dict[str, Any], path: KeyPath) -> t
     if not isinstance(sql, str) or not sql.strip():
         c.add(path, "sql must be non-empty text")
         return ()
-    statements = _split(c, path, sql, doc.file, doc.value_lines.get(path, doc.line(path) or 1))
-    if statements == ():
+    statements = split_statements(sql, doc.file, doc.value_lines.get(path, doc.line(path) or 1))
+    if not statements:
         c.add(path, "sql holds no statement (only comments?)")
-    return statements or ()
+    return statements
 
 
 def _sql_file(project: Project, c: Checker, m: dict[str, Any], path: KeyPath) -> tuple[Statement, ...]:
@@ -239,27 +278,19 @@ def _sql_file(project: Project, c: Checker, m: dict[str, Any], path: KeyPath) ->
         c.add(path, "sql_file must be a path relative to the project root, e.g. sql/rollup.sql")
         return ()
     file = (project.root / rel).resolve()
+    shown = display(file, project.root)
     try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        c.add(path, f"cannot read {rel}: {exc.strerror}; paths are relative to {project.root}")
+        text = read_text(file, shown, limit=None, what="SQL file")
+    except ConfigError as exc:
+        if not file.exists():
+            c.add(path, f"cannot read {rel}: No such file or directory; paths are relative to {project.root}")
+        else:
+            c.problems.extend(exc.problems)
         return ()
-    statements = _split(c, path, text, display(file, project.root), 1)
-    if statements == ():
+    statements = split_statements(text, shown, 1)
+    if not statements:
         c.add(path, f"{rel} holds no statement")
-    return statements or ()
-
-
-def _split(c: Checker, path: KeyPath, text: str, file: str, first_line: int) -> tuple[Statement, ...] | None:
-    """The statements of an SQL text, or None (and a problem naming the statement's line) when
-    sqlparse cannot parse one of them."""
-    try:
-        return split_statements(text, file, first_line)
-    except UnparsableStatement as exc:
-        key = ".".join(str(p) for p in path)
-        c.problems.append(Problem(exc.file, key, f"the statement here cannot be parsed ({exc.reason.rstrip('.')}): "
-                                                 "nest it less deeply or split it", exc.line))
-        return None
+    return statements
 
 
 def _query(doc: YamlDoc, c: Checker, m: dict[str, Any], path: KeyPath) -> Statement | None:
@@ -267,9 +298,7 @@ def _query(doc: YamlDoc, c: Checker, m: dict[str, Any], path: KeyPath) -> Statem
     if not isinstance(q, str) or not q.strip():
         c.add(path + ("query",), "needs a query: the SELECT whose rows are moved")
         return None
-    stmts = _split(c, path + ("query",), q, doc.file, doc.value_lines.get(path + ("query",), doc.line(path) or 1))
-    if stmts is None:
-        return None
+    stmts = split_statements(q, doc.file, doc.value_lines.get(path + ("query",), doc.line(path) or 1))
     if len(stmts) != 1:
         c.add(path + ("query",), "must hold exactly one SELECT statement")
         return None
@@ -285,9 +314,10 @@ def _export(doc: YamlDoc, c: Checker, value: Any, path: KeyPath) -> ExportSpec |
     fmt = c.typed(m, "format", path, str, "csv", lambda v: v in ("csv", "jsonl"), "csv or jsonl")
     compress = c.typed(m, "compress", path, (bool, str), False, lambda v: v in (True, False, "gzip"),
                        "true, false or gzip")
+    outside = c.typed(m, "outside_project", path, bool, False)
     if query is None or out is None:
         return None
-    return ExportSpec(query=query, path=out, format=fmt, compress=bool(compress))
+    return ExportSpec(query=query, path=out, format=fmt, compress=bool(compress), outside_project=outside)
 
 
 def _load(doc: YamlDoc, c: Checker, value: Any, path: KeyPath) -> LoadSpec | None:
@@ -336,6 +366,8 @@ def _check_meaning(project: Project, job: Job, tasks: list[Task], c: Checker) ->
         if t.load is not None and t.load.source not in project.databases:
             c.add(path + ("load", "source"), f"unknown source database '{t.load.source}' (known: "
                                              f"{', '.join(project.databases) or 'none'})")
+        if t.export is not None:
+            _check_export_path(project, job, t, path + ("export", "path"), c)
         for dep in t.depends_on:
             if dep not in names:
                 c.add(path + ("depends_on",), f"task '{t.name}' depends on unknown task '{dep}' "
@@ -349,6 +381,23 @@ def _check_meaning(project: Project, job: Job, tasks: list[Task], c: Checker) ->
     if cycle:
         c.add(("tasks",), f"dependency cycle: {' -> '.join(cycle)}; remove one depends_on")
     _check_params(job, tasks, c)
+
+
+def _check_export_path(project: Project, job: Job, task: Task, path: KeyPath, c: Checker) -> None:
+    """A path that leaves the project, or a job param that would move it, needs outside_project: true."""
+    spec = task.export
+    assert spec is not None
+    if spec.outside_project:
+        return
+    if path_leaves_project(spec.path, project.root):
+        c.add(path, f"the path {spec.path!r} leaves the project folder: write it inside the project, as an absolute "
+                    "path, or set outside_project: true")
+    for m in re.finditer(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", spec.path):
+        value = job.params.get(m.group(1))
+        if isinstance(value, str) and ("/" in value or ".." in value or "\\" in value):
+            c.add(("params", m.group(1)), f"the value {value!r} fills {{{m.group(1)}}} in the path of task "
+                                          f"'{task.name}' but holds a path separator or '..': give a plain name, or "
+                                          "set outside_project: true on the export")
 
 
 def _check_exports(tasks: list[Task], c: Checker) -> None:
@@ -368,6 +417,10 @@ def _check_params(job: Job, tasks: list[Task], c: Checker) -> None:
     job, which runs unattended; a manual run may still pass --param (--check notes it)."""
     for key, name, builtins in unknown_placeholders(job):
         c.add(("params", key), f"unknown placeholder {{{name}}} (built-ins: {', '.join(builtins)})")
+    for key in job.params:
+        refused = refused_override(key, Job(**{**job.__dict__, "tasks": tuple(tasks)}))
+        if refused:
+            c.add(("params", key), refused)
     if job.schedule:
         c.problems.extend(m.problem(SCHEDULED_FIX) for m in unset_params(job, tasks))
         for i, t, name in unfilled_paths(job, tasks):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from datetime import date, timedelta
 from graphlib import CycleError, TopologicalSorter
 from typing import Iterable, Mapping, Sequence
@@ -127,9 +128,52 @@ def unknown_placeholders(job: Job) -> list[tuple[str, str, list[str]]]:
             for m in _BUILTIN_REF.finditer(value) if m.group(1) not in builtins]
 
 
-def fill_path(template: str, params: Mapping[str, object], where: str) -> str:
-    """A path with `{param}` placeholders, filled from the run's parameters."""
-    return _fill(template, params, where)
+def fill_path(template: str, params: Mapping[str, object], where: str, root: Path | None = None,
+              outside_project: bool = False) -> Path:
+    """A path with `{param}` placeholders filled from the run's parameters, absolute (a relative one
+    resolved against `root`). Values come from --param too, so they must not move the file: a value
+    holding a path separator, a NUL or `..`, or a result outside the folder the template names before
+    its first placeholder, is refused (UsageError), unless the job says `outside_project: true`."""
+    for m in _BUILTIN_REF.finditer(template):
+        value = str(params.get(m.group(1), ""))
+        if not outside_project and ("/" in value or "\\" in value or "\0" in value or ".." in value):
+            raise UsageError(f"{where}: the value {value!r} of {{{m.group(1)}}} holds a path separator or '..', so "
+                             f"it would move the file out of its folder: give a plain name, or set "
+                             f"outside_project: true on the export to allow it")
+    filled = Path(_fill(template, params, where))
+    if not filled.is_absolute():
+        filled = (root or Path.cwd()) / filled
+    if not outside_project:
+        fixed = Path(template.split("{", 1)[0] + "x").parent  # the folder the template names itself
+        base = (fixed if fixed.is_absolute() else (root or Path.cwd()) / fixed).resolve()
+        if not filled.resolve().is_relative_to(base):
+            raise UsageError(f"{where}: the path {str(filled)!r} leaves {base}: set outside_project: true on the "
+                             "export to allow it")
+    return filled
+
+
+def path_leaves_project(template: str, root: Path) -> bool:
+    """A relative path template, as written in the job file, that points outside the project."""
+    fixed = template.split("{", 1)[0] + "x"
+    if Path(fixed).is_absolute():
+        return False
+    return not (root / fixed).resolve().is_relative_to(root.resolve())
+
+
+BUILTIN_NAMES = ("run_date", "yesterday", "tomorrow", "job", "run_id")
+
+
+def refused_override(name: str, job: Job | None = None) -> str | None:
+    """Why `--param name=...` (or a job param of that name) may not be set, or None."""
+    if name in BUILTIN_NAMES:
+        how = "pass --date YYYY-MM-DD to run for another day" if name in ("run_date", "yesterday", "tomorrow") \
+            else "it is set by the runner"
+        return f"{name} is built in and cannot be set: {how}"
+    if name == "watermark" and job is not None and any(t.load is not None and t.load.incremental is not None
+                                                       for t in job.tasks):
+        return ("watermark is set by the runner for an incremental load (the highest value loaded so far, kept in "
+                "the state store) and cannot be set")
+    return None
 
 
 @dataclass(frozen=True)

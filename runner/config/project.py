@@ -155,6 +155,10 @@ def _load_settings(doc: YamlDoc | None, root: Path, env: Mapping[str, str], prob
     if invalid:
         c.add(("state_url",), invalid)
         state_url = base.state_url
+    for _, key in local_infile_keys(_url_query(state_url)):
+        c.add(("state_url",), LOCAL_INFILE_REFUSED.format(key=key, where="the state store url's query")
+              + (" (the url comes from RUNNER_STATE_URL)" if env_url else ""))
+        state_url = base.state_url
     settings = Settings(
         root=root,
         timezone=c.timezone(m, (), base.timezone),
@@ -247,6 +251,16 @@ def _load_databases(conf_dir: Path, root: Path, env: Mapping[str, str], problems
             continue
         pool = _pool(c, m.get("pool"), path_ + ("pool",))
         connect_args = c.typed(m, "connect_args", path_, dict, {})
+        refused = False
+        for _, key in local_infile_keys(_url_query(url)):
+            c.add(path_ + ("url",), LOCAL_INFILE_REFUSED.format(key=key, where="the url's query") +
+                  (f" (the url comes from {env_override_name(str(name))})" if override else ""))
+            refused = True
+        for key, label in local_infile_keys(connect_args):
+            c.add(path_ + ("connect_args", key), LOCAL_INFILE_REFUSED.format(key=label, where="connect_args"))
+            refused = True
+        if refused:
+            continue
         markers = c.typed(m, "markers", path_, bool, True)
         out[str(name)] = Database(name=str(name), url=resolve_url(url, root), pool=pool,
                                   connect_args=connect_args, markers=markers)
@@ -254,17 +268,59 @@ def _load_databases(conf_dir: Path, root: Path, env: Mapping[str, str], problems
     return out
 
 
+# Settings that let a server read the client's files (LOAD DATA LOCAL INFILE), by driver: PyMySQL,
+# mysqlclient, MariaDB Connector/Python, aiomysql, asyncmy (local_infile), MySQL Connector/Python
+# (allow_local_infile, allow_local_infile_in_path), and the CLIENT_LOCAL_FILES bit of client_flag.
+_LOCAL_INFILE_KEYS = {"local_infile", "allow_local_infile", "allow_local_infile_in_path"}
+_CLIENT_LOCAL_FILES = 128
+LOCAL_INFILE_REFUSED = ("{key} in {where} is refused: it lets the server (or whoever takes its place) read any file "
+                        "this user can read, on every connection (LOAD DATA LOCAL INFILE); remove it. Loads between "
+                        "MySQL/MariaDB databases need no setting: they use a connection of their own that sends "
+                        "only the load's rows")
+
+
+def local_infile_keys(options: Mapping[Any, Any]) -> list[tuple[str, str]]:
+    """(key, what it is) of each driver option (a url's query or connect_args) that would let a server ask
+    for files."""
+    out = []
+    for key, value in options.items():
+        name = str(key).lower().replace("-", "_")
+        value = value[-1] if isinstance(value, (list, tuple)) and value else value
+        if name in _LOCAL_INFILE_KEYS and str(value).strip().lower() not in ("0", "false", "no", "off", "none", ""):
+            out.append((str(key), str(key)))
+        elif name == "client_flag":
+            try:
+                if int(value) & _CLIENT_LOCAL_FILES:
+                    out.append((str(key), f"{key} with the CLIENT_LOCAL_FILES bit ({_CLIENT_LOCAL_FILES})"))
+            except (TypeError, ValueError):
+                continue
+    return out
+
+
+def _url_query(url: str) -> Mapping[str, Any]:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).query
+    except Exception:
+        return {}
+
+
 def _invalid_url(url: str, variable: str | None) -> str | None:
     """What is wrong with a url SQLAlchemy cannot parse (its password hidden; `variable` names the
     environment variable it came from), or None when it parses."""
-    if not _unparsable(url):
-        return None
-    from runner.config.urls import redact
+    from runner.config.urls import redact, unencoded_at
 
     source = f" (from {variable})" if variable else ""
+    encode = "URL-encode @ : / % in a password (@ as %40, : as %3A, / as %2F, % as %25)"
+    if unencoded_at(url):
+        return (f"invalid url {redact(url)}{source}: its password holds an @, so the part after it would be "
+                f"taken for the host: {encode}")
+    if not _unparsable(url):
+        return None
     shown = redact(url) if "@" in url else "(not shown: no user@host part to hide a password in)"
     return (f"invalid url {shown}{source}: write dialect+driver://user:password@host:port/database, "
-            "e.g. mysql+pymysql://etl:pw@db.example:3306/warehouse")
+            f"e.g. mysql+pymysql://etl:pw@db.example:3306/warehouse, and {encode}")
 
 
 def _unparsable(url: str) -> bool:

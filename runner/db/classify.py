@@ -69,7 +69,7 @@ _rows(Kind.CANNOT_CONNECT, (2002, 2003), True, True, Backoff.RECONNECT)
 _rows(Kind.FAILOVER, (1290, 1047, 1836), True, True, Backoff.NORMAL)
 _rows(Kind.TOO_MANY, (1040, 1203), True, True, Backoff.LONG)
 _rows(Kind.TIMEOUT, (3024, 1969, 1317), False, False, Backoff.NONE)
-_rows(Kind.PERMANENT, (1062, 1064, 1146, 1054, 1045, 1044, 1366, 1406, 1452, 1049, 1048, 1264, 1292, 1142,
+_rows(Kind.PERMANENT, (2068, 1062, 1064, 1146, 1054, 1045, 1044, 1366, 1406, 1452, 1049, 1048, 1264, 1292, 1142,
                        1143, 1227, 1050, 1051, 1091, 1136, 1216, 1217, 1451, 1149, 1105),
       False, False, Backoff.NONE)
 

@@ -47,6 +47,15 @@ _ENDED = "runner.transaction_ended"
 _DISCONNECT_KINDS = (Kind.CONNECTION_LOST, Kind.KILLED, Kind.FAILOVER)
 
 
+def guard_local_infile(engine: Engine) -> None:
+    """Every connection of a PyMySQL engine refuses a server's request for a local file (localinfile.py,
+    imported only then: a run on SQLite does not load PyMySQL)."""
+    if engine.dialect.driver == "pymysql":
+        from runner.db.localinfile import guard
+
+        guard(engine)
+
+
 def is_mysql(engine: Engine) -> bool:
     return engine.dialect.name in ("mysql", "mariadb")
 
@@ -317,6 +326,7 @@ def make_engine(db: Database) -> tuple[Engine, PoolGuard]:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         connect_args.setdefault("check_same_thread", False)
     engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
+    guard_local_infile(engine)
     _connect_args[engine] = connect_args
     if engine.dialect.name == "sqlite":
         _sqlite_transactions(engine)

@@ -1,8 +1,10 @@
-"""Timeouts enforced on the server: when time is up, the running statement is killed there.
+"""Timeouts and stop requests enforced on the server: when time is up, or SIGTERM/SIGINT asks the run
+to stop, the running statement is killed there.
 
 Abandoning the client socket would leave the query running on the server; instead a separate
 connection sends KILL QUERY for the task's connection (MySQL/MariaDB), or the SQLite connection is
-interrupted.
+interrupted. The log says what happened on the server: killed, nothing running any more, or the
+connection already gone.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from runner import stop
 from runner.db.engines import connect_args_of, is_mysql
 
 log = logging.getLogger("runner.watchdog")
@@ -32,16 +35,21 @@ class Watchdog:
         # pool and serve another task, whose statement a late KILL QUERY must not hit.
         self._lock = threading.Lock()
         self._stopped = False
+        self._killed = False
         self._thread_id = dbapi_conn.thread_id() if is_mysql(engine) else None
+        self._on_stop = stop.on_stop(self.interrupt)
 
     def __enter__(self) -> "Watchdog":
+        stop.check()  # a run asked to stop starts no statement
         if self.seconds is not None:
             self._timer = threading.Timer(self.seconds, self._fire)
             self._timer.daemon = True
             self._timer.start()
+        self._on_stop.__enter__()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self._on_stop.__exit__(None, None, None)
         if self._timer is not None:
             self._timer.cancel()
         if exc_type is not None and not issubclass(exc_type, Exception):
@@ -60,27 +68,56 @@ class Watchdog:
         """Kill the running statement now (the run is being interrupted)."""
         with self._lock:
             if not self._stopped:
-                self._kill("run interrupted")
+                self._kill(stop.reason() if stop.requested() else "run interrupted")
 
     def _kill(self, why: str) -> None:
+        if self._killed:
+            return
+        self._killed = True
         try:
             if self._thread_id is not None:
-                kill_query(self.engine, self._thread_id)
+                outcome = kill_query(self.engine, self._thread_id)
             elif self.engine.dialect.name == "sqlite":
                 self.dbapi_conn.interrupt()
-            log.warning("%s: %s; statement killed on the server", self.label, why)
+                outcome = "; statement interrupted (SQLite)"
+            else:
+                outcome = "; the statement runs on until it ends (no way to stop it on this database)"
+            where = f" (connection {self._thread_id} to {self.engine.url.database})" if self._thread_id else ""
+            log.warning("%s: %s%s%s", self.label, why, outcome, where)
         except Exception as exc:  # the task still fails on its own when the server answers
             log.error("%s: %s but the statement could not be killed: %s", self.label, why, exc)
 
 
-def kill_query(engine: Engine, thread_id: int) -> None:
-    """KILL QUERY from a fresh, unpooled connection (the pool may be exhausted or unhealthy)."""
+KILLED = "; statement killed on the server"
+IDLE = "; no statement was running any more on the server"
+GONE = "; its connection had already ended on the server, and the statement with it"
+_UNKNOWN_THREAD = 1094
+
+
+def kill_query(engine: Engine, thread_id: int) -> str:
+    """KILL QUERY from a fresh, unpooled connection (the pool may be exhausted or unhealthy); says what
+    it found on the server (KILLED, IDLE or GONE)."""
     cargs, cparams = engine.dialect.create_connect_args(engine.url)
     cparams = {**cparams, **connect_args_of(engine), "connect_timeout": 5}
-    conn = engine.dialect.loaded_dbapi.connect(*cargs, **cparams)
+    connect = engine.dialect.loaded_dbapi.connect
+    if engine.dialect.driver == "pymysql":
+        from runner.db.localinfile import GuardedConnection as connect  # type: ignore[assignment]
+    conn = connect(*cargs, **cparams)
     try:
         cur = conn.cursor()
-        cur.execute(f"KILL QUERY {int(thread_id)}")
+        cur.execute(f"SELECT COMMAND FROM information_schema.PROCESSLIST WHERE ID = {int(thread_id)}")
+        row = cur.fetchone()
+        if row is None:
+            return GONE
+        if str(row[0]) == "Sleep":
+            return IDLE
+        try:
+            cur.execute(f"KILL QUERY {int(thread_id)}")
+        except Exception as exc:
+            if getattr(exc, "args", (None,))[0] == _UNKNOWN_THREAD:  # it ended between the two statements
+                return GONE
+            raise
         cur.close()
+        return KILLED
     finally:
         conn.close()

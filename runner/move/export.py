@@ -19,6 +19,7 @@ earlier file of that name is left as it was. The row count goes to the ledger.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import decimal
 import gzip
@@ -32,11 +33,12 @@ from typing import IO, Any, Callable, Iterable, Iterator
 
 import sqlalchemy as sa
 
+from runner import stop
 from runner.config.plan import fill_path
 from runner.config.statements import prepare
 from runner.db.classify import classify_error
 from runner.db.watchdog import Watchdog
-from runner.errors import TaskFailed
+from runner.errors import TaskFailed, UsageError
 from runner.move.progress import Progress
 from runner.move.values import temporal_text
 from runner.tasks.base import Attempt, AttemptError, timeout_error
@@ -67,9 +69,10 @@ _UMASK = _process_umask()  # read once, at import, while no other thread can be 
 
 
 def _file_mode(path: Path) -> int:
-    """The mode of the file being replaced, or what the umask gives a new file (mkstemp makes 0600)."""
+    """The permission bits of the file being replaced (never its setuid, setgid or sticky bit), or what
+    the umask gives a new file (mkstemp makes 0600)."""
     try:
-        return path.stat().st_mode & 0o7777
+        return path.stat().st_mode & 0o777
     except FileNotFoundError:
         return 0o666 & ~_UMASK
 
@@ -89,6 +92,7 @@ def write_atomic(path: Path, write: Callable[[IO[str]], int], compress: bool = F
                 binary.close()
             raw.flush()
             os.fsync(raw.fileno())
+        stop.check()  # rows cut short by a stop request never replace the file
         os.chmod(tmp, _file_mode(path))
         os.replace(tmp, path)
     except BaseException:
@@ -135,14 +139,19 @@ def write_jsonl(out: IO[str], columns: list[str], rows: Iterable[tuple[Any, ...]
 
 
 def stream_rows(conn: sa.Connection, sql: str, args: Any) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
-    """Run a query with an unbuffered (server-side) cursor and yield its rows in batches."""
+    """Run a query with an unbuffered (server-side) cursor and yield its rows in batches; the cursor is
+    closed when the rows end or the generator is closed (a statement left pending on SQLite would make
+    the connection's ROLLBACK fail after an interrupt)."""
     args = tuple(args) if isinstance(args, list) else args
     result = conn.execution_options(stream_results=True, yield_per=FETCH_ROWS).exec_driver_sql(sql, args)
     columns = list(result.keys())
 
     def rows() -> Iterator[tuple[Any, ...]]:
-        for partition in result.partitions(FETCH_ROWS):
-            yield from (tuple(r) for r in partition)
+        try:
+            for partition in result.partitions(FETCH_ROWS):
+                yield from (tuple(r) for r in partition)
+        finally:
+            result.close()
 
     return columns, rows()
 
@@ -150,9 +159,11 @@ def stream_rows(conn: sa.Connection, sql: str, args: Any) -> tuple[list[str], It
 def export_path(at: Attempt) -> Path:
     spec = at.task.export
     assert spec is not None
-    rel = fill_path(spec.path, at.params, f"{at.job.file} task {at.task.name} export.path")
-    path = Path(rel)
-    return path if path.is_absolute() else at.project.root / path
+    try:
+        return fill_path(spec.path, at.params, f"{at.job.file} task {at.task.name} export.path", at.project.root,
+                         spec.outside_project)
+    except UsageError as exc:
+        raise TaskFailed(str(exc)) from None
 
 
 def counted(rows: Iterator[tuple[Any, ...]], progress: Progress, every: int = 1000) -> Iterator[tuple[Any, ...]]:
@@ -164,6 +175,7 @@ def counted(rows: Iterator[tuple[Any, ...]], progress: Progress, every: int = 10
         if n == every:
             progress.add(n)
             n = 0
+            stop.check()  # a stop request ends the export here; the earlier file stays as it was
     progress.add(n)
 
 
@@ -203,8 +215,12 @@ def run_export(at: Attempt) -> tuple[int, str]:
             try:
                 with watchdog:
                     columns, rows = stream_rows(conn, sql, args)
-                    count = write_atomic(path, lambda out: writer(out, columns, counted(rows, progress)),
-                                         compress=spec.compress)
+                    try:
+                        count = write_atomic(path, lambda out: writer(out, columns, counted(rows, progress)),
+                                             compress=spec.compress)
+                    finally:
+                        with contextlib.suppress(Exception):  # a connection left mid-result is thrown away
+                            rows.close()  # type: ignore[attr-defined]
             except Exception as exc:
                 if watchdog.fired:
                     raise timeout_error(exc, spec.query, "statement", watchdog.seconds) from exc

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from pymysql import err
 
+from runner import stop
 from runner.db.localinfile import StreamingConnection
 from runner.move.coltypes import SourceColumn
 from runner.move.loadsql import encoded_select, insert_head, load_data_sql, mysql_quote, upsert_tail
@@ -159,8 +160,9 @@ class RowReader(threading.Thread):
         if self.ident is None:
             self.start()
         while True:
+            stop.check()  # a stop request ends the feed here; the statement is rolled back
             try:
-                item = self.queue.get(timeout=0.5)
+                item = self.queue.get(timeout=0.2)
             except queue.Empty:
                 if not self.is_alive() and self.queue.empty():
                     raise SourceError(self.error or RuntimeError("the source reader stopped without a result"))

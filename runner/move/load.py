@@ -27,6 +27,7 @@ from typing import Any, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from runner import stop
 from runner.config.statements import prepare
 from runner.db.classify import classify_error
 from runner.db.engines import abandon as abandon_connection
@@ -196,6 +197,7 @@ def _run_before(load: _Load, cur: Any, plan: WritePlan, columns: Sequence[Source
 def _commit(load: _Load, conn: Any, cur: Any, plan: WritePlan, rows: int, state: wm.State | None,
             high: Any) -> None:
     """Marker and rows in one transaction; a pending watermark first; the swap after (MySQL replace)."""
+    stop.check()  # rows cut short by a stop request never commit
     advanced = wm.later(state.value, high) if state is not None else None
     if load.markers and not plan.after:
         load.at("marker")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from runner.config.sqltext import substitute
 from runner.move.coltypes import SourceColumn
 
 Quote = Callable[[str], str]
@@ -188,11 +189,4 @@ def write_plan(dialect: str, mode: str, table: str, exists: bool, create: bool, 
 
 def params_as_null(sql: str) -> str:
     """The query with every `:name` parameter replaced by NULL (for a probe that only needs its columns)."""
-    import sqlparse
-    from sqlparse import tokens as T
-
-    out = []
-    for tok in sqlparse.parse(sql)[0].flatten():
-        is_param = tok.ttype in T.Name.Placeholder and tok.value.startswith(":") and len(tok.value) > 1
-        out.append("NULL" if is_param else tok.value)
-    return "".join(out)
+    return substitute(sql, lambda name: "NULL")

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import sqlalchemy as sa
 
+from runner import stop
 from runner.move.coltypes import SourceColumn, reflected_column, value_column
 from runner.move.fastcopy import SourceError
 from runner.move.loadsql import params_as_null
@@ -134,6 +135,7 @@ class Writer:
         self.high: Any = None
 
     def write(self, rows: Sequence[Sequence[Any]]) -> None:
+        stop.check()  # between batches: a stop request ends the load here, rolled back
         if self.wm is not None:
             self._track(rows)
         self.cursor.executemany(self.sql, adapt_rows(rows, self.adapt))

@@ -16,15 +16,16 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from tenacity import RetryCallState
 
-from runner import clock, logs
+from runner import clock, logs, stop
 from runner.config.plan import from_task, graph, order_tasks, resolve_params
 from runner.db.classify import HINTS, Kind, classify_error, server_away
 from runner.db.engines import Engines, current_context
-from runner.errors import OutcomeUnknown, TaskFailed
+from runner.errors import LedgerWriteFailed, OutcomeUnknown, StateStoreError, TaskFailed
 from runner.model import Job, Project, RetrySpec, Task
 from runner.run.kinds import kind_of
 from runner.run.retry import build_retrying, describe_attempts
 from runner.state import markers
+from runner.state.failures import failure_of
 from runner.state.ledger import Ledger
 from runner.tasks.base import Attempt, AttemptError
 from runner.tasks.sql import non_atomic
@@ -62,6 +63,7 @@ class TaskResult:
     error_text: str | None = None  # the database's error text, on one line
     statement: str | None = None  # file:line of the statement it failed in
     retried: list[int | None] = field(default_factory=list)  # error numbers of the attempts retried
+    store_error: str | None = None  # the ledger could not be written: the run stops
 
 
 @dataclass
@@ -117,29 +119,54 @@ class Runner:
         selected = from_task(order_tasks(job.tasks), req.from_task)
         results = {t.name: TaskResult(t.name) for t in selected}
         started = clock.monotonic()
+        started_at = clock.now()
         deadline = started + job.timeout if job.timeout else None
-        self.ledger.start_run(run_id, job.name, req.run_date.isoformat(), req.trigger, req.slot)
+        stop.check()
+        try:
+            self.ledger.start_run(run_id, job.name, req.run_date.isoformat(), req.trigger, req.slot)
+        except Exception as exc:
+            store = failure_of(exc)
+            if store is None:
+                raise
+            raise StateStoreError(f"{store}; job {job.name} was not started") from exc
         with logs.bound(job=job.name, run_id=run_id):
             log.info("job %s started (run %s, date %s, %d tasks)", job.name, run_id[:8], req.run_date, len(selected))
             self._tell("started", req, run_id)
             ctx = _RunContext(run_id=run_id, job=job, params=params, deadline=deadline,
                               still_locked=req.still_locked, resume_of=req.resume_of, done=req.done)
             status, error = "failed", None
+            store_failed: str | None = None
             try:
                 error = self._run_tasks(ctx, selected, results, on_task)
                 status = "success" if error is None else "failed"
+                store_failed = next((r.store_error for r in results.values() if r.store_error), None)
             except BaseException as exc:
-                status, error = "interrupted", f"interrupted: {type(exc).__name__}"
-                raise
+                store_failed = failure_of(exc) if isinstance(exc, Exception) else None
+                if store_failed is None:
+                    status = "interrupted"
+                    error = stop.reason() if stop.requested() else f"interrupted: {type(exc).__name__}"
+                    raise
+                status, error = "failed", f"the ledger could not be written: {store_failed}"
             finally:
                 total_attempts = sum(r.attempts for r in results.values())
                 total_rows = sum(r.rows for r in results.values())
-                self.ledger.finish_run(run_id, status, total_attempts, total_rows, error,
-                                       alerts=self._alerts(req, run_id, status))
                 seconds = clock.monotonic() - started
+                try:
+                    if store_failed is None and self.ledger.replaced():
+                        self._record_again(req, run_id, started_at, results)
+                    self.ledger.finish_run(run_id, status, total_attempts, total_rows, error,
+                                           alerts=self._alerts(req, run_id, status))
+                except Exception as exc:
+                    store = failure_of(exc)
+                    if store is None:
+                        raise
+                    if store_failed is None:  # the run itself went to its end: only its record is lost
+                        raise LedgerWriteFailed(_ledger_failed(job, run_id, store, results, finished=status)) from exc
                 log.info("job %s %s in %.2fs", job.name, status, seconds)
                 result = RunResult(run_id, job.name, req.run_date, status, list(results.values()), seconds, error)
                 self._tell("finished", req, result)
+        if store_failed is not None:
+            raise LedgerWriteFailed(_ledger_failed(job, run_id, store_failed, results))
         return result
 
     def _alerts(self, req: RunRequest, run_id: str, status: str) -> list[dict[str, Any]]:
@@ -157,6 +184,16 @@ class Runner:
                 getattr(w, what)(req, arg)
             except Exception:
                 log.exception("job %s: %s of the run could not be told to %s", req.job.name, what, type(w).__name__)
+
+    def _record_again(self, req: RunRequest, run_id: str, started_at: datetime,
+                      results: Mapping[str, TaskResult]) -> None:
+        log.warning("the state store file %s was deleted or replaced while run %s of job %s was going: a new one is "
+                    "made there and the run is recorded in it (its last attempt of each task)", self.ledger.file,
+                    run_id[:8], req.job.name)
+        self.ledger.reopen()
+        self.ledger.record_again(run_id, req.job.name, req.run_date.isoformat(), req.trigger, req.slot, started_at,
+                                 [(r.name, r.attempts, r.status, r.rows, r.error or r.note or None)
+                                  for r in results.values() if r.attempts])
 
     def _run_tasks(self, ctx: "_RunContext", selected: list[Task], results: dict[str, TaskResult],
                    on_task: Callable[[TaskResult], None] | None) -> str | None:
@@ -234,6 +271,9 @@ class Runner:
                     result.attempts += 1
                     result.rows, result.note = self._attempt(ctx, task, result.attempts)
             result.status = "success"
+        except _Committed as exc:  # the task committed, but the ledger could not say so
+            result.status, result.rows, result.note = "success", exc.rows, exc.note
+            result.store_error = failure_of(exc)
         except AttemptError as exc:
             result.status = "failed"
             result.errno, result.error_text = exc.verdict.errno, _one_line(exc.verdict.message)
@@ -247,6 +287,13 @@ class Runner:
         except TaskFailed as exc:
             result.status, result.error = "failed", str(exc)
             log.error("%s", result.error)
+        except Exception as exc:
+            result.store_error = failure_of(exc)
+            if result.store_error is None:
+                raise
+            result.status = "failed" if result.attempts and not isinstance(exc, _NotStarted) else "skipped"
+            result.error = f"the ledger could not be written: {result.store_error}"
+            log.error("job %s task %s: %s", ctx.job.name, task.name, result.error)
         finally:
             current_context.label = ""
             result.seconds = clock.monotonic() - started
@@ -281,7 +328,9 @@ class Runner:
                                "attempt": state.attempt_number, "next_delay": round(delay, 3)})
 
     def _attempt(self, ctx: "_RunContext", task: Task, attempt: int) -> tuple[int, str]:
-        """One attempt of a task; returns (rows, note). Raises AttemptError."""
+        """One attempt of a task; returns (rows, note). Raises AttemptError, TaskFailed, or Interrupted
+        when the run was asked to stop (its attempt is recorded `interrupted`)."""
+        stop.check()
         if ctx.deadline is not None and clock.monotonic() >= ctx.deadline:
             raise TaskFailed(f"job {ctx.job.name}: job timeout of {ctx.job.timeout:.0f}s reached before task "
                              f"{task.name} started")
@@ -289,29 +338,18 @@ class Runner:
             # A MySQL named lock dies with its connection: another process may hold it now.
             raise TaskFailed(f"job {ctx.job.name}: the job's lock was lost (its state store connection dropped), "
                              f"so task {task.name} was not started: another process may be running the job")
-        attempt_id = self.ledger.start_attempt(ctx.run_id, task.name, attempt)
-        if task.name in ctx.done:
-            by, rows = ctx.done[task.name]
-            note = f"done in run {by}"
-            self.ledger.finish_attempt(attempt_id, "success", rows, error=note)
-            log.info("job %s task %s: %s; not run again", ctx.job.name, task.name, note)
-            return rows, note
         try:
-            earlier = self._committed_earlier(ctx, task)
-            if earlier is not None:
-                note = f"committed by the {ctx.resume_of[earlier[0]]} run {earlier[0]}"
-                self.ledger.finish_attempt(attempt_id, "success", earlier[1], error=note)
-                log.info("job %s task %s: %s (marker found); not applied again", ctx.job.name, task.name, note)
-                return earlier[1], note
-            if attempt > 1:
-                done = self._already_committed(ctx, task)
-                if done is not None:
-                    self.ledger.finish_attempt(attempt_id, "success", done[1], error=f"committed by attempt {done[0]}")
-                    log.info("job %s task %s: attempt %d had committed (marker found); not applied again",
-                             ctx.job.name, task.name, done[0])
-                    return done[1], f"committed by attempt {done[0]}, confirmed by its marker"
-            rows, note = self._body(ctx, task, attempt)
+            attempt_id = self.ledger.start_attempt(ctx.run_id, task.name, attempt)
+        except Exception as exc:
+            if failure_of(exc) is None:
+                raise
+            raise _NotStarted() from exc
+        try:
+            rows, note, recorded = self._attempt_body(ctx, task, attempt)
         except AttemptError as exc:
+            if stop.requested():
+                self._record_interrupted(attempt_id, exc)
+                raise stop.Interrupted() from exc
             v = exc.verdict
             status = "retrying" if self._should_retry(task, exc) else "failed"
             where = (exc.statement.where, exc.statement.first_line[:300]) if exc.statement is not None else None
@@ -324,8 +362,53 @@ class Runner:
                     f"was lost while COMMIT was in flight, and markers are off for this database, so the outcome "
                     f"is unknown: check the data of this task before re-running it") from exc
             raise
-        self.ledger.finish_attempt(attempt_id, "success", rows)
+        except BaseException as exc:  # a runner error, a stop, or a bug: the attempt never stays `running`
+            if stop.requested() or isinstance(exc, KeyboardInterrupt):
+                self._record_interrupted(attempt_id, exc)
+                if isinstance(exc, stop.Interrupted) or not isinstance(exc, Exception):
+                    raise
+                raise stop.Interrupted() from exc
+            if failure_of(exc) is None:
+                errno = getattr(getattr(exc, "verdict", None), "errno", None)
+                self.ledger.finish_attempt(attempt_id, "failed", errno=errno, error=_one_line(str(exc))[:2000])
+            raise
+        try:
+            self.ledger.finish_attempt(attempt_id, "success", rows, error=recorded)
+        except Exception as exc:
+            if failure_of(exc) is None:
+                raise
+            raise _Committed(rows, note) from exc
         return rows, note
+
+    def _record_interrupted(self, attempt_id: int, exc: BaseException) -> None:
+        try:
+            self.ledger.finish_attempt(attempt_id, "interrupted", error=stop.reason())
+        except Exception as record_exc:  # the run is ending anyway; the next run marks it abandoned
+            log.error("the interrupted attempt could not be recorded: %s", failure_of(record_exc) or record_exc)
+
+    def _attempt_body(self, ctx: "_RunContext", task: Task, attempt: int) -> tuple[int, str, str | None]:
+        """(rows, note, the note the ledger keeps with the attempt): the task's body, unless the run it
+        re-runs recorded it done, or a marker shows that an earlier run of the slot, or an earlier
+        attempt, committed it."""
+        if task.name in ctx.done:
+            by, rows = ctx.done[task.name]
+            note = f"done in run {by}"
+            log.info("job %s task %s: %s; not run again", ctx.job.name, task.name, note)
+            return rows, note, note
+        earlier = self._committed_earlier(ctx, task)
+        if earlier is not None:
+            note = f"committed by the {ctx.resume_of[earlier[0]]} run {earlier[0]}"
+            log.info("job %s task %s: %s (marker found); not applied again", ctx.job.name, task.name, note)
+            return earlier[1], note, note
+        if attempt > 1:
+            done = self._already_committed(ctx, task)
+            if done is not None:
+                log.info("job %s task %s: attempt %d had committed (marker found); not applied again",
+                         ctx.job.name, task.name, done[0])
+                return done[1], f"committed by attempt {done[0]}, confirmed by its marker", \
+                    f"committed by attempt {done[0]}"
+        rows, note = self._body(ctx, task, attempt)
+        return rows, note, None
 
     def _committed_earlier(self, ctx: "_RunContext", task: Task) -> tuple[str, int] | None:
         """(run id, rows) of the earlier run of this slot that committed the task, by its marker."""
@@ -401,6 +484,18 @@ class Runner:
         return "\n".join(lines)
 
 
+class _NotStarted(Exception):
+    """The ledger could not record the start of an attempt, so the attempt was not made."""
+
+
+class _Committed(Exception):
+    """The attempt committed, but the ledger could not record it."""
+
+    def __init__(self, rows: int, note: str):
+        super().__init__(note)
+        self.rows, self.note = rows, note
+
+
 @dataclass
 class _RunContext:
     run_id: str
@@ -410,6 +505,28 @@ class _RunContext:
     still_locked: Callable[[], bool] | None = None
     resume_of: Mapping[str, str] = field(default_factory=dict)
     done: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+
+
+def _ledger_failed(job: Job, run_id: str, store: str, results: Mapping[str, TaskResult],
+                   finished: str | None = None) -> str:
+    """The message of a state store that failed during a run: what the run did, what is left undone."""
+    done = [r.name for r in results.values() if r.status == "success"]
+    failed = [r.name for r in results.values() if r.status == "failed"]
+    left = [r.name for r in results.values() if r.status in ("pending", "skipped")]
+    parts = [f"job {job.name} run {run_id[:8]}: the ledger could not be written: {store}"]
+    if finished is not None:
+        parts.append(f"the run itself ended {finished}, but its end is not recorded")
+    else:
+        parts.append("the run stopped; its tasks stay as they are")
+    parts.append(f"committed: {', '.join(done) or 'none'}")
+    if failed:
+        parts.append(f"failed: {', '.join(failed)}")
+    if left and finished is None:
+        parts.append(f"not run: {', '.join(left)}")
+    parts.append(f"once the state store works, the next run marks this one abandoned; to finish the job: "
+                 f"python -m runner --job {job.name}" + (f" --from-task {left[0]}" if left and finished is None
+                                                          else ""))
+    return "; ".join(parts)
 
 
 def _one_line(text: str) -> str:

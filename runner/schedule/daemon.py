@@ -10,7 +10,9 @@ slots to run again (sparingly: `slots.DAEMON_FAILED_RERUNS`); a job that ran pas
 looked at again as soon as it is done.
 
 Signals: SIGTERM/SIGINT start no new run, let running ones finish within `stop_grace` (conf/runner.yml,
-default 60s) and exit 0; SIGHUP reloads conf and jobs, and keeps the old set when the new one is invalid.
+default 60s) and exit 0; SIGHUP reloads conf and jobs. An invalid job file does not hold the others up: at
+start-up and at a reload its problems are logged and the valid jobs are scheduled; a job whose file turned
+invalid keeps the definition it had, and an invalid conf keeps the whole old set.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from runner import clock, logs, priority
-from runner.config.jobs import load_jobs
+from runner import clock, logs, priority, stop
+from runner.config.jobs import job_names, load_jobs
 from runner.config.project import load_project
 from runner.config.urls import passwords
 from runner.cron import UTC, Schedule
@@ -50,6 +52,7 @@ from runner.state.slots import SlotLedger
 log = logging.getLogger("runner.scheduler")
 
 LOOK_SECONDS = 30.0  # how often the daemon looks for missed slots and abandoned runs
+STOP_AFTER_GRACE = 15.0  # how long jobs stopped at the end of stop_grace may take to record it
 PRUNE_SECONDS = 3600.0  # how often it asks whether runs are past history_days
 MAX_WORKERS = 128
 MAX_BATCH = 200  # jobs claimed in one go by the dispatch thread
@@ -86,13 +89,30 @@ class _Generation:
     active: int = 0
 
 
-def _load(project: Project) -> tuple[Project, dict[str, Job]]:
-    """Re-read conf and every job; ConfigError with every problem when anything is invalid."""
+def _load(project: Project, before: dict[str, Job] | None = None) -> tuple[Project, dict[str, Job], list[str]]:
+    """Re-read conf and every job: the project, its scheduled jobs, and the names of the job files that
+    are invalid. Their problems are logged; an invalid file does not hold the others up. A job whose
+    file turned invalid keeps the definition it had in `before` (when its databases still exist).
+    A problem in conf is a ConfigError: nothing can be trusted then."""
     project = load_project(project.conf_dir, project.jobs_dir)
     jobs, problems = load_jobs(project)
-    if problems:
-        raise ConfigError(problems)
-    return project, {name: job for name, job in sorted(jobs.items()) if job.schedule}
+    prefix = "reload: " if before is not None else ""
+    for p in problems:
+        log.error("%s%s", prefix, logs.REDACTOR.scrub(str(p)))
+    invalid = [n for n in job_names(project) if n not in jobs]
+    kept = []
+    for name in invalid:
+        old = (before or {}).get(name)
+        if old is not None and all(t.database in project.databases and (t.load is None or t.load.source in
+                                   project.databases) for t in old.tasks):
+            jobs[name] = old
+            kept.append(name)
+    if invalid:
+        log.error("%s%d problem(s) in job file(s) %s (see --check)%s%s", prefix, len(problems), ", ".join(invalid),
+                  f"; job(s) {', '.join(kept)} keep the definition loaded before" if kept else "",
+                  f"; not scheduled: {', '.join(n for n in invalid if n not in kept)}"
+                  if len(kept) < len(invalid) else "")
+    return project, {name: job for name, job in sorted(jobs.items()) if job.schedule}, invalid
 
 
 def _generation(project: Project, jobs: dict[str, Job], hub: Hub | None = None) -> _Generation:
@@ -112,7 +132,7 @@ class Daemon:
     hundreds of milliseconds late.) Signals are handled in the main thread."""
 
     def __init__(self, project: Project, look_seconds: float = LOOK_SECONDS):
-        project, jobs = _load(project)
+        project, jobs, _ = _load(project)
         self._gen = _generation(project, jobs)
         self.hub = self._gen.due.hub
         assert self.hub is not None
@@ -195,18 +215,28 @@ class Daemon:
             while self._running and clock.monotonic() < deadline:
                 self._cv.wait(min(1.0, max(0.01, deadline - clock.monotonic())))
             left = sorted(self._running)
+        code = 0
         if left:
-            log.error("stop grace of %.0fs is over and job(s) %s are still running: exiting; their runs stay "
-                      "'running' until the next runner takes the job's lock and marks them abandoned",
-                      grace, ", ".join(left))
-            logging.shutdown()
-            os._exit(130)  # worker threads cannot be interrupted; the interpreter would wait for them
+            log.error("stop grace of %.0fs is over and job(s) %s are still running: stopping them (their running "
+                      "statements are killed, their runs recorded interrupted)", grace, ", ".join(left))
+            stop.request(f"{why} (the stop grace of {grace:.0f}s is over)")
+            deadline = clock.monotonic() + STOP_AFTER_GRACE
+            with self._cv:
+                while self._running and clock.monotonic() < deadline:
+                    self._cv.wait(min(1.0, max(0.01, deadline - clock.monotonic())))
+                left = sorted(self._running)
+            if left:
+                log.error("job(s) %s did not stop: exiting; their runs stay 'running' until the next runner takes "
+                          "the job's lock and marks them abandoned", ", ".join(left))
+                logging.shutdown()
+                os._exit(130)  # worker threads cannot be interrupted; the interpreter would wait for them
+            code = 130
         self._pool.shutdown(wait=True)
         self.hub.close()
         for gen in [self._gen, *self._retired]:
             gen.runner.close()
         log.info("scheduler stopped")
-        return 0
+        return code
 
     # ------------------------------------------------------------------------------------ jobs
     def _add(self, job: Job) -> None:
@@ -297,12 +327,16 @@ class Daemon:
         """Load conf and jobs again; on any problem keep the current set and log every problem."""
         old = self._gen
         try:
-            project, jobs = _load(old.project)
+            project, jobs, invalid = _load(old.project, old.jobs)
         except ConfigError as exc:
             for p in exc.problems:
                 log.error("reload: %s", logs.REDACTOR.scrub(str(p)))
-            log.error("reload failed with %d problem(s); the %d job(s) loaded before keep their schedules",
+            log.error("reload failed: conf has %d problem(s); the %d job(s) loaded before keep their schedules",
                       len(exc.problems), len(old.jobs))
+            return False
+        except Exception as exc:  # e.g. the jobs folder cannot be listed: keep what runs
+            log.error("reload failed (%s: %s); the %d job(s) loaded before keep their schedules",
+                      type(exc).__name__, logs.REDACTOR.scrub(str(exc)), len(old.jobs))
             return False
         logs.REDACTOR.add(passwords(project))
         self.hub.update(project, jobs)
@@ -319,7 +353,7 @@ class Daemon:
                 self._add(job)
         log.info("reloaded: %d scheduled job(s): %s", len(jobs), ", ".join(jobs) or "none")
         self._retire()
-        return True
+        return not invalid
 
     def _retire(self) -> None:
         """Close the pools of replaced generations once their last run is over."""

@@ -21,8 +21,9 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from runner import clock
-from runner.db.engines import create_tables
-from runner.errors import UsageError
+from runner.db.engines import create_tables, guard_local_infile
+from runner.errors import StateStoreError, UsageError
+from runner.state import failures
 
 log = logging.getLogger("runner.ledger")
 
@@ -146,6 +147,16 @@ _PREVIOUS = sa.select(runs.c.status).where(
     runs.c.status.in_(("success", "failed", "interrupted", "abandoned"))).order_by(runs.c.started_at.desc()).limit(1)
 
 
+def _identity(path: str | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _utc(dt: datetime | None) -> datetime | None:
     """Naive UTC for storage (both SQLite and MySQL DATETIME store it unambiguously)."""
     return dt.replace(tzinfo=None) if dt is not None and dt.tzinfo is not None else dt
@@ -179,16 +190,21 @@ class Ledger:
         """`create`: make the folder of a SQLite state store (False for commands that only read)."""
         self.url = url
         self.engine = self._engine(url, create)
+        failures.watch(self.engine, url)
         self._ready = False
         self._lock = threading.Lock()
         self._more_ready: set[str] = set()
+        self._identity: tuple[int, int] | None = None  # of the SQLite file the tables were made in
 
     @staticmethod
     def _engine(url: str, create: bool = True) -> sa.Engine:
         u = sa.make_url(url)
         if u.get_backend_name() == "sqlite":
             if create and u.database not in (None, "", ":memory:"):
-                os.makedirs(os.path.dirname(u.database) or ".", exist_ok=True)
+                try:
+                    os.makedirs(os.path.dirname(u.database) or ".", exist_ok=True)
+                except OSError as exc:
+                    raise StateStoreError(failures.describe(url, exc)) from None
             engine = sa.create_engine(u, connect_args={"check_same_thread": False, "timeout": 30})
 
             @event.listens_for(engine, "connect")
@@ -199,8 +215,10 @@ class Ledger:
                 cur.close()
 
             return engine
-        return sa.create_engine(u, pool_pre_ping=True, pool_recycle=1800, pool_size=2, max_overflow=4,
-                                connect_args={"connect_timeout": 10})
+        engine = sa.create_engine(u, pool_pre_ping=True, pool_recycle=1800, pool_size=2, max_overflow=4,
+                                  connect_args={"connect_timeout": 10})
+        guard_local_infile(engine)
+        return engine
 
     def ensure_schema(self) -> None:
         if self._ready:
@@ -208,6 +226,7 @@ class Ledger:
         with self._lock:
             if not self._ready:
                 ensure_tables(self.engine, metadata.sorted_tables, UPGRADE_INDEXES)
+                self._identity = _identity(self.file)
                 self._ready = True
 
     def ensure(self, *tables: sa.Table) -> None:
@@ -228,6 +247,44 @@ class Ledger:
             return bool(u.database) and u.database != ":memory:" and os.path.exists(u.database) \
                 and sa.inspect(self.engine).has_table(runs.name)
         return sa.inspect(self.engine).has_table(runs.name)
+
+    @property
+    def file(self) -> str | None:
+        """The SQLite file of the state store (None for a server or an in-memory database)."""
+        u = sa.make_url(self.url)
+        if u.get_backend_name() != "sqlite" or u.database in (None, "", ":memory:") or u.database.startswith("file:"):
+            return None
+        return u.database
+
+    def replaced(self) -> bool:
+        """The SQLite file was deleted (or another put in its place) since its tables were made here:
+        what is written now would go into a file no one can read any more."""
+        return self._identity is not None and _identity(self.file) != self._identity
+
+    def reopen(self) -> None:
+        """Start over with the file now at the path (made anew when it is gone)."""
+        self.engine.dispose()
+        self._ready = False
+        self._more_ready.clear()
+        self.ensure_schema()
+
+    def record_again(self, run_id: str, job: str, run_date: str, trigger: str, slot: datetime | None,
+                     started_at: datetime, tasks: list[tuple[str, int, str, int, str | None]]) -> None:
+        """The record of a run that is going, written again in a new file: its row (still running; its
+        end is written as usual) and the last attempt of each task (name, attempt, status, rows, error)."""
+        now = _utc(clock.now())
+        with self.engine.begin() as conn:
+            conn.execute(_START_RUN, dict(run_id=run_id, job=job, run_date=run_date, slot=_utc(slot), trigger=trigger,
+                                          host=HOST, pid=os.getpid(), started_at=_utc(started_at), status="running",
+                                          attempts=0, rows=0))
+            for task, attempt, status, rows, error in tasks:
+                conn.execute(_START_ATTEMPT, dict(run_id=run_id, task=task, attempt=attempt, started_at=now,
+                                                  ended_at=now, status=status, rows=rows, error=error))
+            self._record_claim(conn, run_id, job, run_date, trigger, slot)
+
+    def _record_claim(self, conn: sa.Connection, run_id: str, job: str, run_date: str, trigger: str,
+                      slot: datetime | None) -> None:
+        """The slot's claim, for a ledger that keeps claims (SlotLedger)."""
 
     def _write(self, stmt: Any, params: dict[str, Any] | None = None) -> Any:
         self.ensure_schema()

@@ -22,8 +22,9 @@ from typing import Any, Iterator
 import sqlalchemy as sa
 
 from runner import clock
-from runner.db.engines import create_tables
-from runner.errors import JobLocked
+from runner.db.engines import create_tables, guard_local_infile
+from runner.errors import JobLocked, StateStoreError
+from runner.state import failures
 from runner.model import Project
 from runner.state.ledger import HOST, Ledger
 
@@ -102,7 +103,10 @@ def _lock_dir(ledger: Ledger) -> Path:
         db = sa.make_url(ledger.url).database
         base = Path(db).parent if db and db != ":memory:" else Path(tempfile.gettempdir())
         path = base / "locks"
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateStoreError(failures.describe(ledger.url, exc) + "; the job locks live in " + str(path)) from None
         _lock_dirs[ledger.url] = path
     return path
 
@@ -110,7 +114,11 @@ def _lock_dir(ledger: Ledger) -> Path:
 @contextlib.contextmanager
 def _file_lock(ledger: Ledger, job: str, trigger: str) -> Iterator[Held]:
     lock_file = _lock_dir(ledger) / f"{job}.lock"
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StateStoreError(failures.describe(ledger.url, exc) + "; the job locks live in "
+                              + str(lock_file.parent)) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -157,6 +165,8 @@ def _lock_engine(ledger: Ledger) -> sa.Engine:
     if engine is None:
         engine = _lock_engines[ledger.url] = sa.create_engine(ledger.url, poolclass=sa.pool.NullPool,
                                                               connect_args={"connect_timeout": 10})
+        guard_local_infile(engine)
+        failures.watch(engine, ledger.url)
     return engine
 
 

@@ -197,6 +197,16 @@ class SlotLedger(Ledger):
                 create_tables(self.engine, slots, _running_index)
             self._slots_ready = True
 
+    def reopen(self) -> None:
+        self._slots_ready = False
+        super().reopen()
+
+    def _record_claim(self, conn: sa.Connection, run_id: str, job: str, run_date: str, trigger: str,
+                      slot: datetime | None) -> None:
+        if slot is not None:
+            conn.execute(_CLAIM, dict(job=job, slot=_naive(slot), run_id=run_id, trigger=trigger, host=HOST,
+                                      pid=os.getpid(), claimed_at=_naive(clock.now())))
+
     def _turn(self, first: bool) -> Any:
         return self._turns.turn(first) if self._turns is not None else contextlib.nullcontext()
 

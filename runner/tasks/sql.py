@@ -5,6 +5,7 @@ when the task's time is up.
 
 from __future__ import annotations
 
+from runner import stop
 from runner.config.sqltext import implicit_commit
 from runner.config.statements import prepare
 from runner.db.classify import classify_error
@@ -63,12 +64,14 @@ def run_sql(at: Attempt) -> int:
             for stmt in task.statements:
                 if watchdog.fired:
                     raise _TimedOut()
+                stop.check()
                 cur.execute(*prepare(stmt.sql, dialect, at.params))
                 if cur.description is not None:
                     rows += len(cur.fetchall())
                 elif cur.rowcount and cur.rowcount > 0:
                     rows += cur.rowcount
             stmt = None
+            stop.check()  # a statement killed by a stop request may have ended without an error: no commit
             if use_markers:
                 phase = "marker"
                 markers.write(cur, dialect, at.run_id, task.name, at.number, rows)

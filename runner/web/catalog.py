@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from runner import logs
-from runner.config.jobs import job_names, load_jobs
+from runner.config.jobs import SUFFIXES, job_names, load_jobs
 from runner.config.project import load_project
 from runner.config.urls import passwords
 from runner.errors import ConfigError, Problem
@@ -33,9 +33,10 @@ def _fingerprint(project: Project) -> tuple:
     out = []
     for folder in (project.conf_dir, project.jobs_dir):
         try:
-            for p in sorted(folder.glob("*.yml")):
-                st = p.stat()
-                out.append((str(p), st.st_mtime_ns, st.st_size))
+            for p in sorted(folder.iterdir()):
+                if p.suffix in SUFFIXES:
+                    st = p.stat()
+                    out.append((str(p), st.st_mtime_ns, st.st_size))
         except OSError:
             out.append((str(folder), None, None))
     return tuple(out)
@@ -72,12 +73,11 @@ class Catalog:
         for name in job_names(project):
             if name not in jobs:
                 invalid[name] = [p for p in problems if Path(p.file).stem == name] or [
-                    Problem(f"jobs/{name}.yml", "", "invalid (see --check)")]
+                    Problem(f"jobs/{name}", "", "invalid (see --check)")]
         changed = {}
-        for name in jobs:
+        for name, job in jobs.items():
             try:
-                changed[name] = datetime.fromtimestamp((project.jobs_dir / f"{name}.yml").stat().st_mtime,
-                                                       timezone.utc)
+                changed[name] = datetime.fromtimestamp((project.root / job.file).stat().st_mtime, timezone.utc)
             except OSError:
                 continue
         return Snapshot(project, jobs, invalid, conf_problems, changed)

@@ -97,9 +97,10 @@ def test_the_state_stores_password_is_hidden_in_logs(tmp_path: Path, capsys: pyt
     project = write_project(tmp_path, {"two": TWO_TASKS})
     monkeypatch.setenv("RUNNER_STATE_URL", "mysql+pymysql://etl:Ledger-Secret-31@127.0.0.1:1/state")
     code, _ = run_main(project, "--history")
-    assert code == 1  # nothing listens on port 1
+    assert code == 2  # nothing listens on port 1: the state store cannot be used
     logging.getLogger("runner").error("connecting as etl:Ledger-Secret-31")
     err = capsys.readouterr().err
+    assert "state store mysql+pymysql://etl:***@127.0.0.1:1/state: the server cannot be reached" in err
     assert "connecting as etl:***" in err and "Ledger-Secret-31" not in err, err
 
 
@@ -458,17 +459,13 @@ def test_a_sql_file_with_a_1500_row_insert_is_valid_and_runs(tmp_path: Path) -> 
     assert _rows(project, "SELECT COUNT(*), MIN(day), MAX(label) FROM big") == [(1500, "2026-11-02", "row 999")]
 
 
-def test_a_statement_sqlparse_cannot_parse_is_a_problem_naming_file_and_line(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    deep = "SELECT " + "(" * 120 + "1" + ")" * 120
+def test_a_statement_nested_deeply_is_checked_and_runs(tmp_path: Path) -> None:
+    """Splitting does not build a parse tree, so nesting costs nothing: the server has the last word
+    (SQLite's parser stops at about a hundred levels)."""
+    deep = "SELECT " + "(" * 60 + "1" + ")" * 60
     project = write_project(tmp_path, {"big": BIG, "fine": TWO_TASKS},
                             files={"sql/big.sql": f"SELECT 1;\n\n{deep};\n"})
     code, out = run_main(project, "--check")
-    assert code == 2, out
-    assert ("error: sql/big.sql:3 [tasks.1.sql_file]: the statement here cannot be parsed (Maximum grouping depth "
-            "exceeded (100)): nest it less deeply or split it") in out
-    assert out.splitlines()[-1] == "1 problem(s) found; nothing was run"
-    code, _ = run_main(project, "--job", "big")
-    assert code == 2
-    assert "sql/big.sql:3 [tasks.1.sql_file]: the statement here cannot be parsed" in capsys.readouterr().err
-    assert not (project / "var").exists()
+    assert code == 0, out
+    code, out = run_main(project, "--job", "big")
+    assert code == 0, out

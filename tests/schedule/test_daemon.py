@@ -1,7 +1,7 @@
 """The daemon (`python -m runner --scheduler`) as real subprocesses: three of them on one MariaDB state
 store run every slot exactly once, also after one is killed with SIGKILL in the middle of a run;
-SIGTERM lets a running job finish and exits 0; SIGHUP reloads, and keeps the old jobs when the new
-set is invalid; slots missed while no daemon was up are found in the ledger at start-up."""
+SIGTERM lets a running job finish and exits 0; SIGHUP reloads, and a job whose file turned invalid
+keeps its old definition; slots missed while no daemon was up are found in the ledger at start-up."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def test_sigterm_lets_the_running_job_finish_records_it_and_exits_0(tmp_path: Pa
     assert not late, late  # nothing new started after SIGTERM
 
 
-def test_sighup_reloads_and_an_invalid_set_keeps_the_old_jobs(tmp_path: Path) -> None:
+def test_sighup_reloads_and_a_job_whose_file_turned_invalid_keeps_its_old_definition(tmp_path: Path) -> None:
     p = SchedProject(tmp_path, {"wh": "sqlite:///var/wh.db"})
     ledger = SlotLedger(f"sqlite:///{tmp_path / 'var' / 'state.db'}")
     task = [{"name": "t", "sql": "SELECT 1"}]
@@ -110,7 +110,7 @@ def test_sighup_reloads_and_an_invalid_set_keeps_the_old_jobs(tmp_path: Path) ->
         (p.root / "jobs" / "b.yml").write_text("tasks: [")
         daemon.send_signal(signal.SIGHUP)
         log_file = tmp_path / "daemon.log"
-        wait_for("the failed reload", lambda: "reload failed" in log_file.read_text(), 30)
+        wait_for("the reload with problems", lambda: "problem(s) in job file(s)" in log_file.read_text(), 30)
         reloaded_at = datetime.now(timezone.utc).replace(tzinfo=None)
         for job in ("a", "b"):  # both keep their schedules
             wait_for(f"job {job} after the failed reload",
@@ -123,7 +123,8 @@ def test_sighup_reloads_and_an_invalid_set_keeps_the_old_jobs(tmp_path: Path) ->
     assert "reload: jobs/b.yml" in log and "YAML syntax error" in log
     assert "reload: jobs/c.yml:1 [schedule]: invalid cron expression 'every minute'" in log
     assert "reload: jobs/c.yml:4 [tasks.0.database]: unknown database 'nowhere'" in log
-    assert "reload failed with 3 problem(s); the 2 job(s) loaded before keep their schedules" in log
+    assert ("reload: 3 problem(s) in job file(s) b, c (see --check); job(s) b keep the definition loaded before; "
+            "not scheduled: c") in log
     assert not runs_of(ledger, "c")
 
 
@@ -145,9 +146,9 @@ def test_slots_missed_while_no_daemon_was_up_are_recorded_at_start_up(tmp_path: 
     assert "job nightly: 2 slot(s) missed and recorded as missed" in (tmp_path / "daemon.log").read_text()
 
 
-def test_a_run_longer_than_stop_grace_is_cut_off_with_exit_130_and_found_abandoned(tmp_path: Path) -> None:
-    """SIGTERM with a job still running when stop_grace is over: the daemon exits 130 and says so; the
-    run stays `running` until the next runner takes the job's lock and marks it abandoned."""
+def test_a_run_longer_than_stop_grace_is_stopped_recorded_interrupted_and_exits_130(tmp_path: Path) -> None:
+    """SIGTERM with a job still running when stop_grace is over: its statement is stopped (SQLite is
+    interrupted), its run recorded `interrupted`, and the daemon exits 130 and says so."""
     p = SchedProject(tmp_path, {"wh": "sqlite:///var/wh.db"}, settings={"stop_grace": 1})
     ledger = SlotLedger(f"sqlite:///{tmp_path / 'var' / 'state.db'}")
     expr, latest = two_hours_ago()
@@ -161,11 +162,10 @@ def test_a_run_longer_than_stop_grace_is_cut_off_with_exit_130_and_found_abandon
         assert daemon.wait(timeout=30) == 130
     finally:
         stop(daemon, signal.SIGKILL)
-    assert "stop grace of 1s is over and job(s) long are still running: exiting" in (tmp_path / "daemon.log").read_text()
-    assert [r["status"] for r in runs_of(ledger, "long")] == ["running"]
-    done = p.run("--due", "--job", "long")
-    assert done.returncode == 0 and "long: 1 abandoned run(s) found" in done.stdout, done.stdout + done.stderr
-    assert [(r["slot"], r["status"]) for r in runs_of(ledger, "long")] == [(latest, "abandoned")]
+    log = (tmp_path / "daemon.log").read_text()
+    assert "stop grace of 1s is over and job(s) long are still running: stopping them" in log, log
+    assert "statement interrupted (SQLite)" in log and "Traceback" not in log
+    assert [(r["slot"], r["status"]) for r in runs_of(ledger, "long")] == [(latest, "interrupted")]
 
 
 def test_many_jobs_due_at_one_second_on_a_mysql_state_store_all_run(tmp_path: Path, mdb: PrivateMariaDB,

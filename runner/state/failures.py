@@ -1,0 +1,112 @@
+"""When the state store itself fails: a read-only or full disk, a file that is not a SQLite database or
+holds someone else's tables, a server that cannot be reached. Such an error says it is the state store,
+with its url (password hidden), what is wrong and what to do, instead of "unexpected error".
+
+Errors of the state store's engines are marked as they pass (`watch`), not replaced, so code that
+catches SQLAlchemy's own errors (a slot claimed by another host is an IntegrityError) still does;
+`failure_of(exc)` finds the mark on an error or on what caused it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from runner.config.urls import redact
+from runner.db.classify import errno_of
+
+_MARK = "_runner_state_store"
+
+# (text in the driver's message, or MySQL error number) -> what is wrong and what to do
+_DIAGNOSES: list[tuple[str | int, str]] = [
+    ("readonly database", "it is read-only for this user: make the file and its folder writable by the user "
+                          "running the runner (SQLite writes a -wal and a -shm file beside it), or point "
+                          "state_url at a writable place"),
+    ("unable to open database file", "the file cannot be opened or created: check that its folder exists and "
+                                     "is writable by the user running the runner"),
+    ("not a database", "the file is not a SQLite database: move it away, or point state_url at a new file"),
+    ("disk is full", "the disk holding it is full: free some space, then run again"),
+    ("disk i/o error", "the disk reported an I/O error: check the file system"),
+    ("no such table", "it holds tables named runner_* that are not the runner's: give the runner a database "
+                      "(or file) of its own in state_url"),
+    ("no such column", "it holds tables named runner_* that are not the runner's: give the runner a database "
+                       "(or file) of its own in state_url"),
+    ("has no column named", "it holds tables named runner_* that are not the runner's: give the runner a "
+                            "database (or file) of its own in state_url"),
+    ("database is locked", "another process kept it locked for more than 30s: find it (fuser on the file)"),
+    (1054, "it holds tables named runner_* that are not the runner's: give the runner a database of its own "
+           "in state_url"),
+    (1146, "a table the runner made is gone: give the runner a database of its own in state_url"),
+    (1045, "the server refused the user or password: check them in state_url (URL-encode @ : / % in a password)"),
+    (1044, "the user may not use that database: GRANT it CREATE, SELECT, INSERT, UPDATE, DELETE there"),
+    (1142, "the user lacks privileges on the runner's tables: GRANT it CREATE, SELECT, INSERT, UPDATE, DELETE"),
+    (1049, "the database does not exist: create it (CREATE DATABASE ...) or fix state_url"),
+    (1290, "the server is read-only: point state_url at the primary"),
+    (2002, "the server cannot be reached: check that it is up and the host and port in state_url"),
+    (2003, "the server cannot be reached: check that it is up and the host and port in state_url"),
+    (2005, "the server's host name cannot be resolved: check the host in state_url"),
+    (2068, "the server asked for a local file, which was refused: the server (or the path to it) is not to be "
+           "trusted"),
+]
+
+
+def watch(engine: sa.Engine, url: str) -> None:
+    """Mark every error of `engine` (the state store's) with `url`, for `failure_of`."""
+
+    @event.listens_for(engine, "handle_error")
+    def _mark(context: Any) -> None:
+        for exc in (context.sqlalchemy_exception, context.original_exception):
+            if exc is not None:
+                setattr(exc, _MARK, url)
+
+
+def mark(exc: BaseException, url: str) -> BaseException:
+    setattr(exc, _MARK, url)
+    return exc
+
+
+def failure_of(exc: BaseException) -> str | None:
+    """'state store <url>: <what is wrong> (<driver's text>)' when `exc` (or its cause) is a state store
+    error, else None."""
+    seen = 0
+    while exc is not None and seen < 10:
+        url = getattr(exc, _MARK, None)
+        if url is not None:
+            return describe(url, exc)
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+        seen += 1
+    return None
+
+
+_OS_ERRORS = {errno.EACCES: "readonly database", errno.EPERM: "readonly database", errno.EROFS: "readonly database",
+              errno.ENOSPC: "disk is full", errno.EDQUOT: "disk is full", errno.EFBIG: "disk is full",
+              errno.EIO: "disk i/o error", errno.ENOTDIR: "unable to open database file",
+              errno.EISDIR: "unable to open database file"}
+
+
+def _exists(url: str) -> bool:
+    try:
+        database = sa.make_url(url).database
+    except Exception:
+        return False
+    return bool(database) and os.path.isfile(database)
+
+
+def describe(url: str, exc: BaseException) -> str:
+    number, text = errno_of(exc)
+    lowered = ""
+    if isinstance(exc, OSError):  # the file system, not the database: by its errno
+        number, text = None, f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+        lowered = _OS_ERRORS.get(exc.errno or 0, "")
+    text = " ".join(text.split())
+    lowered = lowered or text.lower()
+    if "unable to open database file" in lowered and _exists(url):  # there, but not to be written
+        lowered = "readonly database"
+    what = next((fix for key, fix in _DIAGNOSES if (key == number if isinstance(key, int) else key in lowered)),
+                "see the error; fix the state store or point state_url at another one")
+    code = f"{number} " if isinstance(number, int) and number >= 1000 else ""
+    return f"state store {redact(url)}: {what} ({code}{text[:300]})"
