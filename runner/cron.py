@@ -209,6 +209,36 @@ class CronSpec:
             d, hms = 1, (0, 0, 0)
         return None
 
+    def count(self, lo: datetime, hi: datetime) -> int:
+        """How many matching wall times lie in (lo, hi] (naive): by months and days, not one by one."""
+        if hi <= lo:
+            return 0
+        per_day = len(self.hours) * len(self.minutes) * len(self.seconds)
+        total, y, mo = 0, lo.year, lo.month
+        lo_key, hi_key = (lo.year, lo.month, lo.day), (hi.year, hi.month, hi.day)
+        while (y, mo) <= (hi.year, hi.month):
+            for day in self.days(y, mo):
+                key = (y, mo, day)
+                if key < lo_key or key > hi_key:
+                    continue
+                n = self._times_upto(hi) if key == hi_key else per_day
+                if key == lo_key:
+                    n -= self._times_upto(lo)
+                total += n
+            y, mo = (y, mo + 1) if mo < 12 else (y + 1, 1)
+        return total
+
+    def _times_upto(self, t: datetime) -> int:
+        """How many times of day of the schedule are at or before the time of day of `t`."""
+        h, m, s = t.hour, t.minute, t.second
+        M, S = len(self.minutes), len(self.seconds)
+        n = bisect.bisect_left(self.hours, h) * M * S
+        if h in self.hours:
+            n += bisect.bisect_left(self.minutes, m) * S
+            if m in self.minutes:
+                n += bisect.bisect_right(self.seconds, s)
+        return n
+
     def prev_before(self, wall: datetime) -> datetime | None:
         t = wall.replace(microsecond=0) if self.with_seconds else wall.replace(second=0, microsecond=0)
         if t == wall:
@@ -531,6 +561,25 @@ class Schedule:
                 hi = start - _EPSILON
         except _NoMatch:
             return None
+
+    def count(self, after: datetime, until: datetime) -> int:
+        """How many slots lie in (after, until], counted stretch by stretch of constant UTC offset
+        rather than slot by slot (a day of a per-second schedule is 86,400 slots)."""
+        after, until = after.astimezone(UTC), until.astimezone(UTC)
+        total, t = 0, after + _EPSILON
+        while t <= until:
+            start, end, off, before = self._offsets.segment(t)
+            hi = min(until, end - _EPSILON)
+            wall_lo = _naive(t) + off - _EPSILON  # exclusive: the instants [t, hi]
+            if before > off and not self.every_hour:  # second pass: the first pass ran these wall times
+                wall_lo = max(wall_lo, _naive(start) + before - _EPSILON)
+            total += self.spec.count(wall_lo, _naive(hi) + off)
+            if before < off and not self.every_hour and after < start <= until:
+                gap, first_wall = _naive(start) + before, _naive(start) + off
+                if self.spec.count(gap - _EPSILON, first_wall - _EPSILON) and not self.spec.matches(first_wall):
+                    total += 1  # wall times skipped by the jump run once, at the jump
+            t = end
+        return total
 
     def recent(self, after: datetime | None, until: datetime, limit: int) -> tuple[list[datetime], bool]:
         """Slots in (after, until], newest first, at most `limit`; and whether older ones were left out."""

@@ -6,7 +6,8 @@ or the catch-up command `--due`.
    are marked `abandoned`, and run again when the job says `rerun_abandoned: true` and their slot is
    within the job's grace;
 2. slots after the latest recorded one are planned by `slots.plan_slots`: the latest runs once
-   (coalesced) when it is within the grace, every other one is recorded as `missed`; when there are
+   (coalesced) when it is within the grace, every other one is recorded as `missed` (a long stretch
+   of them as one row with its count, first and last slot); when there are
    none, a latest slot whose run failed runs again as `slots.rerun_failed` says (its claim taken
    over, as from an abandoned run);
 3. each slot to run is claimed with its run row in one transaction, so a slot another host claimed
@@ -33,6 +34,7 @@ from runner.run.summary import print_summary
 from runner.schedule.slots import (
     DUE_FAILED_RERUNS,
     FailedReruns,
+    Missed,
     grace_seconds,
     plan_slots,
     rerun_allowed,
@@ -50,7 +52,7 @@ class Outcome:
 
     job: str
     results: list[RunResult] = field(default_factory=list)
-    missed: list[datetime] = field(default_factory=list)
+    missed: Missed | None = None  # slots recorded as missed
     abandoned: list[Unfinished] = field(default_factory=list)
     locked: str | None = None  # the holder, when the job was running elsewhere
     taken: int = 0  # slots another process claimed first
@@ -106,7 +108,7 @@ class DueRunner:
         for job in jobs:
             state = states[job.name]
             plan = plan_slots(self.schedule(job), now, state.last, grace_of(self.project, job))
-            if state.unfinished or plan.run is not None or plan.missed or self._failed_again(job, state, now):
+            if state.unfinished or plan.run is not None or plan.missed is not None or self._failed_again(job, state, now):
                 out.append(job)
         return out
 
@@ -189,17 +191,12 @@ class DueRunner:
                             _fmt(run.slot), run.host, run.pid,
                             "" if job.rerun_abandoned else "; not run again (rerun_abandoned: false)")
         plan = plan_slots(schedule, now, state.last, grace)
-        if plan.missed:
-            reason = (f"missed: no runner was up, or the job was still running, at the slot's time; only the "
-                      f"latest slot within {grace:.0f}s is run (catch_up: {job.catch_up})")
-            self.ledger.record_missed(job.name, [(s, schedule.local_date(s)) for s in plan.missed], trigger,
-                                      reason, plan.missed_before)
-            out.missed.extend(plan.missed)
-            log.warning("job %s: %d slot(s) missed and recorded as missed: %s", job.name, len(plan.missed),
-                        ", ".join(_fmt(s) for s in plan.missed[-5:]) + (" ..." if len(plan.missed) > 5 else ""))
+        if plan.missed is not None:
+            self._record_missed(job, schedule, plan.missed, trigger, grace)
+            out.missed = plan.missed
         if plan.run is not None:
             wanted.append(Claim(job.name, plan.run, new_run_id(), schedule.local_date(plan.run), trigger))
-        elif not plan.missed and state.last is not None and state.last_run is not None \
+        elif plan.missed is None and state.last is not None and state.last_run is not None \
                 and self._failed_again(job, state, now):
             rerun = self._take_over(job, schedule, state.last, state.last_run, trigger)
             if rerun is not None:
@@ -208,6 +205,21 @@ class DueRunner:
                             state.last_failures)
                 wanted.append(rerun)
         return out, wanted
+
+    def _record_missed(self, job: Job, schedule: Schedule, missed: Missed, trigger: str, grace: float) -> None:
+        """Each missed slot in a row of its own when they are few; a longer stretch in one row with its
+        count, first and last slot (a day of a per-minute job is one write, not 1,440)."""
+        reason = (f"missed: no runner was up, or the job was still running, at the slot's time; only the "
+                  f"latest slot within {grace:.0f}s is run (catch_up: {job.catch_up})")
+        if missed.slots:
+            self.ledger.record_missed(job.name, [(s, schedule.local_date(s)) for s in missed.slots], trigger, reason)
+            shown = ", ".join(_fmt(s) for s in missed.slots[-5:]) + (" ..." if missed.count > 5 else "")
+        else:
+            self.ledger.record_missed_range(job.name, missed.first, missed.last, missed.count,
+                                            schedule.local_date(missed.last), schedule.expr, schedule.timezone,
+                                            trigger, reason)
+            shown = f"{_fmt(missed.first)} to {_fmt(missed.last)}"
+        log.warning("job %s: %d slot(s) missed and recorded as missed: %s", job.name, missed.count, shown)
 
     def _failed_again(self, job: Job, state: JobSlots, now: datetime) -> bool:
         """The latest slot's run failed, and the slot is to run again (see slots.rerun_failed)."""
@@ -259,7 +271,7 @@ def run_due(project: Project, out: IO[str], job: str | None = None) -> int:
             for result in outcome.results:
                 print_summary(result, out)
             if outcome.missed:
-                out.write(f"{j.name}: {len(outcome.missed)} missed slot(s) recorded as missed\n")
+                out.write(f"{j.name}: {outcome.missed.count} missed slot(s) recorded as missed\n")
             if outcome.abandoned:
                 out.write(f"{j.name}: {len(outcome.abandoned)} abandoned run(s) found\n")
             if outcome.locked:

@@ -36,6 +36,18 @@ slots = sa.Table(
     sa.Column("claimed_at", sa.DateTime, nullable=False),
 )
 
+# A stretch of missed slots recorded as one `missed` run (too many to record one by one): which slots.
+missed_slots = sa.Table(
+    "runner_missed_slots", sa.MetaData(),
+    sa.Column("run_id", sa.String(32), primary_key=True),
+    sa.Column("job", sa.String(128), nullable=False, index=True),
+    sa.Column("first_slot", sa.DateTime, nullable=False),
+    sa.Column("last_slot", sa.DateTime, nullable=False),
+    sa.Column("slots", sa.Integer, nullable=False),
+    sa.Column("schedule", sa.String(255), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+)
+
 # Abandoned runs are looked up by (job, status) under the lock before every scheduled run.
 _running_index = sa.Index("ix_runner_runs_job_status", runs.c.job, runs.c.status)
 
@@ -63,6 +75,7 @@ _TAKE_OVER = slots.update().where(slots.c.job == sa.bindparam("b_job"), slots.c.
                                   slots.c.run_id == sa.bindparam("b_run_id"))
 _ABANDON = runs.update().where(runs.c.run_id == sa.bindparam("b_run_id"), runs.c.status == "running")
 _RUN = runs.insert()
+_SPAN = missed_slots.insert()
 _START_ATTEMPTS = attempts.insert().returning(attempts.c.id, sort_by_parameter_order=True)
 
 
@@ -159,6 +172,10 @@ def _naive(dt: datetime) -> datetime:
     return dt.astimezone(timezone.utc).replace(tzinfo=None)
 
 
+def _fmt(dt: datetime) -> str:
+    return _naive(dt).strftime("%Y-%m-%d %H:%M:%S") + "Z"
+
+
 def _aware(dt: datetime | None) -> datetime | None:
     return dt.replace(tzinfo=timezone.utc) if dt is not None and dt.tzinfo is None else dt
 
@@ -179,7 +196,7 @@ class SlotLedger(Ledger):
         super().ensure_schema()
         if not self._slots_ready:
             with self._turn(first=False):
-                create_tables(self.engine, slots, _running_index)
+                create_tables(self.engine, slots, missed_slots, _running_index)
             self._slots_ready = True
 
     def _turn(self, first: bool) -> Any:
@@ -315,31 +332,61 @@ class SlotLedger(Ledger):
             error=f"abandoned: run by {run.host} pid {run.pid} ({run.trigger}) never finished and job {job}'s "
                   f"lock was free; found by {HOST} pid {os.getpid()}")).rowcount == 1
 
-    def record_missed(self, job: str, missed: Sequence[tuple[datetime, str]], trigger: str, reason: str,
-                      missed_before: datetime | None = None, run_date: str = "") -> int:
-        """A claim and a `missed` run row for each (slot, run_date); slots claimed meanwhile are left alone.
-        `missed_before`: the slots between it and the first listed one were missed too (not listed)."""
+    def record_missed(self, job: str, missed: Sequence[tuple[datetime, str]], trigger: str, reason: str) -> int:
+        """A claim and a `missed` run row for each (slot, run_date), all in one transaction; when another
+        process claimed one of them meanwhile, each is recorded on its own and the claimed ones are
+        left alone. How many were recorded."""
+        if not missed:
+            return 0
         now = _naive(clock.now())
-        recorded = 0
-        for slot, date_ in missed:
-            run_id = uuid.uuid4().hex
+        rows = [dict(job=job, slot=_naive(slot), run_id=uuid.uuid4().hex, trigger=trigger, host=HOST, pid=os.getpid())
+                for slot, _ in missed]
+        runs_ = [dict(r, run_date=date_, started_at=now, ended_at=now, status="missed", attempts=0, rows=0,
+                      error=reason) for r, (_, date_) in zip(rows, missed)]
+        try:
+            with self._begin() as conn:
+                conn.execute(_CLAIM, [dict(r, claimed_at=now) for r in rows])
+                conn.execute(_RUN, runs_)
+            return len(rows)
+        except sa.exc.IntegrityError:
+            if len(rows) == 1:
+                return 0
+        return sum(self.record_missed(job, [one], trigger, reason) for one in missed)
+
+    def record_missed_range(self, job: str, first: datetime, last: datetime, count: int, run_date: str,
+                            schedule: str, timezone_: str, trigger: str, reason: str) -> str:
+        """`count` missed slots of `schedule`, `first` to `last`, as one `missed` run row (its slot the
+        last one, which it claims) and one row of runner_missed_slots: recording a day of a per-minute
+        job costs one transaction, not 1,440. The run's error says how many slots and which."""
+        now = _naive(clock.now())
+        run_id = uuid.uuid4().hex
+        claim = dict(job=job, slot=_naive(last), run_id=run_id, trigger=trigger, host=HOST, pid=os.getpid())
+        text = (f"{count} slots missed, {_fmt(first)} to {_fmt(last)} (every slot of \"{schedule}\" {timezone_} "
+                f"in between): {reason}")
+        run = dict(claim, run_date=run_date, started_at=now, ended_at=now, status="missed", attempts=0, rows=0,
+                   error=text)
+        span = dict(run_id=run_id, job=job, first_slot=_naive(first), last_slot=_naive(last), slots=count,
+                    schedule=schedule, timezone=timezone_)
+        for with_claim in (True, False):  # the last slot claimed meanwhile: the range is still recorded
             try:
                 with self._begin() as conn:
-                    conn.execute(_CLAIM, dict(job=job, slot=_naive(slot), run_id=run_id, trigger=trigger, host=HOST,
-                                              pid=os.getpid(), claimed_at=now))
-                    conn.execute(_RUN, dict(run_id=run_id, job=job, run_date=date_, slot=_naive(slot),
-                                            trigger=trigger, host=HOST, pid=os.getpid(), started_at=now,
-                                            ended_at=now, status="missed", attempts=0, rows=0, error=reason))
-                recorded += 1
+                    if with_claim:
+                        conn.execute(_CLAIM, dict(claim, claimed_at=now))
+                    conn.execute(_RUN, run)
+                    conn.execute(_SPAN, span)
+                break
             except sa.exc.IntegrityError:
-                continue
-        if missed_before is not None and missed:
-            self._write(_RUN, dict(
-                run_id=uuid.uuid4().hex, job=job, run_date=run_date or missed[0][1], slot=None, trigger=trigger,
-                host=HOST, pid=os.getpid(), started_at=now, ended_at=now, status="missed", attempts=0, rows=0,
-                error=f"every slot after {missed_before.isoformat()} and before {missed[0][0].isoformat()} was "
-                      f"missed too ({reason}); too many to record one by one"))
-        return recorded
+                if not with_claim:
+                    raise
+        return run_id
+
+    def missed_spans(self, job: str) -> list[dict[str, Any]]:
+        """The stretches of missed slots recorded as one row each, oldest first."""
+        self.ensure_schema()
+        q = sa.select(missed_slots).where(missed_slots.c.job == job).order_by(missed_slots.c.first_slot)
+        with self.engine.connect() as conn:
+            return [{**r._mapping, "first_slot": _aware(r.first_slot), "last_slot": _aware(r.last_slot)}
+                    for r in conn.execute(q)]
 
     def earlier_runs(self, job: str, slot: datetime, run_id: str) -> dict[str, str]:
         """The runs of the slot before `run_id` that may have committed tasks (run id -> status), newest
