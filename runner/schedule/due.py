@@ -265,7 +265,9 @@ def run_due(project: Project, out: IO[str], job: str | None = None) -> int:
     due = DueRunner(project, runner, ledger)
     outcomes: list[Outcome] = []
     try:
-        for j in jobs:
+        # One read of every job's latest slot, without the locks; only the jobs with something to do
+        # take their lock (one server connection each on a MySQL store), and decide again under it.
+        for j in due.needing_look(jobs) if jobs else []:
             outcome = due.run_due(j, "cron" if job else "due")
             outcomes.append(outcome)
             for result in outcome.results:

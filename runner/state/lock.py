@@ -160,6 +160,58 @@ def _lock_engine(ledger: Ledger) -> sa.Engine:
     return engine
 
 
+# Connections that held a named lock and released it hold none, so the next lock may use them: `--due`
+# over many jobs, and the daemon every minute, would otherwise open a server connection per job.
+IDLE_LOCK_CONNECTIONS = 16
+_idle: dict[str, list[sa.Connection]] = {}
+_idle_lock = threading.Lock()
+
+
+def _connection(ledger: Ledger) -> tuple[sa.Connection, bool]:
+    """A lock connection and whether it was used before (it may have been closed by the server since)."""
+    with _idle_lock:
+        idle = _idle.get(ledger.url)
+        if idle:
+            return idle.pop(), True
+    return _lock_engine(ledger).connect().execution_options(isolation_level="AUTOCOMMIT"), False
+
+
+def _discard(conn: sa.Connection) -> None:
+    with contextlib.suppress(Exception):
+        conn.invalidate()  # never reuse a connection that may still hold a named lock
+    with contextlib.suppress(Exception):
+        conn.close()
+
+
+def _give_back(ledger: Ledger, conn: sa.Connection) -> None:
+    with _idle_lock:
+        idle = _idle.setdefault(ledger.url, [])
+        if len(idle) < IDLE_LOCK_CONNECTIONS:
+            idle.append(conn)
+            return
+    _discard(conn)
+
+
+def close_idle_locks(ledger: Ledger) -> None:
+    """Close the idle lock connections of a state store (when its process is done with it)."""
+    with _idle_lock:
+        idle = _idle.pop(ledger.url, [])
+    for conn in idle:
+        _discard(conn)
+
+
+def _get_lock(ledger: Ledger, name: str) -> tuple[sa.Connection, Any]:
+    """GET_LOCK on an idle lock connection, or a new one when the server closed the idle ones."""
+    while True:
+        conn, reused = _connection(ledger)
+        try:
+            return conn, conn.execute(sa.text("SELECT GET_LOCK(:n, 0)"), {"n": name}).scalar()
+        except sa.exc.DBAPIError:
+            _discard(conn)
+            if not reused:
+                raise
+
+
 @contextlib.contextmanager
 def _mysql_lock(ledger: Ledger, job: str, trigger: str) -> Iterator[Held]:
     ledger.ensure_schema()
@@ -167,12 +219,13 @@ def _mysql_lock(ledger: Ledger, job: str, trigger: str) -> Iterator[Held]:
         create_tables(ledger.engine, _holders)
         _holders_ready.add(ledger.url)
     name = lock_name(_store_name(ledger), job)
-    # A dedicated connection outside the pool: the lock lives and dies with it.
-    conn = _lock_engine(ledger).connect().execution_options(isolation_level="AUTOCOMMIT")
+    # A dedicated connection outside the ledger's pool: the lock lives and dies with it.
+    conn, got = _get_lock(ledger, name)
+    released = False
     try:
-        got = conn.execute(sa.text("SELECT GET_LOCK(:n, 0)"), {"n": name}).scalar()
         if got != 1:
             row = conn.execute(sa.select(_holders).where(_holders.c.job == job)).mappings().first()
+            released = True  # it never held the lock
             raise JobLocked(f"job {job} is already running: {_holder_text(dict(row) if row else None)}; "
                             "this start was skipped")
         conn_id = conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar()
@@ -201,10 +254,9 @@ def _mysql_lock(ledger: Ledger, job: str, trigger: str) -> Iterator[Held]:
                     with contextlib.suppress(sa.exc.SQLAlchemyError):
                         conn.execute(_holders.delete().where(_holders.c.job == job,
                                                              _holders.c.connection_id == conn_id))
-                        conn.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+                        released = conn.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": name}).scalar() == 1
     finally:
-        with contextlib.suppress(Exception):
-            conn.invalidate()  # never return a connection that held a named lock to the pool
-        conn.close()
-
-
+        if released and not conn.invalidated:
+            _give_back(ledger, conn)
+        else:
+            _discard(conn)
