@@ -252,3 +252,46 @@ def test_an_idle_lock_connection_the_server_closed_is_replaced(tmp_path: Path, m
     finally:
         close_idle_locks(ledger)
         ledger.dispose()
+
+
+def test_many_jobs_locks_share_a_few_connections_and_still_exclude(tmp_path: Path, mdb: PrivateMariaDB,
+                                                                   fresh_db: str) -> None:
+    """120 jobs held at once (a daemon's batch) on 3 server connections, not 120 (max_connections is 151
+    by default). Each lock still excludes other connections and this process; a connection KILLed on
+    the server loses exactly its own jobs' locks, which others may then take."""
+    import contextlib
+
+    from runner.config.project import load_project
+    from runner.errors import JobLocked
+    from runner.state.lock import LOCKS_PER_CONNECTION, close_idle_locks, job_lock
+
+    p = SchedProject(tmp_path, {"wh": "sqlite:///var/wh.db"}, state_url=mdb.url(fresh_db))
+    project = load_project(p.root / "conf")
+    ledger = Ledger(mdb.url(fresh_db))
+    names = [f"job{i:03d}" for i in range(120)]
+    other = mdb.connect(db=None, autocommit=True)
+    try:
+        with contextlib.ExitStack() as stack:
+            held = {n: stack.enter_context(job_lock(project, ledger, n, "daemon")) for n in names}
+            with ledger.engine.connect() as conn:
+                carriers = dict(conn.execute(sa.text("SELECT job, connection_id FROM runner_lock_holders")).all())
+            assert sorted(carriers) == names
+            assert len(set(carriers.values())) == -(-len(names) // LOCKS_PER_CONNECTION) == 3
+            with pytest.raises(JobLocked, match="already running in this process"):
+                stack.enter_context(job_lock(project, ledger, "job000"))
+            with other.cursor() as cur:
+                cur.execute("SELECT GET_LOCK(%s, 0)", (lock_name(fresh_db, "job000"),))
+                assert cur.fetchone()[0] == 0  # held: another connection cannot take it
+                victim = carriers["job000"]
+                cur.execute(f"KILL {int(victim)}")
+                assert not held["job000"].verify()
+                assert all(held[n].verify() is (carriers[n] != victim) for n in names)
+                cur.execute("SELECT GET_LOCK(%s, 0)", (lock_name(fresh_db, "job000"),))
+                assert cur.fetchone()[0] == 1  # lost with its connection: free for others
+                cur.execute("SELECT RELEASE_LOCK(%s)", (lock_name(fresh_db, "job000"),))
+        with job_lock(project, ledger, "job000") as again:  # after the killed connection is gone
+            assert again.verify()
+    finally:
+        other.close()
+        close_idle_locks(ledger)
+        ledger.dispose()
