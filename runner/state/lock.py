@@ -1,8 +1,9 @@
 """One run of a job at a time, whatever started it (daemon, cron, hand), on one host or several.
 
 The lock lives with the state store: on MySQL/MariaDB a named lock (GET_LOCK) held on a lock
-connection outside the ledger's pool, which carries the locks of up to 50 jobs; on SQLite an flock() on a file beside the state database. A second start fails with
-JobLocked (exit 3) naming the holder: host, pid and since when.
+connection outside the ledger's pool, which carries the locks of up to 50 jobs; on SQLite an flock()
+on a file beside the state database. A second start fails with JobLocked (exit 3) naming the holder:
+host, pid and since when.
 """
 
 from __future__ import annotations
