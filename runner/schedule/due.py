@@ -41,7 +41,7 @@ from runner.schedule.slots import (
     rerun_failed,
 )
 from runner.state.lock import Held, job_lock
-from runner.state.slots import Claim, JobSlots, SlotLedger, SlotTaken, Unfinished
+from runner.state.slots import Claim, JobSlots, MissedRecord, SlotLedger, SlotTaken, Unfinished
 
 log = logging.getLogger("runner.due")
 
@@ -132,8 +132,15 @@ class DueRunner:
             states = self.ledger.jobs_slots([job.name for job, _, _ in held]) if held else {}
             now = clock.now()
             plans = {job.name: self._settle(job, trigger, states[job.name], now) for job, _, _ in held}
+            missed = {job.name: self._missed_record(job, outcome.missed, trigger)
+                      for job, _, _ in held if (outcome := plans[job.name][0]).missed is not None}
             won = {c.run_id for c in self.ledger.claim_many([c for _, runs in plans.values() for c in runs
-                                                              if isinstance(c, Claim)])}
+                                                              if isinstance(c, Claim)], list(missed.values()))}
+            for name, record in missed.items():
+                shown = ", ".join(_fmt(s) for s, _ in record.listed[-5:]) + (" ..." if len(record.listed) > 5 else "") \
+                    if record.listed else f"{_fmt(record.first)} to {_fmt(record.last)}"
+                log.warning("job %s: %d slot(s) missed and recorded as missed: %s", name,
+                            record.count or len(record.listed), shown)
             for job, lock, release in held:
                 outcome, wanted = plans[job.name]
                 runs = []
@@ -191,9 +198,7 @@ class DueRunner:
                             _fmt(run.slot), run.host, run.pid,
                             "" if job.rerun_abandoned else "; not run again (rerun_abandoned: false)")
         plan = plan_slots(schedule, now, state.last, grace)
-        if plan.missed is not None:
-            self._record_missed(job, schedule, plan.missed, trigger, grace)
-            out.missed = plan.missed
+        out.missed = plan.missed  # recorded by `prepare`, with the claims of all the jobs
         if plan.run is not None:
             wanted.append(Claim(job.name, plan.run, new_run_id(), schedule.local_date(plan.run), trigger))
         elif plan.missed is None and state.last is not None and state.last_run is not None \
@@ -206,20 +211,18 @@ class DueRunner:
                 wanted.append(rerun)
         return out, wanted
 
-    def _record_missed(self, job: Job, schedule: Schedule, missed: Missed, trigger: str, grace: float) -> None:
+    def _missed_record(self, job: Job, missed: Missed, trigger: str) -> MissedRecord:
         """Each missed slot in a row of its own when they are few; a longer stretch in one row with its
         count, first and last slot (a day of a per-minute job is one write, not 1,440)."""
+        schedule = self.schedule(job)
         reason = (f"missed: no runner was up, or the job was still running, at the slot's time; only the "
-                  f"latest slot within {grace:.0f}s is run (catch_up: {job.catch_up})")
+                  f"latest slot within {grace_of(self.project, job):.0f}s is run (catch_up: {job.catch_up})")
         if missed.slots:
-            self.ledger.record_missed(job.name, [(s, schedule.local_date(s)) for s in missed.slots], trigger, reason)
-            shown = ", ".join(_fmt(s) for s in missed.slots[-5:]) + (" ..." if missed.count > 5 else "")
-        else:
-            self.ledger.record_missed_range(job.name, missed.first, missed.last, missed.count,
-                                            schedule.local_date(missed.last), schedule.expr, schedule.timezone,
-                                            trigger, reason)
-            shown = f"{_fmt(missed.first)} to {_fmt(missed.last)}"
-        log.warning("job %s: %d slot(s) missed and recorded as missed: %s", job.name, missed.count, shown)
+            return MissedRecord(job.name, trigger, reason, listed=tuple((s, schedule.local_date(s))
+                                                                        for s in missed.slots))
+        return MissedRecord(job.name, trigger, reason, first=missed.first, last=missed.last, count=missed.count,
+                            run_date=schedule.local_date(missed.last), schedule=schedule.expr,
+                            timezone=schedule.timezone)
 
     def _failed_again(self, job: Job, state: JobSlots, now: datetime) -> bool:
         """The latest slot's run failed, and the slot is to run again (see slots.rerun_failed)."""

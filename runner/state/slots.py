@@ -105,6 +105,44 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class MissedRecord:
+    """Missed slots of a job to record: each of `listed` (slot, run date) in a row of its own, or (with
+    nothing listed) a stretch of `count` slots of `schedule` from `first` to `last` in one row."""
+
+    job: str
+    trigger: str
+    reason: str
+    listed: tuple[tuple[datetime, str], ...] = ()
+    first: datetime | None = None
+    last: datetime | None = None
+    count: int = 0
+    run_date: str = ""
+    schedule: str = ""
+    timezone: str = ""
+
+
+def _missed_rows(rec: MissedRecord, now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
+                                                             list[dict[str, Any]]]:
+    """The claims, `missed` run rows and stretch rows that record `rec`."""
+    base = dict(job=rec.job, trigger=rec.trigger, host=HOST, pid=os.getpid())
+    done = dict(started_at=now, ended_at=now, status="missed", attempts=0, rows=0)
+    if rec.listed:
+        claims = [dict(base, slot=_naive(slot), run_id=uuid.uuid4().hex, claimed_at=now) for slot, _ in rec.listed]
+        runs_ = [dict(base, **done, slot=c["slot"], run_id=c["run_id"], run_date=d, error=rec.reason)
+                 for c, (_, d) in zip(claims, rec.listed)]
+        return claims, runs_, []
+    assert rec.first is not None and rec.last is not None
+    run_id = uuid.uuid4().hex
+    text = (f"{rec.count} slots missed, {_fmt(rec.first)} to {_fmt(rec.last)} (every slot of \"{rec.schedule}\" "
+            f"{rec.timezone} in between): {rec.reason}")
+    claim = dict(base, slot=_naive(rec.last), run_id=run_id, claimed_at=now)
+    run = dict(base, **done, slot=claim["slot"], run_id=run_id, run_date=rec.run_date, error=text)
+    span = dict(run_id=run_id, job=rec.job, first_slot=_naive(rec.first), last_slot=_naive(rec.last),
+                slots=rec.count, schedule=rec.schedule, timezone=rec.timezone)
+    return [claim], [run], [span]
+
+
+@dataclass(frozen=True)
 class JobSlots:
     last: datetime | None  # the latest slot with a claim (run, running, missed or abandoned)
     unfinished: tuple[Unfinished, ...]
@@ -267,22 +305,37 @@ class SlotLedger(Ledger):
         return out
 
     # -- claiming
-    def claim_many(self, claims: Sequence[Claim]) -> list[Claim]:
-        """Claim several slots (each with its run row) in one transaction; the claims that were won.
-        When another process claimed one of them first, each is tried on its own."""
-        if len(claims) > 1:
+    def claim_many(self, claims: Sequence[Claim], missed: Sequence[MissedRecord] = ()) -> list[Claim]:
+        """Claim several slots (each with its run row) and record missed ones, in one transaction; the
+        claims that were won. When another process claimed one of them first, each is tried on its own."""
+        if len(claims) + len(missed) > 1:
             now = _naive(clock.now())
             rows = [dict(run_id=c.run_id, trigger=c.trigger, host=HOST, pid=os.getpid(), job=c.job,
                          slot=_naive(c.slot)) for c in claims]
+            lost_claims, lost_runs, spans = [], [], []
+            for rec in missed:
+                c_, r_, s_ = _missed_rows(rec, now)
+                lost_claims += c_
+                lost_runs += r_
+                spans += s_
             try:
                 with self._begin(first=True) as conn:
-                    conn.execute(_CLAIM, [dict(r, claimed_at=now) for r in rows])
-                    conn.execute(_RUN, [dict(r, run_date=c.run_date, started_at=now, status="running", attempts=0,
-                                             rows=0) for r, c in zip(rows, claims)])
+                    all_claims = [dict(r, claimed_at=now) for r in rows] + lost_claims
+                    if all_claims:
+                        conn.execute(_CLAIM, all_claims)
+                    if rows:
+                        conn.execute(_RUN, [dict(r, run_date=c.run_date, started_at=now, status="running",
+                                                 attempts=0, rows=0) for r, c in zip(rows, claims)])
+                    if lost_runs:
+                        conn.execute(_RUN, lost_runs)
+                    if spans:
+                        conn.execute(_SPAN, spans)
                 self._claimed.update(c.run_id for c in claims)
                 return list(claims)
             except sa.exc.IntegrityError:
                 pass
+        for rec in missed:
+            self._record(rec)
         won = []
         for c in claims:
             try:
@@ -336,49 +389,38 @@ class SlotLedger(Ledger):
         """A claim and a `missed` run row for each (slot, run_date), all in one transaction; when another
         process claimed one of them meanwhile, each is recorded on its own and the claimed ones are
         left alone. How many were recorded."""
-        if not missed:
-            return 0
-        now = _naive(clock.now())
-        rows = [dict(job=job, slot=_naive(slot), run_id=uuid.uuid4().hex, trigger=trigger, host=HOST, pid=os.getpid())
-                for slot, _ in missed]
-        runs_ = [dict(r, run_date=date_, started_at=now, ended_at=now, status="missed", attempts=0, rows=0,
-                      error=reason) for r, (_, date_) in zip(rows, missed)]
-        try:
-            with self._begin() as conn:
-                conn.execute(_CLAIM, [dict(r, claimed_at=now) for r in rows])
-                conn.execute(_RUN, runs_)
-            return len(rows)
-        except sa.exc.IntegrityError:
-            if len(rows) == 1:
-                return 0
-        return sum(self.record_missed(job, [one], trigger, reason) for one in missed)
+        return self._record(MissedRecord(job, trigger, reason, listed=tuple(missed))) if missed else 0
 
     def record_missed_range(self, job: str, first: datetime, last: datetime, count: int, run_date: str,
-                            schedule: str, timezone_: str, trigger: str, reason: str) -> str:
+                            schedule: str, timezone_: str, trigger: str, reason: str) -> int:
         """`count` missed slots of `schedule`, `first` to `last`, as one `missed` run row (its slot the
         last one, which it claims) and one row of runner_missed_slots: recording a day of a per-minute
         job costs one transaction, not 1,440. The run's error says how many slots and which."""
-        now = _naive(clock.now())
-        run_id = uuid.uuid4().hex
-        claim = dict(job=job, slot=_naive(last), run_id=run_id, trigger=trigger, host=HOST, pid=os.getpid())
-        text = (f"{count} slots missed, {_fmt(first)} to {_fmt(last)} (every slot of \"{schedule}\" {timezone_} "
-                f"in between): {reason}")
-        run = dict(claim, run_date=run_date, started_at=now, ended_at=now, status="missed", attempts=0, rows=0,
-                   error=text)
-        span = dict(run_id=run_id, job=job, first_slot=_naive(first), last_slot=_naive(last), slots=count,
-                    schedule=schedule, timezone=timezone_)
-        for with_claim in (True, False):  # the last slot claimed meanwhile: the range is still recorded
-            try:
-                with self._begin() as conn:
-                    if with_claim:
-                        conn.execute(_CLAIM, dict(claim, claimed_at=now))
-                    conn.execute(_RUN, run)
-                    conn.execute(_SPAN, span)
-                break
-            except sa.exc.IntegrityError:
-                if not with_claim:
-                    raise
-        return run_id
+        return self._record(MissedRecord(job, trigger, reason, first=first, last=last, count=count,
+                                         run_date=run_date, schedule=schedule, timezone=timezone_))
+
+    def _record(self, rec: MissedRecord) -> int:
+        """Record `rec` in one transaction; slots claimed meanwhile by another process are left alone
+        (a stretch is still recorded, without the claim of its last slot)."""
+        claims, runs_, spans = _missed_rows(rec, _naive(clock.now()))
+        try:
+            with self._begin() as conn:
+                conn.execute(_CLAIM, claims)
+                conn.execute(_RUN, runs_)
+                if spans:
+                    conn.execute(_SPAN, spans)
+            return len(runs_)
+        except sa.exc.IntegrityError:
+            pass
+        if len(rec.listed) > 1:
+            return sum(self._record(MissedRecord(rec.job, rec.trigger, rec.reason, listed=(one,)))
+                       for one in rec.listed)
+        if rec.listed:
+            return 0
+        with self._begin() as conn:
+            conn.execute(_RUN, runs_)
+            conn.execute(_SPAN, spans)
+        return 1
 
     def missed_spans(self, job: str) -> list[dict[str, Any]]:
         """The stretches of missed slots recorded as one row each, oldest first."""
