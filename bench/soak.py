@@ -1,0 +1,134 @@
+"""Memory of a busy daemon over time: `python -m runner --scheduler` with 1,000 jobs each every minute
+(a one-statement SQLite task each), its resident memory (RSS) and thread count sampled every --every
+minutes for --minutes (default: every 10 minutes for an hour).
+
+With --tracemalloc the daemon runs with Python's tracemalloc on, and each sample also lists the source
+lines whose allocations grew most since the first sample after warm-up: a leak shows as lines that
+grow at every sample; memory that is only reused (caches at their bound, the allocator's arenas) does
+not. tracemalloc slows the daemon down, so fire delays measured then are not the daemon's.
+
+Baseline, measured in the same run: the first sample after the warm-up (the first two minutes, when
+the pools, caches and APScheduler's job list are filled); growth is reported against it.
+
+    .venv/bin/python bench/soak.py                                  # an hour, 1,000 jobs
+    .venv/bin/python bench/soak.py --minutes 12 --every 2 --tracemalloc
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+WARM_UP = 120.0
+
+
+def write_project(root: Path, jobs: int) -> None:
+    (root / "conf").mkdir(parents=True)
+    (root / "jobs").mkdir()
+    (root / "var").mkdir()
+    (root / "conf" / "runner.yml").write_text('state_url: "sqlite:///var/state.db"\nstop_grace: 30\n')
+    (root / "conf" / "databases.yml").write_text('wh:\n  url: "sqlite:///var/wh.db"\n')
+    for i in range(jobs):
+        (root / "jobs" / f"job{i:04d}.yml").write_text(
+            'schedule: "* * * * *"\ndatabase: wh\ntasks:\n  - name: t\n    sql: "SELECT 1"\n')
+    with sqlite3.connect(root / "var" / "wh.db") as db:
+        db.execute("PRAGMA journal_mode=WAL")
+
+
+def proc_status(pid: int) -> tuple[float, int]:
+    """(RSS in MiB, threads) of a running process."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["Threads"])
+
+
+def runs_recorded(root: Path) -> int:
+    try:
+        with sqlite3.connect(root / "var" / "state.db", timeout=30) as db:
+            return int(db.execute("SELECT COUNT(*) FROM runner_runs").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def traced_daemon(conf: str, report: str, every: float) -> None:
+    """The daemon with tracemalloc on; a thread writes the lines that grew most at each sample."""
+    import tracemalloc
+
+    tracemalloc.start(8)
+    sys.path.insert(0, str(REPO))
+
+    def sample() -> None:
+        time.sleep(WARM_UP)
+        first = tracemalloc.take_snapshot()
+        while True:
+            time.sleep(every)
+            snap = tracemalloc.take_snapshot()
+            top = snap.compare_to(first, "lineno")[:12]
+            traced, _ = tracemalloc.get_traced_memory()
+            with open(report, "a") as out:
+                out.write(f"--- {time.strftime('%H:%M:%S')} traced {traced / 2**20:.1f} MiB; "
+                          f"growth since warm-up by line:\n")
+                for stat in top:
+                    frame = stat.traceback[0]
+                    out.write(f"  {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  "
+                              f"{frame.filename.replace(str(REPO) + '/', '')}:{frame.lineno}\n")
+
+    threading.Thread(target=sample, name="soak-tracemalloc", daemon=True).start()
+    from runner.cli.main import main
+
+    sys.exit(main(["--conf", conf, "--scheduler", "-q"]))
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--traced-daemon":
+        traced_daemon(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+        return
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--jobs", type=int, default=1000)
+    p.add_argument("--minutes", type=float, default=60.0)
+    p.add_argument("--every", type=float, default=10.0, help="minutes between samples (default 10)")
+    p.add_argument("--tracemalloc", action="store_true", help="trace the daemon's allocations (slower)")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
+        root = Path(tmp)
+        write_project(root, args.jobs)
+        report = root / "tracemalloc.txt"
+        conf = str(root / "conf")
+        cmd = ([sys.executable, __file__, "--traced-daemon", conf, str(report), str(args.every * 60)]
+               if args.tracemalloc else [sys.executable, "-m", "runner", "--conf", conf, "--scheduler", "-q"])
+        print(f"{args.jobs} jobs every minute for {args.minutes:.0f} min, a sample every {args.every:g} min; "
+              f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores"
+              + ("; tracemalloc on" if args.tracemalloc else ""), flush=True)
+        started = time.monotonic()
+        proc = subprocess.Popen(cmd, cwd=REPO, stderr=open(root / "daemon.log", "w"))
+        try:
+            time.sleep(WARM_UP)
+            base, _ = proc_status(proc.pid)
+            print(f"{'minute':>7} {'RSS MiB':>8} {'growth':>7} {'threads':>8} {'runs':>8}  (baseline: RSS after "
+                  f"{WARM_UP / 60:.0f} min warm-up)", flush=True)
+            t = WARM_UP
+            while True:
+                rss, threads = proc_status(proc.pid)
+                print(f"{t / 60:7.0f} {rss:8.1f} {rss - base:+7.1f} {threads:8d} {runs_recorded(root):8d}", flush=True)
+                t += args.every * 60
+                if t > WARM_UP + args.minutes * 60 + 1:
+                    break
+                time.sleep(max(0.0, started + t - time.monotonic()))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=120)
+        print(f"daemon exit {code}; load average after {os.getloadavg()[0]:.2f}")
+        if args.tracemalloc and report.exists():
+            print(report.read_text())
+
+
+if __name__ == "__main__":
+    main()
