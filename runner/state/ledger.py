@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from runner import clock
-from runner.db.engines import create_tables
+from runner.db.engines import create_tables, make_engine, transaction_ended
+from runner.model import Database, PoolSpec
 
 metadata = sa.MetaData()
 
@@ -114,8 +115,17 @@ class Ledger:
                 cur.close()
 
             return engine
-        return sa.create_engine(u, pool_pre_ping=True, pool_recycle=1800, pool_size=2, max_overflow=4,
-                                connect_args={"connect_timeout": 10})
+        # The pool guard of the project's databases: no ping for a connection used within the last 500 ms
+        # and no ROLLBACK after a COMMIT, which halves the round trips of each ledger write (a shared
+        # MySQL store pays them for every job of every host).
+        engine, _guard = make_engine(Database("state store", url, PoolSpec(size=2, max_overflow=4),
+                                              {"connect_timeout": 10}))
+
+        @event.listens_for(engine, "commit")
+        def _committed(conn: sa.Connection) -> None:
+            transaction_ended(conn.connection)
+
+        return engine
 
     def ensure_schema(self) -> None:
         if self._ready:
