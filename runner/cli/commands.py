@@ -59,10 +59,18 @@ def run_job(project: Project, name: str, *, params: Sequence[str] = (), dates: s
     days = parse_dates(dates) if dates else [today_in(job.timezone)]
     selected_tasks(job, from_task_name)  # unknown task: usage error before anything runs
     check_params(job, days[0], cli)
+    from runner.notify.hub import Hub
+    from runner.state.ledger import Ledger
     from runner.state.lock import job_lock
 
     own = runner is None
-    runner = runner or Runner(project)
+    hub = None
+    if runner is None:
+        ledger = Ledger(project.settings.state_url)
+        hub = Hub(project, ledger, {job.name: job})
+        runner = Runner(project, ledger=ledger, watchers=hub.watchers())
+        hub.pool_sources.append(runner.engines.pools)
+        hub.start()
     try:
         with job_lock(project, runner.ledger, job.name, trigger) as held:
             for day in days:
@@ -72,6 +80,8 @@ def run_job(project: Project, name: str, *, params: Sequence[str] = (), dates: s
                     return 1
         return 0
     finally:
+        if hub is not None:
+            hub.close()
         if own:
             runner.close()
 
@@ -133,7 +143,7 @@ def list_jobs(project: Project, out: IO[str]) -> int:
 def check(project: Project, out: IO[str], conf_problems: Sequence[Problem] = ()) -> int:
     """`--check`: every problem in conf and every job, or a confirmation that all is valid."""
     jobs, job_problems = load_jobs(project)
-    problems = [*conf_problems, *job_problems]
+    problems = [*conf_problems, *job_problems, *_notify_problems(project, jobs)]
     for p in problems:
         out.write(f"error: {p}\n")
     notes = []
@@ -153,6 +163,20 @@ def check(project: Project, out: IO[str], conf_problems: Sequence[Problem] = ())
         return 2
     out.write(f"configuration valid: {len(jobs)} job(s), {len(project.databases)} database(s)\n")
     return 0
+
+
+def _notify_problems(project: Project, jobs: dict[str, Job]) -> list[Problem]:
+    """Notify URLs that Apprise does not understand (Apprise is imported only when there are some)."""
+    where = [("conf/runner.yml", t) for t in project.settings.notify]
+    where += [(job.file, t) for job in jobs.values() for t in job.notify or ()]
+    if not where:
+        return []
+    from runner.notify.courier import understood
+
+    return [Problem(file, "notify", f"Apprise does not understand the URL of target {t.label} "
+                                    f"({t.url.split('://', 1)[0]}://...): see Apprise's list of services and "
+                                    "their URLs")
+            for file, t in where if not understood(t.url)]
 
 
 def history(project: Project, job: str | None, out: IO[str], limit: int = 30) -> int:
@@ -183,6 +207,84 @@ def history(project: Project, job: str | None, out: IO[str], limit: int = 30) ->
     _table(table, out)
     if not runs:
         out.write("no runs recorded yet\n")
+    _undelivered(project, job, out)
+    return 0
+
+
+def _undelivered(project: Project, job: str | None, out: IO[str]) -> None:
+    """Alerts still in the outbox, under the history table."""
+    from runner.state.ledger import Ledger
+    from runner.state.outbox import Outbox
+
+    ledger = Ledger(project.settings.state_url)
+    try:
+        pending = [a for a in Outbox(ledger).undelivered(200) if job is None or a.job == job]
+    finally:
+        ledger.dispose()
+    if not pending:
+        return
+    out.write(f"\n{len(pending)} alert(s) not sent yet (the next runner command, or the daemon's next look, sends "
+              f"them):\n")
+    for a in pending[:10]:
+        run = f" run {a.run_id[:8]}" if a.run_id else ""
+        error = f": {' '.join((a.error or '').split())[:120]}" if a.error else ""
+        out.write(f"  {a.event} of {a.job}{run} to {a.target}, {a.attempts} attempt(s){error}\n")
+    if len(pending) > 10:
+        out.write(f"  ... and {len(pending) - 10} more\n")
+
+
+def run_record(project: Project, run_id: str, out: IO[str]) -> int:
+    """`--history --run ID`: the whole record of one run: every task and attempt, full error texts,
+    the statement each failed in, and the alerts sent about it."""
+    from runner import logs
+    from runner.state.ledger import Ledger
+    from runner.state.outbox import Outbox
+
+    ledger = Ledger(project.settings.state_url)
+    try:
+        found = ledger.find_runs(run_id.strip())
+        if not found:
+            raise UsageError(f"no run {run_id!r} in the ledger ({redact(project.settings.state_url)}); see --history")
+        if len(found) > 1:
+            raise UsageError(f"{run_id!r} starts the ids of {len(found)} runs ("
+                             + ", ".join(r["run_id"] for r in found) + "): give more of it")
+        run = found[0]
+        attempts = ledger.attempt_details(run["run_id"])
+        alerts = Outbox(ledger).of_run(run["run_id"])
+    finally:
+        ledger.dispose()
+    scrub = logs.REDACTOR.scrub
+    fmt = (lambda dt: dt.strftime("%Y-%m-%d %H:%M:%S") + "Z" if dt else "-")
+    secs = (run["ended_at"] - run["started_at"]).total_seconds() if run["ended_at"] else None
+    out.write(f"run {run['run_id']} of job {run['job']}\n")
+    rows = [("status", run["status"]), ("trigger", run["trigger"]), ("host", f"{run['host']} (pid {run['pid']})"),
+            ("run date", run["run_date"]), ("slot", fmt(run["slot"])), ("started", fmt(run["started_at"])),
+            ("ended", fmt(run["ended_at"])), ("duration", f"{secs:.2f}s" if secs is not None else "-"),
+            ("attempts", str(run["attempts"])), ("rows", str(run["rows"]))]
+    for key, value in rows:
+        out.write(f"  {key + ':':<10} {value}\n")
+    if run["error"]:
+        out.write("  error:\n" + "".join(f"    {line}\n" for line in scrub(run["error"]).splitlines()))
+    out.write(f"\ntask attempts ({len(attempts)}):\n")
+    for a in attempts:
+        took = f" in {(a['ended_at'] - a['started_at']).total_seconds():.2f}s" if a["ended_at"] else ""
+        rows_ = f", {a['rows']} rows" if a["rows"] is not None else ""
+        code = f", error {a['errno']}" if a["errno"] is not None else ""
+        out.write(f"  {a['task']} attempt {a['attempt']}: {a['status']}{took}{rows_}{code} (started "
+                  f"{fmt(a['started_at'])})\n")
+        if a["statement"]:
+            out.write(f"      statement: {a['statement']}: {(a['first_line'] or '')[:200]}\n")
+        if a["error"]:
+            out.write(f"      {'note' if a['status'] == 'success' else 'error'}: {scrub(a['error'])}\n")
+    if not attempts:
+        out.write("  none (no task was started)\n")
+    out.write(f"\nnotifications ({len(alerts)}):\n")
+    for n in alerts:
+        state = f"sent {fmt(n.sent_at)}" if n.status == "sent" else n.status
+        error = f"; last error: {scrub(n.error)}" if n.error else ""
+        out.write(f"  {n.event} to {n.target}: {state}, {n.attempts} attempt(s){error}\n")
+    if not alerts:
+        out.write("  none\n")
     return 0
 
 

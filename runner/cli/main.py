@@ -39,11 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
     action.add_argument("--due", action="store_true",
                         help="run every job (with --job: that job, as its cron line does) whose latest scheduled "
                              "slot has no successful run")
+    action.add_argument("--notify-test", action="store_true",
+                        help="send a test message to every configured notify target and report each result")
+    action.add_argument("--systemd-unit", action="store_true",
+                        help="print a systemd unit that runs the scheduler daemon")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="set a job parameter")
     p.add_argument("--date", metavar="YYYY-MM-DD[..YYYY-MM-DD]", help="run date, or an inclusive range")
     p.add_argument("--from-task", metavar="TASK", help="start at this task (and run what follows)")
     p.add_argument("--dry-run", action="store_true", help="print the plan with bound values; run nothing")
-    p.add_argument("--python", metavar="PATH", help="interpreter for --crontab lines (default: this one)")
+    p.add_argument("--run", metavar="ID", help="with --history: the whole record of one run (the first 8 "
+                                               "characters of its id will do)")
+    p.add_argument("--python", metavar="PATH",
+                   help="interpreter for --crontab lines and --systemd-unit (default: this one)")
     p.add_argument("--conf", type=Path, metavar="DIR", help="conf folder (default: $RUNNER_CONF or ./conf)")
     p.add_argument("--jobs", type=Path, metavar="DIR", help="jobs folder (default: $RUNNER_JOBS or ./jobs)")
     p.add_argument("--log-format", choices=("text", "json"), help="log format (default from conf/runner.yml)")
@@ -56,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 # Options of a run by hand (--job NAME alone); every other action would silently ignore them.
 _RUN_OPTIONS = (("param", "--param"), ("date", "--date"), ("from_task", "--from-task"), ("dry_run", "--dry-run"))
 _ACTIONS = (("due", "--due"), ("history", "--history"), ("scheduler", "--scheduler"), ("list", "--list"),
-            ("check", "--check"), ("crontab", "--crontab"))
+            ("check", "--check"), ("crontab", "--crontab"), ("notify_test", "--notify-test"),
+            ("systemd_unit", "--systemd-unit"))
 
 
 def misused_option(args: argparse.Namespace) -> str | None:
@@ -66,18 +74,23 @@ def misused_option(args: argparse.Namespace) -> str | None:
     for dest, flag in _RUN_OPTIONS:
         if getattr(args, dest) and action:
             return f"{flag} is for a run by hand (--job NAME) and cannot be combined with {action}"
-    if args.python and not args.crontab:
-        return "--python only goes with --crontab (the interpreter its cron lines start)"
+    if args.python and not (args.crontab or args.systemd_unit):
+        return "--python only goes with --crontab or --systemd-unit (the interpreter they start)"
+    if args.run and not args.history:
+        return "--run ID goes with --history (the whole record of that run)"
     return None
 
 
 def main(argv: Sequence[str] | None = None, out=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not (args.job or args.list or args.check or args.history or args.crontab or args.scheduler or args.due):
-        parser.error("say what to do: --job NAME, --list, --check, --history, --crontab, --scheduler or --due")
-    if args.job and (args.list or args.check or args.crontab or args.scheduler):
-        parser.error("--job runs one job; it cannot be combined with --list, --check, --crontab or --scheduler")
+    if not (args.job or args.list or args.check or args.history or args.crontab or args.scheduler or args.due
+            or args.notify_test or args.systemd_unit):
+        parser.error("say what to do: --job NAME, --list, --check, --history, --crontab, --scheduler, --due, "
+                     "--notify-test or --systemd-unit")
+    if args.job and (args.list or args.check or args.crontab or args.scheduler or args.systemd_unit):
+        parser.error("--job runs one job; it cannot be combined with --list, --check, --crontab, --scheduler or "
+                     "--systemd-unit")
     misused = misused_option(args)
     if misused:
         parser.error(misused)
@@ -95,8 +108,19 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
         if args.log_format is None and project.settings.log_format != "text":
             logs.setup(project.settings.log_format, verbosity)
         logs.REDACTOR.add(passwords(project))
+        if args.history and args.run:
+            return commands.run_record(project, args.run, out)
         if args.history:
             return commands.history(project, args.job, out)
+        if args.notify_test:
+            from runner.cli.notify import notify_test
+
+            return notify_test(project, out, job=args.job)
+        if args.systemd_unit:
+            from runner.schedule.systemd import unit_text
+
+            out.write(unit_text(project, python=args.python))
+            return 0
         if args.due:
             from runner.schedule.due import run_due
 

@@ -6,11 +6,13 @@ dependency cycles, parameters a statement uses but nobody sets). Nothing here to
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+from runner.config import notify as notify_keys
 from runner.config.checks import Checker, display
 from runner.config.plan import SCHEDULED_FIX, find_cycle, unknown_placeholders, unset_params
 from runner.config.sqltext import UnparsableStatement, split_statements
@@ -21,7 +23,7 @@ from runner.model import ExportSpec, IncrementalSpec, Job, LoadSpec, Project, St
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 JOB_KEYS = {"description", "schedule", "timezone", "database", "params", "retry", "timeout", "max_parallel",
-            "tasks", "catch_up", "catch_up_window", "rerun_abandoned"}
+            "tasks", "catch_up", "catch_up_window", "rerun_abandoned", "notify", "late_after", "ping"}
 TASK_KEYS = {"name", "description", "sql", "sql_file", "export", "load", "depends_on", "database", "timeout",
              "retry", "idempotent", "retry_timeouts"}
 EXPORT_KEYS = {"query", "path", "format", "compress"}
@@ -101,11 +103,26 @@ def _build_job(project: Project, name: str, path: Path, problems: list[Problem])
         catch_up=c.typed(m, "catch_up", (), str, "latest", lambda v: v in ("latest", "none"), "latest or none"),
         catch_up_window=c.duration(m, "catch_up_window", (), 86400.0) or 0.0,
         rerun_abandoned=c.typed(m, "rerun_abandoned", (), bool, False),
+        notify=notify_keys.notify_list(c, m["notify"], ("notify",), os.environ) if m.get("notify") is not None
+        else None,
+        late_after=c.duration(m, "late_after", (), None),
+        ping=notify_keys.ping_url(c, m.get("ping"), ("ping",), os.environ),
     )
+    if job.late_after is not None and not schedule:
+        c.add(("late_after",), "late_after needs a schedule: a job without one has no slot to be late for")
+    _hide_secrets(job)
     tasks = _build_tasks(project, job, doc, c, m.get("tasks"))
     _check_meaning(project, job, tasks, c)
     problems.extend(c.problems)
     return Job(**{**job.__dict__, "tasks": tuple(tasks)})
+
+
+def _hide_secrets(job: Job) -> None:
+    """The credentials in a job's notify and ping URLs are masked in every log line from now on."""
+    from runner import logs
+
+    for url in [*(t.url for t in job.notify or ()), *([job.ping] if job.ping else [])]:
+        logs.REDACTOR.add(notify_keys.url_secrets(url))
 
 
 def _params(c: Checker, params: dict[Any, Any]) -> dict[str, object]:

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+from runner.config import notify as notify_keys
 from runner.config.checks import Checker, display, expand_vars
 from runner.config.yamlfile import KeyPath, YamlDoc, read_yaml
 from runner.errors import ConfigError, Problem
@@ -17,7 +18,8 @@ from runner.model import Database, PoolSpec, Project, Settings
 
 POOL_KEYS = {"size", "max_overflow", "timeout", "recycle", "pre_ping", "ping_skip_ms", "leak_seconds"}
 DB_KEYS = {"url", "pool", "connect_args", "markers"}
-SETTINGS_KEYS = {"timezone", "state_url", "retry", "log_format", "log_dir", "misfire_grace", "stop_grace"}
+SETTINGS_KEYS = {"timezone", "state_url", "retry", "log_format", "log_dir", "misfire_grace", "stop_grace", "notify",
+                 "metrics", "ping_timeout"}
 
 
 def default_conf_dir() -> Path:
@@ -115,7 +117,13 @@ def _load_settings(conf_dir: Path, root: Path, env: Mapping[str, str], problems:
         log_dir=c.typed(m, "log_dir", (), str, base.log_dir),
         misfire_grace=c.duration(m, "misfire_grace", (), base.misfire_grace) or 0.0,
         stop_grace=c.duration(m, "stop_grace", (), base.stop_grace) or 0.0,
+        notify=notify_keys.notify_list(c, m["notify"], ("notify",))
+        if m.get("notify") is not None and not any(p.key.startswith("notify") for p in problems) else (),
+        ping_timeout=c.duration(m, "ping_timeout", (), base.ping_timeout) or base.ping_timeout,
     )
+    if m.get("metrics") is not None:
+        listen, textfile = notify_keys.metrics(c, m["metrics"], ("metrics",), root)
+        settings = Settings(**{**settings.__dict__, "metrics_listen": listen, "metrics_textfile": textfile})
     problems.extend(c.problems)
     return settings
 

@@ -40,7 +40,9 @@ from runner.config.urls import passwords
 from runner.cron import UTC, Schedule
 from runner.errors import ConfigError, UsageError
 from runner.model import Job, Project
+from runner.notify.hub import Hub
 from runner.run.executor import Runner
+from runner.schedule import systemd
 from runner.schedule.due import DueRunner, Outcome, Prepared, grace_of
 from runner.schedule.slots import DAEMON_FAILED_RERUNS
 from runner.state.slots import SlotLedger
@@ -92,10 +94,11 @@ def _load(project: Project) -> tuple[Project, dict[str, Job]]:
     return project, {name: job for name, job in sorted(jobs.items()) if job.schedule}
 
 
-def _generation(project: Project, jobs: dict[str, Job]) -> _Generation:
+def _generation(project: Project, jobs: dict[str, Job], hub: Hub | None = None) -> _Generation:
     ledger = SlotLedger(project.settings.state_url)
-    runner = Runner(project, ledger=ledger)
-    return _Generation(project, jobs, runner, DueRunner(project, runner, ledger, DAEMON_FAILED_RERUNS))
+    hub = hub or Hub(project, ledger, jobs, serve_metrics=True)
+    runner = Runner(project, ledger=ledger, watchers=hub.watchers())
+    return _Generation(project, jobs, runner, DueRunner(project, runner, ledger, DAEMON_FAILED_RERUNS, hub=hub))
 
 
 class Daemon:
@@ -108,7 +111,10 @@ class Daemon:
     def __init__(self, project: Project, look_seconds: float = LOOK_SECONDS):
         project, jobs = _load(project)
         self._gen = _generation(project, jobs)
+        self.hub = self._gen.due.hub
+        assert self.hub is not None
         self._retired: list[_Generation] = []
+        self.hub.pool_sources.append(lambda: [p for g in [self._gen, *self._retired] for p in g.runner.engines.pools()])
         self._cv = threading.Condition()
         self._running: dict[str, float] = {}
         self._stopping = False
@@ -129,10 +135,16 @@ class Daemon:
         self._schedule_groups(self._gen)
         self.scheduler.add_job(self._pool.submit, IntervalTrigger(seconds=self.look_seconds, timezone=UTC),
                                args=[self.look], id="runner:look", next_run_time=clock.now(), misfire_grace_time=None)
+        watchdog = systemd.watchdog_every()
+        if watchdog is not None:  # from the scheduler's own thread: a wedged loop stops the pings
+            self.scheduler.add_job(self._watchdog, IntervalTrigger(seconds=watchdog, timezone=UTC),
+                                   id="runner:watchdog", next_run_time=clock.now(), misfire_grace_time=None)
+        self.hub.serve()
         self._dispatcher.start()
         self.scheduler.start()
         log.info("scheduler started (pid %d): %d scheduled job(s): %s", os.getpid(), len(self._gen.jobs),
                  ", ".join(f"{j.name} [{j.schedule} {j.timezone}]" for j in self._gen.jobs.values()) or "none")
+        systemd.sd_notify(f"READY=1\nSTATUS=running {len(self._gen.jobs)} scheduled job(s)")
         while self._stop_asked is None:
             self._wake.wait(1.0)
             self._wake.clear()
@@ -159,8 +171,13 @@ class Daemon:
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGHUP, reload)
 
+    def _watchdog(self) -> None:
+        if self._dispatcher.is_alive():
+            systemd.sd_notify("WATCHDOG=1")
+
     def stop(self, why: str = "stop") -> int:
         """No new runs; running ones finish within stop_grace. 0 when all finished in time."""
+        systemd.sd_notify(f"STOPPING=1\nSTATUS={why}: waiting for running jobs")
         grace = self._gen.project.settings.stop_grace
         with self._cv:
             self._stopping = True
@@ -181,6 +198,7 @@ class Daemon:
             logging.shutdown()
             os._exit(130)  # worker threads cannot be interrupted; the interpreter would wait for them
         self._pool.shutdown(wait=True)
+        self.hub.close()
         for gen in [self._gen, *self._retired]:
             gen.runner.close()
         log.info("scheduler stopped")
@@ -260,8 +278,12 @@ class Daemon:
     def look(self) -> None:
         """Slots missed while the daemon was down or busy, and runs abandoned by a process that died."""
         gen = self._gen
+        if self._stopping:
+            return
+        self.hub.look()
+        gen.due.check_late(list(gen.jobs.values()))
         idle = [job for job in gen.jobs.values() if job.name not in self._running]
-        if self._stopping or not idle:
+        if not idle:
             return
         try:
             looked = tuple(job.name for job in gen.due.needing_look(idle))
@@ -284,7 +306,8 @@ class Daemon:
                       len(exc.problems), len(old.jobs))
             return False
         logs.REDACTOR.add(passwords(project))
-        gen = _generation(project, jobs)
+        self.hub.update(project, jobs)
+        gen = _generation(project, jobs, self.hub)
         with self._cv:
             self._gen = gen
             self._retired.append(old)

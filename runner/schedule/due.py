@@ -22,13 +22,14 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import IO, Mapping, Sequence
+from typing import IO, Any, Mapping, Sequence
 
 from runner import clock, logs
 from runner.config.jobs import job_names, load_job, load_jobs
 from runner.cron import Schedule
 from runner.errors import ConfigError, JobLocked, UsageError
 from runner.model import Job, Project
+from runner.notify.hub import Hub
 from runner.run.executor import Runner, RunRequest, RunResult, new_run_id
 from runner.run.summary import print_summary
 from runner.schedule.slots import (
@@ -86,11 +87,12 @@ class DueRunner:
     """Looks at the slots of jobs and runs what is due; shared by every trigger of one process."""
 
     def __init__(self, project: Project, runner: Runner, ledger: SlotLedger,
-                 failed_reruns: FailedReruns = DUE_FAILED_RERUNS):
+                 failed_reruns: FailedReruns = DUE_FAILED_RERUNS, hub: Hub | None = None):
         self.project = project
         self.runner = runner
         self.ledger = ledger
         self.failed_reruns = failed_reruns
+        self.hub = hub
         self._schedules: dict[tuple[str, str], Schedule] = {}
 
     def schedule(self, job: Job) -> Schedule:
@@ -112,6 +114,17 @@ class DueRunner:
                 out.append(job)
         return out
 
+    def check_late(self, jobs: Sequence[Job], now: datetime | None = None) -> None:
+        """Raise `late` for the jobs whose slot has no success `late_after` past its time (once per slot)."""
+        watched = [job for job in jobs if job.late_after is not None]
+        if self.hub is None or not watched:
+            return
+        try:
+            self.hub.check_late(watched, self.ledger.first_slots([job.name for job in watched]), self.schedule, now)
+        except Exception as exc:
+            log.warning("looking for late slots failed (%s: %s); the next look tries again", type(exc).__name__,
+                        logs.REDACTOR.scrub(str(exc)))
+
     def run_due(self, job: Job, trigger: str) -> Outcome:
         prepared = self.prepare([job], trigger)[0]
         return prepared if isinstance(prepared, Outcome) else self.execute(prepared)
@@ -132,6 +145,7 @@ class DueRunner:
             states = self.ledger.jobs_slots([job.name for job, _, _ in held]) if held else {}
             now = clock.now()
             plans = {job.name: self._settle(job, trigger, states[job.name], now) for job, _, _ in held}
+            jobs_by_name = {job.name: job for job, _, _ in held}
             missed = {job.name: self._missed_record(job, outcome.missed, trigger)
                       for job, _, _ in held if (outcome := plans[job.name][0]).missed is not None}
             won = {c.run_id for c in self.ledger.claim_many([c for _, runs in plans.values() for c in runs
@@ -141,6 +155,8 @@ class DueRunner:
                     if record.listed else f"{_fmt(record.first)} to {_fmt(record.last)}"
                 log.warning("job %s: %d slot(s) missed and recorded as missed: %s", name,
                             record.count or len(record.listed), shown)
+                if self.hub is not None:
+                    self.hub.recorded(jobs_by_name[name], record.count or len(record.listed))
             for job, lock, release in held:
                 outcome, wanted = plans[job.name]
                 runs = []
@@ -180,20 +196,29 @@ class DueRunner:
     def _settle(self, job: Job, trigger: str, state: JobSlots, now: datetime) -> tuple[Outcome, list[Claim | SlotRun]]:
         """Under the job's lock: abandoned runs (taken over at once when they are to run again) and
         missed slots are recorded; the claims still to make are returned, in the order to run."""
+        with logs.bound(job=job.name):
+            out, wanted = self._settle_job(job, trigger, state, now)
+        if self.hub is not None and out.abandoned:  # missed slots are told when `prepare` has recorded them
+            self.hub.recorded(job, 0, [run.trigger for run in out.abandoned])
+        return out, wanted
+
+    def _settle_job(self, job: Job, trigger: str, state: JobSlots,
+                    now: datetime) -> tuple[Outcome, list[Claim | SlotRun]]:
         out = Outcome(job.name)
         schedule = self.schedule(job)
         grace = grace_of(self.project, job)
         wanted: list[Claim | SlotRun] = []
+        abandoned_alerts = self.hub.abandoned_alerts(job) if self.hub is not None else None
         for run in state.unfinished:  # we hold the lock, so whoever started these is gone
             out.abandoned.append(run)
             if run.slot is not None and rerun_allowed(job.rerun_abandoned, run.slot, now, grace):
-                rerun = self._take_over(job, schedule, run.slot, run.run_id, trigger)
+                rerun = self._take_over(job, schedule, run.slot, run.run_id, trigger, abandoned_alerts)
                 if rerun is not None:
                     log.warning("job %s: run %s (slot %s, %s pid %s) was abandoned; running its slot again",
                                 job.name, run.run_id[:8], _fmt(run.slot), run.host, run.pid)
                     wanted.append(rerun)
                     continue
-            if self.ledger.abandon(run, job.name):
+            if self.ledger.abandon(run, job.name, abandoned_alerts):
                 log.warning("job %s: run %s (slot %s, %s pid %s) was abandoned%s", job.name, run.run_id[:8],
                             _fmt(run.slot), run.host, run.pid,
                             "" if job.rerun_abandoned else "; not run again (rerun_abandoned: false)")
@@ -217,24 +242,27 @@ class DueRunner:
         schedule = self.schedule(job)
         reason = (f"missed: no runner was up, or the job was still running, at the slot's time; only the "
                   f"latest slot within {grace_of(self.project, job):.0f}s is run (catch_up: {job.catch_up})")
+        alerts = self.hub.missed_alerts(job) if self.hub is not None else None
         if missed.slots:
-            return MissedRecord(job.name, trigger, reason, listed=tuple((s, schedule.local_date(s))
-                                                                        for s in missed.slots))
+            return MissedRecord(job.name, trigger, reason, alerts=alerts,
+                                listed=tuple((s, schedule.local_date(s)) for s in missed.slots))
         return MissedRecord(job.name, trigger, reason, first=missed.first, last=missed.last, count=missed.count,
                             run_date=schedule.local_date(missed.last), schedule=schedule.expr,
-                            timezone=schedule.timezone)
+                            timezone=schedule.timezone, alerts=alerts)
 
     def _failed_again(self, job: Job, state: JobSlots, now: datetime) -> bool:
         """The latest slot's run failed, and the slot is to run again (see slots.rerun_failed)."""
         return rerun_failed(self.failed_reruns, state.last_status, state.last, state.last_ended,
                             state.last_failures, now, grace_of(self.project, job))
 
-    def _take_over(self, job: Job, schedule: Schedule, slot: datetime, run_id: str, trigger: str) -> SlotRun | None:
+    def _take_over(self, job: Job, schedule: Schedule, slot: datetime, run_id: str, trigger: str,
+                   abandoned_alerts: Any = None) -> SlotRun | None:
         """Claim the slot again from the run holding its claim (abandoned or failed), in the transaction
         that starts the new run; None when another process took it over first."""
         new = new_run_id()
         try:
-            self.ledger.claim(job.name, slot, new, schedule.local_date(slot), trigger, takes_over=run_id)
+            self.ledger.claim(job.name, slot, new, schedule.local_date(slot), trigger, takes_over=run_id,
+                              abandoned_alerts=abandoned_alerts)
         except SlotTaken as exc:
             log.info("%s; not run again", exc)
             return None
@@ -264,8 +292,11 @@ def run_due(project: Project, out: IO[str], job: str | None = None) -> int:
     1 a run failed, 2 a job file is invalid, 3 a job was skipped because it is running elsewhere."""
     jobs, invalid = _due_jobs(project, job)
     ledger = SlotLedger(project.settings.state_url)
-    runner = Runner(project, ledger=ledger)
-    due = DueRunner(project, runner, ledger)
+    hub = Hub(project, ledger, {j.name: j for j in jobs})
+    runner = Runner(project, ledger=ledger, watchers=hub.watchers())
+    hub.pool_sources.append(runner.engines.pools)
+    hub.start()
+    due = DueRunner(project, runner, ledger, hub=hub)
     outcomes: list[Outcome] = []
     try:
         # One read of every job's latest slot, without the locks; only the jobs with something to do
@@ -281,7 +312,9 @@ def run_due(project: Project, out: IO[str], job: str | None = None) -> int:
                 out.write(f"{j.name}: {len(outcome.abandoned)} abandoned run(s) found\n")
             if outcome.locked:
                 log.warning("%s", outcome.locked)
+        due.check_late(jobs)
     finally:
+        hub.close()
         runner.close()
     if all(o.idle for o in outcomes):
         out.write("nothing due\n")

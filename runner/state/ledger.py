@@ -6,12 +6,13 @@ one history. Failure is data: reports and `--history` read these rows.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -63,6 +64,44 @@ watermarks = sa.Table(
     sa.Column("updated_at", sa.DateTime, nullable=False),
 )
 
+# Alerts waiting to be sent, and those sent: one row per (event, target), written in the transaction
+# that records the outcome it tells of (state/outbox.py reads and leases them).
+notifications = sa.Table(
+    "runner_notifications", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job", sa.String(128), nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("run_id", sa.String(32), nullable=True, index=True),
+    sa.Column("slot", sa.DateTime, nullable=True),
+    sa.Column("target", sa.String(128), nullable=False),  # the target's label, never its URL
+    sa.Column("target_key", sa.String(32), nullable=False),  # digest of the URL (NotifyTarget.key)
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),  # pending | sent | expired | dropped
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("sent_at", sa.DateTime, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("lease_until", sa.DateTime, nullable=True),
+    sa.Column("lease_by", sa.String(300), nullable=True),  # "host pid" of the process sending it
+    sa.Column("detail", sa.Text, nullable=True),
+)
+
+# Slots that were reported late: one row per slot, so `late` is raised once whoever looks.
+late_slots = sa.Table(
+    "runner_late_slots", metadata,
+    sa.Column("job", sa.String(128), primary_key=True),
+    sa.Column("slot", sa.DateTime, primary_key=True),
+    sa.Column("raised_at", sa.DateTime, nullable=False),
+)
+
+# Where a failed attempt failed: the statement's file:line and its first line.
+attempt_statements = sa.Table(
+    "runner_attempt_statements", metadata,
+    sa.Column("attempt_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("run_id", sa.String(32), nullable=False, index=True),
+    sa.Column("statement", sa.String(600), nullable=False),
+    sa.Column("first_line", sa.Text, nullable=True),
+)
+
 HOST = socket.gethostname()
 
 # Built once: a statement built per call (`.values(...)`) costs its cache key every time, ~3x the write.
@@ -70,11 +109,24 @@ _START_RUN = runs.insert()
 _FINISH_RUN = runs.update().where(runs.c.run_id == sa.bindparam("b_run_id"))
 _START_ATTEMPT = attempts.insert()
 _FINISH_ATTEMPT = attempts.update().where(attempts.c.id == sa.bindparam("b_id"))
+_ATTEMPT_STATEMENT = attempt_statements.insert()
+_ALERT = notifications.insert()
+_PREVIOUS = sa.select(runs.c.status).where(
+    runs.c.job == sa.bindparam("b_job"), runs.c.run_id != sa.bindparam("b_run_id"),
+    runs.c.status.in_(("success", "failed", "interrupted", "abandoned"))).order_by(runs.c.started_at.desc()).limit(1)
 
 
 def _utc(dt: datetime | None) -> datetime | None:
     """Naive UTC for storage (both SQLite and MySQL DATETIME store it unambiguously)."""
     return dt.replace(tzinfo=None) if dt is not None and dt.tzinfo is not None else dt
+
+
+def alert_row(alert: dict[str, Any]) -> dict[str, Any]:
+    """An outbox row from what an alert says (job, event, run_id, slot, target, target_key, detail)."""
+    return dict(job=alert["job"], event=alert["event"], run_id=alert.get("run_id"), slot=_utc(alert.get("slot")),
+                target=alert["target"], target_key=alert["target_key"], created_at=_utc(clock.now()),
+                status="pending", attempts=0, sent_at=None, error=None, lease_until=None, lease_by=None,
+                detail=alert.get("detail"))
 
 
 @dataclass(frozen=True)
@@ -140,6 +192,13 @@ class Ledger:
         with self.engine.begin() as conn:
             return conn.execute(stmt, params)
 
+    @contextlib.contextmanager
+    def _begin(self, first: bool = False) -> Iterator[sa.Connection]:
+        """One transaction of several writes."""
+        self.ensure_schema()
+        with self.engine.begin() as conn:
+            yield conn
+
     # -- runs
     def start_run(self, run_id: str, job: str, run_date: str, trigger: str = "manual",
                   slot: datetime | None = None, status: str = "running") -> None:
@@ -147,9 +206,24 @@ class Ledger:
                                      host=HOST, pid=os.getpid(), started_at=_utc(clock.now()), status=status,
                                      attempts=0, rows=0))
 
-    def finish_run(self, run_id: str, status: str, attempts_made: int, rows: int, error: str | None = None) -> None:
-        self._write(_FINISH_RUN, dict(b_run_id=run_id, ended_at=_utc(clock.now()), status=status,
-                                      attempts=attempts_made, rows=rows, error=error))
+    def finish_run(self, run_id: str, status: str, attempts_made: int, rows: int, error: str | None = None,
+                   alerts: Sequence[dict[str, Any]] = ()) -> None:
+        """Record the run's outcome, and the alerts that tell of it in the same transaction (an alert
+        is never lost between the two)."""
+        values = dict(b_run_id=run_id, ended_at=_utc(clock.now()), status=status, attempts=attempts_made, rows=rows,
+                      error=error)
+        if not alerts:
+            self._write(_FINISH_RUN, values)
+            return
+        with self._begin() as conn:
+            conn.execute(_FINISH_RUN, values)
+            conn.execute(_ALERT, [alert_row(a) for a in alerts])
+
+    def previous_outcome(self, job: str, run_id: str) -> str | None:
+        """How the job's run before `run_id` ended (success, failed, interrupted, abandoned)."""
+        self.ensure_schema()
+        with self.engine.connect() as conn:
+            return conn.execute(_PREVIOUS, {"b_job": job, "b_run_id": run_id}).scalar_one_or_none()
 
     # -- task attempts
     def start_attempt(self, run_id: str, task: str, attempt: int) -> int:
@@ -158,9 +232,17 @@ class Ledger:
         return int(result.inserted_primary_key[0])
 
     def finish_attempt(self, attempt_id: int, status: str, rows: int | None = None, errno: int | None = None,
-                       error: str | None = None) -> None:
-        self._write(_FINISH_ATTEMPT, dict(b_id=attempt_id, ended_at=_utc(clock.now()), status=status, rows=rows,
-                                          errno=errno, error=error))
+                       error: str | None = None, statement: tuple[str, str] | None = None,
+                       run_id: str | None = None) -> None:
+        """`statement`: (file:line, first line) of the statement a failed attempt failed in."""
+        values = dict(b_id=attempt_id, ended_at=_utc(clock.now()), status=status, rows=rows, errno=errno, error=error)
+        if statement is None or run_id is None:
+            self._write(_FINISH_ATTEMPT, values)
+            return
+        with self._begin() as conn:
+            conn.execute(_FINISH_ATTEMPT, values)
+            conn.execute(_ATTEMPT_STATEMENT, dict(attempt_id=attempt_id, run_id=run_id, statement=statement[0][:600],
+                                                  first_line=statement[1]))
 
     # -- reading
     def history(self, job: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
@@ -176,6 +258,33 @@ class Ledger:
         q = sa.select(attempts).where(attempts.c.run_id == run_id).order_by(attempts.c.id)
         with self.engine.connect() as conn:
             return [TaskAttempt(**{k: v for k, v in r._mapping.items() if k != "id"}) for r in conn.execute(q)]
+
+    def find_runs(self, prefix: str, limit: int = 5) -> list[dict[str, Any]]:
+        """The runs whose id starts with `prefix` (summaries show the first 8 characters)."""
+        self.ensure_schema()
+        q = sa.select(runs).where(runs.c.run_id.startswith(prefix, autoescape=True)).order_by(
+            runs.c.started_at.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def attempt_details(self, run_id: str) -> list[dict[str, Any]]:
+        """Every attempt of the run in order, with the statement a failed one failed in."""
+        self.ensure_schema()
+        q = sa.select(attempts, attempt_statements.c.statement, attempt_statements.c.first_line).select_from(
+            attempts.outerjoin(attempt_statements, attempt_statements.c.attempt_id == attempts.c.id)).where(
+            attempts.c.run_id == run_id).order_by(attempts.c.id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def last_successes(self, jobs: Sequence[str]) -> dict[str, datetime]:
+        """When each job's latest successful run ended (UTC, naive)."""
+        if not jobs:
+            return {}
+        self.ensure_schema()
+        q = sa.select(runs.c.job, sa.func.max(runs.c.ended_at)).where(
+            runs.c.job.in_(list(jobs)), runs.c.status == "success").group_by(runs.c.job)
+        with self.engine.connect() as conn:
+            return {job: ended for job, ended in conn.execute(q) if ended is not None}
 
     def last_attempts(self, run_ids: list[str]) -> list[TaskAttempt]:
         """The last attempt of each task of the given runs, in the order the tasks started."""

@@ -13,9 +13,9 @@ import contextlib
 import os
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import sqlalchemy as sa
 
@@ -23,7 +23,11 @@ from runner import clock
 from runner.db.engines import create_tables
 from runner.errors import RunnerError
 from runner.model import FAILED
-from runner.state.ledger import HOST, Ledger, attempts, runs
+from runner.state.ledger import HOST, Ledger, alert_row, attempts, notifications, runs
+
+# The alerts of an event that has no run of its own yet: (run id, slot) -> outbox rows.
+AlertsOf = Callable[[str, datetime | None], Sequence[dict[str, Any]]]
+_ALERT = notifications.insert()
 
 slots = sa.Table(
     "runner_slots", sa.MetaData(),
@@ -119,18 +123,20 @@ class MissedRecord:
     run_date: str = ""
     schedule: str = ""
     timezone: str = ""
+    alerts: AlertsOf | None = field(default=None, compare=False)  # the outbox rows of each missed run
 
 
 def _missed_rows(rec: MissedRecord, now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
-                                                             list[dict[str, Any]]]:
-    """The claims, `missed` run rows and stretch rows that record `rec`."""
+                                                             list[dict[str, Any]], list[dict[str, Any]]]:
+    """The claims, `missed` run rows, stretch rows and alerts (one per missed run row, so a stretch of a
+    day of slots is one alert) that record `rec`."""
     base = dict(job=rec.job, trigger=rec.trigger, host=HOST, pid=os.getpid())
     done = dict(started_at=now, ended_at=now, status="missed", attempts=0, rows=0)
     if rec.listed:
         claims = [dict(base, slot=_naive(slot), run_id=uuid.uuid4().hex, claimed_at=now) for slot, _ in rec.listed]
         runs_ = [dict(base, **done, slot=c["slot"], run_id=c["run_id"], run_date=d, error=rec.reason)
                  for c, (_, d) in zip(claims, rec.listed)]
-        return claims, runs_, []
+        return claims, runs_, [], _alerts(rec, [(c["run_id"], slot) for c, (slot, _) in zip(claims, rec.listed)])
     assert rec.first is not None and rec.last is not None
     run_id = uuid.uuid4().hex
     text = (f"{rec.count} slots missed, {_fmt(rec.first)} to {_fmt(rec.last)} (every slot of \"{rec.schedule}\" "
@@ -139,7 +145,13 @@ def _missed_rows(rec: MissedRecord, now: datetime) -> tuple[list[dict[str, Any]]
     run = dict(base, **done, slot=claim["slot"], run_id=run_id, run_date=rec.run_date, error=text)
     span = dict(run_id=run_id, job=rec.job, first_slot=_naive(rec.first), last_slot=_naive(rec.last),
                 slots=rec.count, schedule=rec.schedule, timezone=rec.timezone)
-    return [claim], [run], [span]
+    return [claim], [run], [span], _alerts(rec, [(run_id, rec.last)])
+
+
+def _alerts(rec: MissedRecord, missed_runs: list[tuple[str, datetime]]) -> list[dict[str, Any]]:
+    if rec.alerts is None:
+        return []
+    return [alert_row(a) for run_id, slot in missed_runs for a in rec.alerts(run_id, slot)]
 
 
 @dataclass(frozen=True)
@@ -312,12 +324,13 @@ class SlotLedger(Ledger):
             now = _naive(clock.now())
             rows = [dict(run_id=c.run_id, trigger=c.trigger, host=HOST, pid=os.getpid(), job=c.job,
                          slot=_naive(c.slot)) for c in claims]
-            lost_claims, lost_runs, spans = [], [], []
+            lost_claims, lost_runs, spans, alerts = [], [], [], []
             for rec in missed:
-                c_, r_, s_ = _missed_rows(rec, now)
+                c_, r_, s_, a_ = _missed_rows(rec, now)
                 lost_claims += c_
                 lost_runs += r_
                 spans += s_
+                alerts += a_
             try:
                 with self._begin(first=True) as conn:
                     all_claims = [dict(r, claimed_at=now) for r in rows] + lost_claims
@@ -330,6 +343,8 @@ class SlotLedger(Ledger):
                         conn.execute(_RUN, lost_runs)
                     if spans:
                         conn.execute(_SPAN, spans)
+                    if alerts:
+                        conn.execute(_ALERT, alerts)
                 self._claimed.update(c.run_id for c in claims)
                 return list(claims)
             except sa.exc.IntegrityError:
@@ -346,9 +361,10 @@ class SlotLedger(Ledger):
         return won
 
     def claim(self, job: str, slot: datetime, run_id: str, run_date: str, trigger: str,
-              takes_over: str | None = None) -> None:
+              takes_over: str | None = None, abandoned_alerts: AlertsOf | None = None) -> None:
         """Claim the slot and record its run as running, in one transaction; SlotTaken when another
-        process claimed it first. `takes_over`: the abandoned run whose claim this run takes over."""
+        process claimed it first. `takes_over`: the abandoned run whose claim this run takes over
+        (`abandoned_alerts` tell of it, when it was still recorded as running)."""
         now = _naive(clock.now())
         claim = dict(run_id=run_id, trigger=trigger, host=HOST, pid=os.getpid(), claimed_at=now)
         with self._begin(first=True) as conn:
@@ -358,9 +374,13 @@ class SlotLedger(Ledger):
                 except sa.exc.IntegrityError:
                     raise SlotTaken(f"job {job}: slot {slot.isoformat()} was claimed by another process") from None
             else:
-                conn.execute(_ABANDON, dict(b_run_id=takes_over, status="abandoned", ended_at=now,
-                                            error=f"abandoned: its process died or lost the job's lock; run again "
-                                                  f"as {run_id} by {HOST} pid {os.getpid()}"))
+                abandoned = conn.execute(_ABANDON, dict(
+                    b_run_id=takes_over, status="abandoned", ended_at=now,
+                    error=f"abandoned: its process died or lost the job's lock; run again as {run_id} by {HOST} "
+                          f"pid {os.getpid()}")).rowcount
+                alerts = abandoned_alerts(takes_over, slot) if abandoned and abandoned_alerts else ()
+                if alerts:
+                    conn.execute(_ALERT, [alert_row(a) for a in alerts])
                 taken = conn.execute(_TAKE_OVER, dict(claim, b_job=job, b_slot=_naive(slot),
                                                       b_run_id=takes_over)).rowcount
                 if taken != 1:
@@ -378,18 +398,25 @@ class SlotLedger(Ledger):
         super().start_run(run_id, job, run_date, trigger, slot, status)
 
     # -- what did not run
-    def abandon(self, run: Unfinished, job: str) -> bool:
-        """Mark a run whose process died (or lost the lock) as abandoned; False if it finished meanwhile."""
-        return self._write(_ABANDON, dict(
-            b_run_id=run.run_id, status="abandoned", ended_at=_naive(clock.now()),
-            error=f"abandoned: run by {run.host} pid {run.pid} ({run.trigger}) never finished and job {job}'s "
-                  f"lock was free; found by {HOST} pid {os.getpid()}")).rowcount == 1
+    def abandon(self, run: Unfinished, job: str, alerts: AlertsOf | None = None) -> bool:
+        """Mark a run whose process died (or lost the lock) as abandoned, with the alerts that tell of
+        it; False if it finished meanwhile."""
+        with self._begin() as conn:
+            done = conn.execute(_ABANDON, dict(
+                b_run_id=run.run_id, status="abandoned", ended_at=_naive(clock.now()),
+                error=f"abandoned: run by {run.host} pid {run.pid} ({run.trigger}) never finished and job {job}'s "
+                      f"lock was free; found by {HOST} pid {os.getpid()}")).rowcount == 1
+            rows = alerts(run.run_id, run.slot) if done and alerts else ()
+            if rows:
+                conn.execute(_ALERT, [alert_row(a) for a in rows])
+        return done
 
-    def record_missed(self, job: str, missed: Sequence[tuple[datetime, str]], trigger: str, reason: str) -> int:
+    def record_missed(self, job: str, missed: Sequence[tuple[datetime, str]], trigger: str, reason: str,
+                      alerts: AlertsOf | None = None) -> int:
         """A claim and a `missed` run row for each (slot, run_date), all in one transaction; when another
         process claimed one of them meanwhile, each is recorded on its own and the claimed ones are
         left alone. How many were recorded."""
-        return self._record(MissedRecord(job, trigger, reason, listed=tuple(missed))) if missed else 0
+        return self._record(MissedRecord(job, trigger, reason, listed=tuple(missed), alerts=alerts)) if missed else 0
 
     def record_missed_range(self, job: str, first: datetime, last: datetime, count: int, run_date: str,
                             schedule: str, timezone_: str, trigger: str, reason: str) -> int:
@@ -402,24 +429,28 @@ class SlotLedger(Ledger):
     def _record(self, rec: MissedRecord) -> int:
         """Record `rec` in one transaction; slots claimed meanwhile by another process are left alone
         (a stretch is still recorded, without the claim of its last slot)."""
-        claims, runs_, spans = _missed_rows(rec, _naive(clock.now()))
+        claims, runs_, spans, alerts = _missed_rows(rec, _naive(clock.now()))
         try:
             with self._begin() as conn:
                 conn.execute(_CLAIM, claims)
                 conn.execute(_RUN, runs_)
                 if spans:
                     conn.execute(_SPAN, spans)
+                if alerts:
+                    conn.execute(_ALERT, alerts)
             return len(runs_)
         except sa.exc.IntegrityError:
             pass
         if len(rec.listed) > 1:
-            return sum(self._record(MissedRecord(rec.job, rec.trigger, rec.reason, listed=(one,)))
+            return sum(self._record(MissedRecord(rec.job, rec.trigger, rec.reason, listed=(one,), alerts=rec.alerts))
                        for one in rec.listed)
         if rec.listed:
             return 0
         with self._begin() as conn:
             conn.execute(_RUN, runs_)
             conn.execute(_SPAN, spans)
+            if alerts:
+                conn.execute(_ALERT, alerts)
         return 1
 
     def missed_spans(self, job: str) -> list[dict[str, Any]]:
@@ -438,6 +469,14 @@ class SlotLedger(Ledger):
             rows = conn.execute(_EARLIER, {"b_job": job, "b_slot": _naive(slot), "b_run_id": run_id}).all()
         return {r.run_id: r.status for r in rows}
 
+    def first_slots(self, jobs: Sequence[str]) -> dict[str, datetime | None]:
+        """The earliest claimed slot of each job (None for a job that has none)."""
+        self.ensure_schema()
+        q = sa.select(slots.c.job, sa.func.min(slots.c.slot)).where(slots.c.job.in_(list(jobs))).group_by(slots.c.job)
+        with self.engine.connect() as conn:
+            found = {job: _aware(first) for job, first in conn.execute(q)}
+        return {job: found.get(job) for job in jobs}
+
     def slot_runs(self, job: str) -> list[dict[str, Any]]:
         """Every run of the job that has a slot, oldest slot first (for reports and tests)."""
         self.ensure_schema()
@@ -445,3 +484,17 @@ class SlotLedger(Ledger):
                                                                                        runs.c.started_at)
         with self.engine.connect() as conn:
             return [{**r._mapping, "slot": _aware(r.slot)} for r in conn.execute(q)]
+
+
+def missed_counts(ledger: Ledger, run_ids: Sequence[str]) -> dict[str, int]:
+    """How many slots each of these `missed` runs stands for, when it is a stretch recorded as one row
+    (a run not listed stands for its own slot only)."""
+    ids = [r for r in run_ids if r]
+    if not ids:
+        return {}
+    q = sa.select(missed_slots.c.run_id, missed_slots.c.slots).where(missed_slots.c.run_id.in_(ids))
+    try:
+        with ledger.engine.connect() as conn:
+            return {r.run_id: int(r.slots) for r in conn.execute(q)}
+    except sa.exc.DBAPIError:  # a ledger from before stretches were kept has no such table
+        return {}
