@@ -111,6 +111,8 @@ def main() -> None:
         proc = subprocess.Popen(cmd, cwd=REPO, stderr=open(root / "daemon.log", "w"))
         try:
             time.sleep(WARM_UP)
+            if proc.poll() is not None:
+                raise SystemExit(f"the daemon exited {proc.returncode}:\n{(root / 'daemon.log').read_text()[-3000:]}")
             base, _ = proc_status(proc.pid)
             print(f"{'minute':>7} {'RSS MiB':>8} {'growth':>7} {'threads':>8} {'runs':>8}  (baseline: RSS after "
                   f"{WARM_UP / 60:.0f} min warm-up)", flush=True)
@@ -122,6 +124,9 @@ def main() -> None:
                 if t > WARM_UP + args.minutes * 60 + 1:
                     break
                 time.sleep(max(0.0, started + t - time.monotonic()))
+                if proc.poll() is not None:
+                    raise SystemExit(f"the daemon exited {proc.returncode}:\n"
+                                     f"{(root / 'daemon.log').read_text()[-3000:]}")
         finally:
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(timeout=120)
