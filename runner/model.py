@@ -148,6 +148,7 @@ class Job:
     catch_up: str = "latest"  # latest | none
     catch_up_window: float = 86400.0
     rerun_abandoned: bool = False
+    enabled: bool = True  # false: the job's slots are recorded as paused, and a run by hand needs --force
     notify: tuple[NotifyTarget, ...] | None = None  # None: the targets of conf/runner.yml
     late_after: float | None = None  # seconds after a slot's time without a success: `late`
     ping: str | None = None  # dead-man URL (healthchecks.io convention)
@@ -169,6 +170,8 @@ class Settings:
     log_dir: str = "var/log"
     misfire_grace: float = 3600.0  # how late a slot may still start with catch_up: none
     stop_grace: float = 60.0  # how long the daemon lets running jobs finish after SIGTERM
+    history_days: int = 400  # runs, attempts and markers older than this are pruned
+    env_file: str | None = None  # a dotenv file whose variables fill ${VAR} in conf/ (cron has no environment)
     notify: tuple[NotifyTarget, ...] = ()
     metrics_listen: tuple[str, int] | None = None  # the daemon serves /metrics here
     metrics_textfile: str | None = None  # node_exporter textfile, written at the end of every run
@@ -189,6 +192,7 @@ class Project:
     jobs_dir: Path
     settings: Settings
     databases: Mapping[str, Database]
+    secrets: tuple[str, ...] = ()  # values from env_file kept out of logs and messages
 
 
 FAILED = ("failed", "interrupted")  # run statuses that ended without success: the slot is still due

@@ -32,4 +32,4 @@ def passwords(project: Project) -> list[str]:
 
     for target in project.settings.notify:
         out.extend(url_secrets(target.url))
-    return out
+    return out + list(project.secrets)

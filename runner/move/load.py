@@ -35,10 +35,11 @@ from runner.db.watchdog import Watchdog
 from runner.errors import TaskFailed
 from runner.model import LoadSpec, Statement, Task
 from runner.move import watermark as wm
-from runner.move.coltypes import SourceColumn, mysql_column, table_for
+from runner.move.coltypes import SourceColumn, table_for
 from runner.move.fastcopy import SourceError
 from runner.move.fastcopy import copy as fast_copy
-from runner.move.loadsql import CREATE, WritePlan, insert_sql, mysql_quote, qualified, split_name, wrapped, write_plan
+from runner.move.loadsql import CREATE, WritePlan, insert_sql, mysql_quote, qualified, split_name, write_plan
+from runner.move.probe import mysql_columns
 from runner.move.progress import Progress, human_rate
 from runner.move.rowcopy import Writer, abandon, adapters, batches, complete_columns, source_cursor, sqlite_declared
 from runner.state import markers
@@ -118,7 +119,7 @@ def run_load(at: Attempt) -> tuple[int, str]:
                  at.project.databases[task.database].markers)
     try:
         if load.markers:
-            markers.ensure_table(load.dst)
+            markers.ensure_table(load.dst, at.project.settings.history_days)
         state = _watermark_state(load)
         if attempt > 1 and load.markers:
             done = markers.find(load.dst, at.run_id, task.name)
@@ -152,7 +153,7 @@ def _watermark_state(load: _Load) -> wm.State | None:
     if state.pending_run is None:
         return state
     committed = load.markers and markers.find(load.dst, state.pending_run, task) is not None
-    state = state.promoted() if committed else state.dropped()
+    state = state.promoted(wm.now_text()) if committed else state.dropped()
     ledger.set_watermark(job, task, wm.dumps(state))
     return state
 
@@ -201,7 +202,7 @@ def _commit(load: _Load, conn: Any, cur: Any, plan: WritePlan, rows: int, state:
         markers.write(cur, load.dst.dialect, load.ctx.run_id, load.task.name, load.attempt, rows)
     if state is not None and load.markers:
         load.ctx.ledger.set_watermark(load.ctx.job.name, load.task.name,
-                                         wm.dumps(wm.State(state.value, load.ctx.run_id, advanced)))
+                                         wm.dumps(state.pending(load.ctx.run_id, advanced)))
     load.at("commit")
     conn.commit()
     if plan.after:
@@ -214,7 +215,8 @@ def _commit(load: _Load, conn: Any, cur: Any, plan: WritePlan, rows: int, state:
             load.at("commit")
             conn.commit()
     if state is not None:
-        load.ctx.ledger.set_watermark(load.ctx.job.name, load.task.name, wm.dumps(wm.State(advanced)))
+        load.ctx.ledger.set_watermark(load.ctx.job.name, load.task.name,
+                                     wm.dumps(state.advanced(advanced, load.ctx.run_id, wm.now_text())))
 
 
 def _drop_staging(load: _Load, cur: Any, plan: WritePlan, quote: Any) -> None:
@@ -255,16 +257,10 @@ def _dedicated(load: _Load) -> StreamingConnection:
 
 
 def _probe_mysql(dbapi_conn: Any, sql: str, args: Any) -> list[SourceColumn]:
-    cur = dbapi_conn.cursor()
     try:
-        cur.execute(wrapped(sql, limit0=True), args)
-        fields = cur._result.fields
-        cur.fetchall()
+        return mysql_columns(dbapi_conn, sql, args)
     except Exception as exc:
         raise SourceError(exc) from exc
-    finally:
-        cur.close()
-    return [mysql_column(f.name, f.type_code, f.length, f.scale, f.flags, f.charsetnr) for f in fields]
 
 
 def _estimate(dbapi_conn: Any, sql: str, args: Any) -> int | None:

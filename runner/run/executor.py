@@ -46,6 +46,8 @@ class RunRequest:
     # Earlier runs of the same slot (run id -> status, newest first): a task whose marker one of them
     # committed is done, and is not applied again.
     resume_of: Mapping[str, str] = field(default_factory=dict)
+    # Tasks a re-run leaves alone because the run it re-runs recorded them done (task -> (run id, rows)).
+    done: Mapping[str, tuple[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -123,7 +125,7 @@ class Runner:
             log.info("job %s started (run %s, date %s, %d tasks)", job.name, run_id[:8], req.run_date, len(selected))
             self._tell("started", req, run_id)
             ctx = _RunContext(run_id=run_id, job=job, params=params, deadline=deadline,
-                              still_locked=req.still_locked, resume_of=req.resume_of)
+                              still_locked=req.still_locked, resume_of=req.resume_of, done=req.done)
             status, error = "failed", None
             try:
                 error = self._run_tasks(ctx, selected, results, on_task)
@@ -290,6 +292,12 @@ class Runner:
             raise TaskFailed(f"job {ctx.job.name}: the job's lock was lost (its state store connection dropped), "
                              f"so task {task.name} was not started: another process may be running the job")
         attempt_id = self.ledger.start_attempt(ctx.run_id, task.name, attempt)
+        if task.name in ctx.done:
+            by, rows = ctx.done[task.name]
+            note = f"done in run {by}"
+            self.ledger.finish_attempt(attempt_id, "success", rows, error=note)
+            log.info("job %s task %s: %s; not run again", ctx.job.name, task.name, note)
+            return rows, note
         try:
             earlier = self._committed_earlier(ctx, task)
             if earlier is not None:
@@ -403,6 +411,7 @@ class _RunContext:
     deadline: float | None = None
     still_locked: Callable[[], bool] | None = None
     resume_of: Mapping[str, str] = field(default_factory=dict)
+    done: Mapping[str, tuple[str, int]] = field(default_factory=dict)
 
 
 def _one_line(text: str) -> str:

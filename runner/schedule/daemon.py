@@ -45,11 +45,13 @@ from runner.run.executor import Runner
 from runner.schedule import systemd
 from runner.schedule.due import DueRunner, Outcome, Prepared, grace_of
 from runner.schedule.slots import DAEMON_FAILED_RERUNS
+from runner.state.retention import prune_if_due
 from runner.state.slots import SlotLedger
 
 log = logging.getLogger("runner.scheduler")
 
 LOOK_SECONDS = 30.0  # how often the daemon looks for missed slots and abandoned runs
+PRUNE_SECONDS = 3600.0  # how often it asks whether runs are past history_days
 MAX_WORKERS = 128
 MAX_BATCH = 1000  # jobs claimed in one go by the dispatch thread
 QUIET = 0.002  # the jobs due at one moment are all queued when the queue has been quiet this long
@@ -98,7 +100,9 @@ def _generation(project: Project, jobs: dict[str, Job], hub: Hub | None = None) 
     ledger = SlotLedger(project.settings.state_url)
     hub = hub or Hub(project, ledger, jobs, serve_metrics=True)
     runner = Runner(project, ledger=ledger, watchers=hub.watchers())
-    return _Generation(project, jobs, runner, DueRunner(project, runner, ledger, DAEMON_FAILED_RERUNS, hub=hub))
+    due = DueRunner(project, runner, ledger, DAEMON_FAILED_RERUNS, hub=hub)
+    due.seen_at = clock.now()  # the jobs a state store never saw are caught up from the daemon's start
+    return _Generation(project, jobs, runner, due)
 
 
 class Daemon:
@@ -124,6 +128,7 @@ class Daemon:
         self._due: queue.SimpleQueue[tuple[str, ...] | None] = queue.SimpleQueue()
         self._groups: dict[tuple[str, str, int], tuple[str, ...]] = {}
         self.look_seconds = look_seconds
+        self._pruned_at: float | None = None
         self._pool = futures.ThreadPoolExecutor(max(10, min(MAX_WORKERS, len(jobs) + 2)), "runner-job")
         self._dispatcher = threading.Thread(target=self._dispatch, name="runner-dispatch", daemon=True)
         self.scheduler = BackgroundScheduler(timezone=UTC, executors={"default": DebugExecutor()},
@@ -292,6 +297,9 @@ class Daemon:
         except Exception as exc:
             log.warning("looking for missed slots failed (state store %s): %s", type(exc).__name__,
                         logs.REDACTOR.scrub(str(exc)))
+        if self._pruned_at is None or clock.monotonic() - self._pruned_at >= PRUNE_SECONDS:
+            self._pruned_at = clock.monotonic()
+            prune_if_due(gen.due.ledger, gen.project.settings.history_days)
 
     # ------------------------------------------------------------------------------------ SIGHUP
     def reload(self) -> bool:

@@ -7,6 +7,9 @@ one history. Failure is data: reports and `--history` read these rows.
 from __future__ import annotations
 
 import contextlib
+import getpass
+import json
+import logging
 import os
 import socket
 import threading
@@ -19,7 +22,10 @@ from sqlalchemy import event
 
 from runner import clock
 from runner.db.engines import create_tables, make_engine, transaction_ended
+from runner.errors import UsageError
 from runner.model import Database, PoolSpec
+
+log = logging.getLogger("runner.ledger")
 
 metadata = sa.MetaData()
 
@@ -41,6 +47,11 @@ runs = sa.Table(
     sa.Index("ix_runner_runs_job_started", "job", "started_at"),
     sa.Index("ix_runner_runs_job_slot", "job", "slot"),
 )
+
+# What `--history` sorts and filters on, and what pruning finds old runs by: without them, `--history`
+# sorts every run of the ledger. Ledgers made before them get them when opened (UPGRADE_INDEXES).
+_started_index = sa.Index("ix_runner_runs_started", runs.c.started_at)
+_status_index = sa.Index("ix_runner_runs_status_started", runs.c.status, runs.c.started_at)
 
 attempts = sa.Table(
     "runner_task_attempts", metadata,
@@ -64,6 +75,17 @@ watermarks = sa.Table(
     sa.Column("updated_at", sa.DateTime, nullable=False),
 )
 
+# Where a run came from, when there is more to it than its row says: the --param values and
+# --from-task of a run by hand, and the run it re-ran (--rerun). A re-run repeats them.
+origins = sa.Table(
+    "runner_run_origins", metadata,
+    sa.Column("run_id", sa.String(32), primary_key=True),
+    sa.Column("params", sa.Text, nullable=True),  # JSON object of the --param values
+    sa.Column("from_task", sa.String(128), nullable=True),
+    sa.Column("rerun_of", sa.String(32), nullable=True, index=True),
+)
+
+UPGRADE_INDEXES = (_started_index, _status_index)
 # Alerts waiting to be sent, and those sent: one row per (event, target), written in the transaction
 # that records the outcome it tells of (state/outbox.py reads and leases them).
 notifications = sa.Table(
@@ -103,6 +125,15 @@ attempt_statements = sa.Table(
 )
 
 HOST = socket.gethostname()
+
+
+def operator() -> str:
+    """Who asks, as the state store records it: user@host."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no name for this uid (a container without a passwd entry)
+        user = f"uid{os.getuid()}"
+    return f"{user}@{HOST}"
 
 # Built once: a statement built per call (`.values(...)`) costs its cache key every time, ~3x the write.
 _START_RUN = runs.insert()
@@ -145,17 +176,19 @@ class TaskAttempt:
 class Ledger:
     """Reads and writes the state store. Thread-safe; each write is its own short transaction."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, create: bool = True):
+        """`create`: make the folder of a SQLite state store (False for commands that only read)."""
         self.url = url
-        self.engine = self._engine(url)
+        self.engine = self._engine(url, create)
         self._ready = False
         self._lock = threading.Lock()
+        self._more_ready: set[str] = set()
 
     @staticmethod
-    def _engine(url: str) -> sa.Engine:
+    def _engine(url: str, create: bool = True) -> sa.Engine:
         u = sa.make_url(url)
         if u.get_backend_name() == "sqlite":
-            if u.database not in (None, "", ":memory:"):
+            if create and u.database not in (None, "", ":memory:"):
                 os.makedirs(os.path.dirname(u.database) or ".", exist_ok=True)
             engine = sa.create_engine(u, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -184,8 +217,27 @@ class Ledger:
             return
         with self._lock:
             if not self._ready:
-                create_tables(self.engine, *metadata.sorted_tables)
+                ensure_tables(self.engine, metadata.sorted_tables, UPGRADE_INDEXES)
                 self._ready = True
+
+    def ensure(self, *tables: sa.Table) -> None:
+        """Tables of the state store kept beside the ledger's own (pauses, watermark changes, ...),
+        created on first use by this ledger."""
+        self.ensure_schema()
+        wanted = [t for t in tables if t.name not in self._more_ready]
+        if wanted:
+            with self._lock:
+                ensure_tables(self.engine, wanted)
+                self._more_ready.update(t.name for t in wanted)
+
+    def exists(self) -> bool:
+        """Whether the state store holds a ledger yet; a read-only command (`--due --dry-run`, `--list`)
+        asks before reading, so that it creates nothing, not even an empty SQLite file."""
+        u = sa.make_url(self.url)
+        if u.get_backend_name() == "sqlite":
+            return bool(u.database) and u.database != ":memory:" and os.path.exists(u.database) \
+                and sa.inspect(self.engine).has_table(runs.name)
+        return sa.inspect(self.engine).has_table(runs.name)
 
     def _write(self, stmt: Any, params: dict[str, Any] | None = None) -> Any:
         self.ensure_schema()
@@ -194,7 +246,7 @@ class Ledger:
 
     @contextlib.contextmanager
     def _begin(self, first: bool = False) -> Iterator[sa.Connection]:
-        """One transaction of several writes."""
+        """One transaction of several writes (SlotLedger: in this process's turn of writers)."""
         self.ensure_schema()
         with self.engine.begin() as conn:
             yield conn
@@ -244,14 +296,50 @@ class Ledger:
             conn.execute(_ATTEMPT_STATEMENT, dict(attempt_id=attempt_id, run_id=run_id, statement=statement[0][:600],
                                                   first_line=statement[1]))
 
+    def record_origin(self, run_id: str, params: dict[str, str] | None = None, from_task: str | None = None,
+                      rerun_of: str | None = None) -> None:
+        """What a later --rerun of this run needs and its row does not say; nothing for a plain run."""
+        if params or from_task or rerun_of:
+            self._write(origins.insert(), dict(run_id=run_id, params=json.dumps(params) if params else None,
+                                               from_task=from_task, rerun_of=rerun_of))
+
     # -- reading
-    def history(self, job: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    def history(self, job: str | None = None, limit: int = 50, status: str | None = None,
+                since: datetime | None = None) -> list[dict[str, Any]]:
+        """The latest runs, newest first; only the job's, the status's and those started since, when given."""
         self.ensure_schema()
         q = sa.select(runs).order_by(runs.c.started_at.desc()).limit(limit)
         if job:
             q = q.where(runs.c.job == job)
+        if status:
+            q = q.where(runs.c.status == status)
+        if since is not None:
+            q = q.where(runs.c.started_at >= _utc(since))
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        """The run with this id, or the one run whose id starts with it (`--history` shows 8 characters)."""
+        found = self.find_runs(run_id, 2) if len(run_id) >= 4 else []
+        exact = [r for r in found if r["run_id"] == run_id]
+        if len(found) > 1 and not exact:
+            raise UsageError(f"run id {run_id} is the start of more than one run: give more of it")
+        return (exact or found or [None])[0]
+
+    def origins_of(self, run_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """run id -> {params, from_task, rerun_of, rerun_as} for the runs that have an origin or a re-run."""
+        if not run_ids:
+            return {}
+        self.ensure_schema()
+        out: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(sa.select(origins).where(origins.c.run_id.in_(run_ids))):
+                out.setdefault(r.run_id, {}).update(params=json.loads(r.params) if r.params else {},
+                                                     from_task=r.from_task, rerun_of=r.rerun_of)
+            for r in conn.execute(sa.select(origins.c.run_id, origins.c.rerun_of)
+                                  .where(origins.c.rerun_of.in_(run_ids))):
+                out.setdefault(r.rerun_of, {}).setdefault("rerun_as", []).append(r.run_id)
+        return out
 
     def attempts_of(self, run_id: str) -> list[TaskAttempt]:
         self.ensure_schema()
@@ -316,3 +404,23 @@ class Ledger:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def ensure_tables(engine: sa.Engine, tables: Any, indexes: Any = ()) -> None:
+    """Create the tables that are missing (with their indexes), and the `indexes` that a table made by
+    an earlier version lacks: one look at the schema, then only what is missing."""
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        present = set(inspector.get_table_names())
+        missing = [t for t in tables if t.name not in present]
+        named: dict[str, set[str]] = {}
+        for ix in indexes:
+            if ix.table.name in present and ix.table.name not in named:
+                named[ix.table.name] = {i["name"] for i in inspector.get_indexes(ix.table.name)}
+        upgrades = [ix for ix in indexes if ix.name not in named.get(ix.table.name, {ix.name})]
+    if missing:
+        create_tables(engine, *missing)
+    for index in upgrades:
+        log.info("state store: adding index %s to %s (once; a ledger made by an earlier version lacks it)",
+                 index.name, index.table.name)
+        create_tables(engine, index)

@@ -8,13 +8,15 @@ from __future__ import annotations
 import signal
 import sqlite3
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.notifykit import HttpReceiver, SmtpReceiver, Stall, free_port
-from tests.schedkit import SchedProject, wait_for
+from tests.schedkit import SchedProject, seen_since, wait_for
+from tests.schedule.test_due import two_hours_ago
 
 SECRET = "Sup3rSecretPw"
 HOOK_SECRET = "H00kSecretPw9"
@@ -131,10 +133,13 @@ def test_an_alert_of_a_process_killed_after_the_outcome_is_recorded_is_sent_by_t
 
 def test_a_stalled_receiver_costs_its_timeout_once_not_once_per_job(tmp_path: Path) -> None:
     timeout = 3
-    jobs = {f"job{i}": {**FAILING, "schedule": "* * * * *"} for i in range(3)}
+    expr, latest = two_hours_ago()  # a daily slot that stays the latest while the test runs
+    jobs = {f"job{i}": {**FAILING, "schedule": expr} for i in range(3)}
     quiet = project(tmp_path / "quiet", [])
     for name, doc in jobs.items():
         quiet.job(name, doc)
+    deployed = latest - timedelta(minutes=1)  # just before it: that slot is caught up, none is missed
+    seen_since(f"sqlite:///{quiet.root / 'var' / 'state.db'}", list(jobs), deployed)
     start = time.monotonic()
     assert quiet.run("--due").returncode == 1
     baseline = time.monotonic() - start
@@ -144,6 +149,7 @@ def test_a_stalled_receiver_costs_its_timeout_once_not_once_per_job(tmp_path: Pa
         p = project(tmp_path / "stalled", [{"url": f"json://127.0.0.1:{stall.port}/hook", "timeout": timeout}])
         for name, doc in jobs.items():
             p.job(name, doc)
+        seen_since(f"sqlite:///{p.root / 'var' / 'state.db'}", list(jobs), deployed)
         start = time.monotonic()
         done = p.run("--due")
         took = time.monotonic() - start

@@ -12,6 +12,7 @@ import pytest
 from runner import clock
 from tests.fixtures.core import clean_env, run_main, write_project
 from tests.notifykit import HttpReceiver
+from tests.schedkit import seen_since
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 assert clean_env  # a fixture, used through pytestmark
@@ -42,6 +43,8 @@ def test_late_once_per_slot_then_recovery_then_missed_in_one_message(tmp_path: P
             "    on: [failure, late, recovery, missed]\n"))
         titles = lambda: [p["title"] for p in http.json_posts()]  # noqa: E731
 
+        seen_since(f"sqlite:///{tmp_path / 'var' / 'runner-state.db'}", ["nightly"],
+                   datetime(2026, 11, 20, 1, 59, tzinfo=timezone.utc))  # deployed just before the slot
         at("2026-11-20T02:00:05")
         assert run_main(tmp_path, "--due")[0] == 1
         assert len(titles()) == 1 and "FAILURE" in titles()[0]

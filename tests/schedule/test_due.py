@@ -4,6 +4,7 @@ is marked abandoned and its slot run again when the job allows it."""
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 from datetime import datetime, timedelta, timezone
@@ -16,7 +17,7 @@ from runner.cron import Schedule
 from runner.state.slots import SlotLedger
 from tests.harness.mariadb import PrivateMariaDB
 from tests.harness.proxy import TcpProxy
-from tests.schedkit import SchedProject, stop, wait_for
+from tests.schedkit import SchedProject, seen_since, stop, wait_for
 
 
 def two_hours_ago() -> tuple[str, datetime]:
@@ -99,7 +100,11 @@ def test_a_days_outage_of_a_per_minute_job_is_one_missed_row_with_its_count_firs
     assert [(r["run_id"], r["slot"]) for r in missed] == [(span["run_id"], latest - timedelta(minutes=1))]
     history = p.run("--history", "--job", "minutely").stdout
     first = (before + timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%S")
-    assert f"{count} slots missed, {first}Z to " in history, history
+    assert f" missed   0.0   {count} slots missed, {first[:-1]}" in history, history  # the table cuts the note
+    shown = json.loads(p.run("--history", "--job", "minutely", "--format", "json").stdout)
+    last = (latest - timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%S")
+    assert [r["error"].split(" (")[0] for r in shown if r["status"] == "missed"] == [
+        f"{count} slots missed, {first}Z to {last}Z"]
     assert "missed" not in p.run("--due").stdout  # a minute may have begun: its slot runs, nothing is missed
 
 
@@ -160,6 +165,7 @@ def test_an_invalid_job_file_does_not_stop_due_from_running_the_valid_jobs(
     p.job("good", {"schedule": expr, "database": "wh", "tasks": [{"name": "t", "sql": sql}]})
     p.job("broken", {"schedule": expr, "database": "wh", "tasks": [{"name": "t", "sql": "SELECT 1"}],
                      "no_such_key": 1})
+    seen_since(ledger.url, ["good", "broken"], latest - timedelta(hours=1))
     done = p.run("--due")
     assert done.returncode == code, done.stderr
     assert "jobs/broken.yml" in done.stderr and "no_such_key" in done.stderr, done.stderr
@@ -247,7 +253,7 @@ def test_a_rerun_of_a_failed_slot_leaves_the_tasks_it_committed_alone(
     p.job("two", {"schedule": expr, "database": "wh", "tasks": [
         {"name": "a", "sql": "INSERT INTO hits VALUES ('a', :run_id)"},
         {"name": "b", "depends_on": ["a"], "sql": "INSERT INTO hits SELECT 'b', :run_id FROM gate"}]})
-    failed = p.run("--due")
+    failed = p.run("--due", "--job", "two")
     assert failed.returncode == 1 and "no such table: gate" in failed.stdout, failed.stdout + failed.stderr
     wh.execute("CREATE TABLE gate (x INT)")
     wh.execute("INSERT INTO gate VALUES (1)")

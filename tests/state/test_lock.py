@@ -14,10 +14,11 @@ import pymysql
 import pytest
 import sqlalchemy as sa
 
+from runner.cron import Schedule
 from runner.state.ledger import HOST, Ledger
 from runner.state.lock import lock_name
 from tests.harness.mariadb import PrivateMariaDB
-from tests.schedkit import SchedProject, stop, wait_for
+from tests.schedkit import SchedProject, seen_since, stop, wait_for
 
 HOLDER = re.compile(rf"job (\w+) is already running: host {re.escape(HOST)} pid (\d+) \((\w+)\) since "
                     r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC)")
@@ -67,6 +68,8 @@ def test_two_overlapping_due_starts_the_second_exits_3(tmp_path: Path, mdb: Priv
     """Cron mode: the catch-up line starts while a job's own line still runs it."""
     p = slow_project(tmp_path, mdb, fresh_db, "sqlite:///var/state.db")
     ledger = Ledger(f"sqlite:///{tmp_path / 'var' / 'state.db'}")
+    latest = Schedule("30 2 * * *", "UTC").latest_at_or_before(datetime.now(timezone.utc))
+    seen_since(ledger.url, ["nightly"], latest - timedelta(minutes=1))  # deployed before its latest slot
     second_start_is_skipped(p, ledger, ("--due",), "nightly", "due")
 
 
@@ -212,11 +215,24 @@ def test_due_over_many_jobs_on_a_mysql_store_reuses_lock_connections_and_locks_o
     for i in range(30):
         p.job(f"job{i:02d}", {"schedule": f"{t.minute} {t.hour} * * *", "database": "wh",
                               "tasks": [{"name": "t", "sql": "SELECT 1"}]})
+    from runner.cron import Schedule
+    from runner.run.executor import new_run_id
+    from runner.state.slots import SlotLedger
+
+    book = SlotLedger(mdb.url(fresh_db))  # each job ran yesterday's slot: today's is due
+    today = Schedule(f"{t.minute} {t.hour} * * *").latest_at_or_before(datetime.now(timezone.utc))
+    yesterday = today - timedelta(days=1)
+    for i in range(30):
+        run_id = new_run_id()
+        book.claim(f"job{i:02d}", yesterday, run_id, yesterday.date().isoformat(), "cron")
+        book.finish_run(run_id, "success", 1, 0)
+    book.dispose()
     before = connections_opened(mdb)
     done = p.run("--due")
     assert done.returncode == 0, done.stderr
     runs = Ledger(mdb.url(fresh_db)).history(limit=100)
-    assert sorted(r["job"] for r in runs if r["status"] == "success") == [f"job{i:02d}" for i in range(30)]
+    assert sorted(r["job"] for r in runs if r["status"] == "success" and r["trigger"] == "due") == [
+        f"job{i:02d}" for i in range(30)]
     assert connections_opened(mdb) - before <= 1 + 8, "lock connections were not reused"  # ours, pool, locks
 
     before = connections_opened(mdb)
