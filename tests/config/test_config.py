@@ -227,7 +227,8 @@ PROBLEMS = [
     ("job-schedule-five-fields", {"jobs/job.yml": "schedule: \"0 2 * *\"\n" + JOB}, {},
      [("jobs/job.yml", "schedule", 1, "invalid cron expression '0 2 * *': 4 field(s): five fields, minute hour "
                                       "day-of-month month day-of-week, e.g. \"30 2 * * *\"")]),
-    ("job-schedule-equal-range-is-valid-but-a-step-needs-a-range", {"jobs/job.yml": "schedule: \"0 2 * 3-3 5/2\"\n" + JOB},
+    ("job-schedule-equal-range-is-valid-but-a-step-needs-a-range",
+     {"jobs/job.yml": "schedule: \"0 2 * 3-3 5/2\"\n" + JOB},
      {}, [("jobs/job.yml", "schedule", 1, "invalid cron expression '0 2 * 3-3 5/2': day of week field: '5/2' has a "
                                           "step without a range, which cron refuses")]),
     ("job-schedule-seven-fields", {"jobs/job.yml": "schedule: \"0 0 30 2 * * *\"\n" + JOB}, {},
