@@ -2,6 +2,10 @@
 (a one-statement SQLite task each), its resident memory (RSS) and thread count sampled every --every
 minutes for --minutes (default: every 10 minutes for an hour).
 
+With --sqlite-cache-kib N every SQLite connection keeps at most N KiB of pages (SQLite's default is
+2,000 KiB per connection, and the daemon's pools hold up to 30 connections to the ledger and the jobs'
+database): the difference from a run without it is the part of the growth that is SQLite's caches.
+
 With --tracemalloc the daemon runs with Python's tracemalloc on, and each sample also lists the source
 lines whose allocations grew most since the first sample after warm-up: a leak shows as lines that
 grow at every sample; memory that is only reused (caches at their bound, the allocator's arenas) does
@@ -58,12 +62,29 @@ def runs_recorded(root: Path) -> int:
         return 0
 
 
-def traced_daemon(conf: str, report: str, every: float) -> None:
+def small_sqlite_caches(kib: int) -> None:
+    """Every SQLite connection of the process keeps at most `kib` KiB of pages (SQLite's default is
+    2,000 KiB per connection): shows how much of the daemon's memory is SQLite's page caches."""
+    import sqlalchemy as sa
+
+    @sa.event.listens_for(sa.engine.Engine, "connect")
+    def _cache(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        if type(dbapi_conn).__module__.startswith("sqlite3"):
+            dbapi_conn.execute(f"PRAGMA cache_size = -{kib}")
+
+
+def traced_daemon(conf: str, report: str, every: float, cache_kib: int = 0) -> None:
     """The daemon with tracemalloc on; a thread writes the lines that grew most at each sample."""
     import tracemalloc
 
-    tracemalloc.start(8)
     sys.path.insert(0, str(REPO))
+    if cache_kib:
+        small_sqlite_caches(cache_kib)
+    if not report:
+        from runner.cli.main import main as run
+
+        sys.exit(run(["--conf", conf, "--scheduler", "-q"]))
+    tracemalloc.start(8)
 
     def sample() -> None:
         time.sleep(WARM_UP)
@@ -88,25 +109,31 @@ def traced_daemon(conf: str, report: str, every: float) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) == 5 and sys.argv[1] == "--traced-daemon":
-        traced_daemon(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+    if len(sys.argv) == 6 and sys.argv[1] == "--traced-daemon":
+        traced_daemon(sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5]))
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--jobs", type=int, default=1000)
     p.add_argument("--minutes", type=float, default=60.0)
     p.add_argument("--every", type=float, default=10.0, help="minutes between samples (default 10)")
     p.add_argument("--tracemalloc", action="store_true", help="trace the daemon's allocations (slower)")
+    p.add_argument("--sqlite-cache-kib", type=int, default=0,
+                   help="cap every SQLite connection's page cache (SQLite's default: 2000 KiB)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
         root = Path(tmp)
         write_project(root, args.jobs)
         report = root / "tracemalloc.txt"
         conf = str(root / "conf")
-        cmd = ([sys.executable, __file__, "--traced-daemon", conf, str(report), str(args.every * 60)]
-               if args.tracemalloc else [sys.executable, "-m", "runner", "--conf", conf, "--scheduler", "-q"])
+        wrapped = args.tracemalloc or args.sqlite_cache_kib
+        cmd = ([sys.executable, __file__, "--traced-daemon", conf, str(report) if args.tracemalloc else "",
+                str(args.every * 60), str(args.sqlite_cache_kib)]
+               if wrapped else [sys.executable, "-m", "runner", "--conf", conf, "--scheduler", "-q"])
         print(f"{args.jobs} jobs every minute for {args.minutes:.0f} min, a sample every {args.every:g} min; "
               f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores"
-              + ("; tracemalloc on" if args.tracemalloc else ""), flush=True)
+              + ("; tracemalloc on" if args.tracemalloc else "")
+              + (f"; SQLite page caches capped at {args.sqlite_cache_kib} KiB" if args.sqlite_cache_kib else ""),
+              flush=True)
         started = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=REPO, stderr=open(root / "daemon.log", "w"))
         try:
