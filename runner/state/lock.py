@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.mysql import insert as mysql_insert
 
 from runner import clock
 from runner.db.engines import create_tables
@@ -148,9 +147,19 @@ def _write_note(fd: int, doc: dict[str, Any]) -> None:
 
 
 _STILL_HELD = sa.text("SELECT IS_USED_LOCK(:n) = CONNECTION_ID()")
-_new_holder = mysql_insert(_holders)
-_SET_HOLDER = _new_holder.on_duplicate_key_update({c.name: _new_holder.inserted[c.name] for c in _holders.c
-                                                    if c.name != "job"})
+_set_holder: list[Any] = []
+
+
+def _holder_upsert() -> Any:
+    """The holder row written in one statement (built on first use: only MySQL state stores need the
+    MySQL dialect, which a run on SQLite should not pay to import)."""
+    if not _set_holder:
+        from sqlalchemy.dialects.mysql import insert
+
+        new = insert(_holders)
+        _set_holder.append(new.on_duplicate_key_update({c.name: new.inserted[c.name] for c in _holders.c
+                                                        if c.name != "job"}))
+    return _set_holder[0]
 _holders_ready: set[str] = set()
 _lock_engines: dict[str, sa.Engine] = {}
 
@@ -283,7 +292,7 @@ def _mysql_lock(ledger: Ledger, job: str, trigger: str) -> Iterator[Held]:
                 raise JobLocked(f"job {job} is already running: {_holder_text(dict(row) if row else None)}; "
                                 "this start was skipped")
             with c.turn:
-                conn.execute(_SET_HOLDER, dict(job=job, host=HOST, pid=os.getpid(), trigger=trigger,
+                conn.execute(_holder_upsert(), dict(job=job, host=HOST, pid=os.getpid(), trigger=trigger,
                                                connection_id=c.conn_id, since=clock.now().replace(tzinfo=None)))
 
             # Task threads of a job with max_parallel > 1, and the jobs sharing the connection, check their
