@@ -134,9 +134,9 @@ def _build_job(project: Project, name: str, path: Path, problems: list[Problem])
     retry = c.retry(m.get("retry"), ("retry",), s.retry)
     params = c.typed(m, "params", (), dict, {})
     schedule = c.typed(m, "schedule", (), str, None)
-    if schedule is not None and not _valid_cron(schedule):
-        c.add(("schedule",), f"invalid cron expression {schedule!r}: five fields, e.g. \"30 2 * * *\", or six "
-                             f"with a leading seconds field, e.g. \"*/10 * * * * *\"")
+    wrong = _cron_problem(schedule) if schedule is not None else None
+    if wrong is not None:
+        c.add(("schedule",), f"invalid cron expression {schedule!r}: {wrong}")
     job = Job(
         name=name,
         file=doc.file,
@@ -187,12 +187,10 @@ def _params(c: Checker, params: dict[Any, Any]) -> dict[str, object]:
     return out
 
 
-def _valid_cron(expr: str) -> bool:
-    from runner.cron import (
-        is_valid,  # imported here: only jobs with a schedule pay for croniter
-    )
+def _cron_problem(expr: str) -> str | None:
+    from runner.cron import problem  # imported here: only jobs with a schedule pay for reading cron
 
-    return is_valid(expr)
+    return problem(expr)
 
 
 def _build_tasks(project: Project, job: Job, doc: YamlDoc, c: Checker, value: Any) -> list[Task]:

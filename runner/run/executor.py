@@ -27,6 +27,7 @@ from runner.run.retry import build_retrying, describe_attempts
 from runner.state import markers
 from runner.state.failures import failure_of
 from runner.state.ledger import Ledger
+from runner.state.lock import close_idle_locks
 from runner.tasks.base import Attempt, AttemptError
 from runner.tasks.sql import non_atomic
 
@@ -109,6 +110,7 @@ class Runner:
 
     def close(self) -> None:
         self.engines.dispose()
+        close_idle_locks(self.ledger)
         self.ledger.dispose()
 
     # ------------------------------------------------------------------------------------------- job

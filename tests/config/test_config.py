@@ -222,7 +222,15 @@ PROBLEMS = [
      {"jobs/job.yml": "database: warehouse\ntasks:\n  - name: a\n    sql: SELECT 1\n    dependson: [b]\n"}, {},
      [("jobs/job.yml", "tasks.0.dependson", 5, "unknown key 'dependson' (known keys: ")]),
     ("job-schedule", {"jobs/job.yml": "schedule: \"61 2 * * *\"\n" + JOB}, {},
-     [("jobs/job.yml", "schedule", 1, "invalid cron expression '61 2 * * *': five fields, e.g. \"30 2 * * *\"")]),
+     [("jobs/job.yml", "schedule", 1, "invalid cron expression '61 2 * * *': minute field: 61 in '61' is out of "
+                                      "range: 0 to 59")]),
+    ("job-schedule-five-fields", {"jobs/job.yml": "schedule: \"0 2 * *\"\n" + JOB}, {},
+     [("jobs/job.yml", "schedule", 1, "invalid cron expression '0 2 * *': 4 field(s): five fields, minute hour "
+                                      "day-of-month month day-of-week, e.g. \"30 2 * * *\"")]),
+    ("job-schedule-equal-range-is-valid-but-a-step-needs-a-range",
+     {"jobs/job.yml": "schedule: \"0 2 * 3-3 5/2\"\n" + JOB},
+     {}, [("jobs/job.yml", "schedule", 1, "invalid cron expression '0 2 * 3-3 5/2': day of week field: '5/2' has a "
+                                          "step without a range, which cron refuses")]),
     ("job-schedule-seven-fields", {"jobs/job.yml": "schedule: \"0 0 30 2 * * *\"\n" + JOB}, {},
      [("jobs/job.yml", "schedule", 1, "invalid cron expression")]),
     ("job-timeout", {"jobs/job.yml": "timeout: 10 minutes\n" + JOB}, {},
