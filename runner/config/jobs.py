@@ -303,6 +303,11 @@ def _check_meaning(project: Project, job: Job, tasks: list[Task], c: Checker) ->
         if t.load is not None and t.load.source not in project.databases:
             c.add(path + ("load", "source"), f"unknown source database '{t.load.source}' (known: "
                                              f"{', '.join(project.databases) or 'none'})")
+        for used, key in ((t.database, ("database",)), (t.load.source if t.load else None, ("load", "source"))):
+            db = project.databases.get(used or "")
+            if db is not None and db.driver_missing:
+                c.add(path + (key if c.doc.line(path + key) else ()),
+                      f"task '{t.name}' uses database {used}, which cannot be used: {db.driver_missing}")
         for dep in t.depends_on:
             if dep not in names:
                 c.add(path + ("depends_on",), f"task '{t.name}' depends on unknown task '{dep}' "

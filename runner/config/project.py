@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from runner.config.checks import Checker, display, expand_vars
+from runner.config.drivers import missing_driver, with_default_driver
 from runner.config.yamlfile import KeyPath, YamlDoc, read_yaml
 from runner.errors import ConfigError, Problem
 from runner.model import Database, PoolSpec, Project, Settings
@@ -34,7 +35,9 @@ def env_override_name(db_name: str) -> str:
 
 
 def resolve_url(url: str, root: Path) -> str:
-    """Make a relative SQLite file path absolute against the project root (cron starts jobs from /)."""
+    """Make a relative SQLite file path absolute against the project root (cron starts jobs from /); a
+    `postgresql://` url gets its default driver, psycopg 3."""
+    url = with_default_driver(url)
     m = re.match(r"^(sqlite(?:\+\w+)?):///(.*)$", url)
     if not m or not m.group(2) or m.group(2).startswith((":memory:", "/")) or m.group(2).startswith("file:"):
         return url
@@ -56,11 +59,14 @@ def load_project(conf_dir: Path | None = None, jobs_dir: Path | None = None,
         raise ConfigError(Problem(str(conf_dir), "", "configuration folder not found: pass --conf DIR or set "
                                   "RUNNER_CONF to the folder holding runner.yml and databases.yml"))
     settings = _load_settings(conf_dir, root, env, problems)
-    databases = _load_databases(conf_dir, root, env, problems)
+    unusable: list[Problem] = []
+    databases = _load_databases(conf_dir, root, env, problems, unusable)
     if problems and collect is None:
         raise ConfigError(problems)
     if collect is not None:
-        collect.extend(problems)
+        # A database whose driver is missing stops only the jobs that use it (load_job says so); --check
+        # names it here as well.
+        collect.extend(problems + unusable)
     return Project(root=root, conf_dir=conf_dir, jobs_dir=jobs_dir, settings=settings, databases=databases)
 
 
@@ -105,6 +111,8 @@ def _load_settings(conf_dir: Path, root: Path, env: Mapping[str, str], problems:
     if invalid:
         c.add(("state_url",), invalid)
         state_url = base.state_url
+    elif (missing := missing_driver(with_default_driver(state_url))) is not None:
+        c.add(("state_url",), f"the state store cannot be opened: {missing}")
     settings = Settings(
         root=root,
         timezone=c.timezone(m, (), base.timezone),
@@ -120,7 +128,8 @@ def _load_settings(conf_dir: Path, root: Path, env: Mapping[str, str], problems:
     return settings
 
 
-def _load_databases(conf_dir: Path, root: Path, env: Mapping[str, str], problems: list[Problem]) -> dict[str, Database]:
+def _load_databases(conf_dir: Path, root: Path, env: Mapping[str, str], problems: list[Problem],
+                    unusable: list[Problem]) -> dict[str, Database]:
     path = conf_dir / "databases.yml"
     if not path.exists():
         problems.append(Problem(display(path, root), "", "file not found: create it with one entry per database, "
@@ -153,8 +162,15 @@ def _load_databases(conf_dir: Path, root: Path, env: Mapping[str, str], problems
         pool = _pool(c, m.get("pool"), path_ + ("pool",))
         connect_args = c.typed(m, "connect_args", path_, dict, {})
         markers = c.typed(m, "markers", path_, bool, True)
-        out[str(name)] = Database(name=str(name), url=resolve_url(url, root), pool=pool,
-                                  connect_args=connect_args, markers=markers)
+        full_url = resolve_url(url, root)
+        missing = missing_driver(full_url)
+        if missing is not None:
+            from runner.config.urls import redact
+
+            unusable.append(Problem(doc.file, f"{name}.url", f"database {name} ({redact(full_url)}) cannot be used: "
+                                    f"{missing}", doc.line(path_ + ("url",))))
+        out[str(name)] = Database(name=str(name), url=full_url, pool=pool, connect_args=connect_args,
+                                  markers=markers, driver_missing=missing)
     problems.extend(c.problems)
     return out
 

@@ -46,6 +46,15 @@ _ENDED = "runner.transaction_ended"
 _DISCONNECT_KINDS = (Kind.CONNECTION_LOST, Kind.KILLED, Kind.FAILOVER)
 
 
+# Hosts a connection reached in this process: a name that stops resolving later is DNS failing for a
+# while, not a typo (see Kind.UNKNOWN_HOST).
+_reached: set[tuple[str | None, int | None]] = set()
+
+
+def _host_of(url: sa.URL) -> tuple[str | None, int | None]:
+    return url.host, url.port
+
+
 def is_mysql(engine: Engine) -> bool:
     return engine.dialect.name in ("mysql", "mariadb")
 
@@ -135,6 +144,7 @@ class PoolGuard:
         now = clock.monotonic()
         record.info["born"] = now
         record.info["last_used"] = now
+        _reached.add(_host_of(self.engine.url))
         if not self.mysql:
             return
         cur = dbapi_conn.cursor()
@@ -273,7 +283,10 @@ def make_engine(db: Database) -> tuple[Engine, PoolGuard]:
     if url.get_backend_name() not in ("mysql", "mariadb"):
         # The MySQL socket timeouts mean nothing to other drivers; keep one databases.yml for both.
         for key in MYSQL_ONLY_ARGS:
-            connect_args.pop(key, None)
+            if not (key == "connect_timeout" and url.get_backend_name() == "postgresql"):  # libpq has it too
+                connect_args.pop(key, None)
+    if url.get_backend_name() == "postgresql":
+        connect_args.setdefault("connect_timeout", 10)
     if url.get_backend_name() in ("mysql", "mariadb"):
         connect_args.setdefault("connect_timeout", 10)
         connect_args.setdefault("charset", "utf8mb4")
@@ -324,6 +337,10 @@ class Engines:
             if name not in self._engines:
                 self._engines[name] = make_engine(self.project.databases[name])
             return self._engines[name]
+
+    def reached(self, name: str) -> bool:
+        """Whether a connection to the host of database `name` succeeded earlier in this process."""
+        return _host_of(make_url(self.project.databases[name].url)) in _reached
 
     def display(self, name: str) -> str:
         return f"{name} ({redact(self.project.databases[name].url)})"

@@ -1,8 +1,9 @@
 """Timeouts enforced on the server: when time is up, the running statement is killed there.
 
 Abandoning the client socket would leave the query running on the server; instead a separate
-connection sends KILL QUERY for the task's connection (MySQL/MariaDB), or the SQLite connection is
-interrupted.
+connection sends KILL QUERY for the task's connection (MySQL/MariaDB) or pg_cancel_backend for its
+backend (PostgreSQL), or the SQLite connection is interrupted. The log says what was done, and only
+that: on a database the runner cannot stop a statement on, it says so.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Watchdog:
         self._lock = threading.Lock()
         self._stopped = False
         self._thread_id = dbapi_conn.thread_id() if is_mysql(engine) else None
+        self._backend_pid = backend_pid(dbapi_conn) if engine.dialect.name == "postgresql" else None
 
     def __enter__(self) -> "Watchdog":
         if self.seconds is not None:
@@ -66,9 +68,21 @@ class Watchdog:
         try:
             if self._thread_id is not None:
                 kill_query(self.engine, self._thread_id)
+                log.warning("%s: %s; statement killed on the server (KILL QUERY %d)", self.label, why,
+                            self._thread_id)
+            elif self._backend_pid is not None:
+                if cancel_backend(self.engine, self._backend_pid):
+                    log.warning("%s: %s; the server was asked to cancel the statement (pg_cancel_backend(%d))",
+                                self.label, why, self._backend_pid)
+                else:
+                    log.error("%s: %s but backend %d could not be cancelled: it no longer exists", self.label,
+                              why, self._backend_pid)
             elif self.engine.dialect.name == "sqlite":
                 self.dbapi_conn.interrupt()
-            log.warning("%s: %s; statement killed on the server", self.label, why)
+                log.warning("%s: %s; statement interrupted", self.label, why)
+            else:
+                log.error("%s: %s, but the runner cannot stop a statement on a %s database: it runs on until it "
+                          "ends, and the task fails then", self.label, why, self.engine.dialect.name)
         except Exception as exc:  # the task still fails on its own when the server answers
             log.error("%s: %s but the statement could not be killed: %s", self.label, why, exc)
 
@@ -82,5 +96,30 @@ def kill_query(engine: Engine, thread_id: int) -> None:
         cur = conn.cursor()
         cur.execute(f"KILL QUERY {int(thread_id)}")
         cur.close()
+    finally:
+        conn.close()
+
+
+def backend_pid(dbapi_conn: Any) -> int | None:
+    """The PostgreSQL backend serving a connection (psycopg 3, or psycopg2)."""
+    info = getattr(dbapi_conn, "info", None)
+    pid = getattr(info, "backend_pid", None)
+    if pid is None and hasattr(dbapi_conn, "get_backend_pid"):
+        pid = dbapi_conn.get_backend_pid()
+    return int(pid) if pid else None
+
+
+def cancel_backend(engine: Engine, pid: int) -> bool:
+    """pg_cancel_backend from a fresh, unpooled connection; whether the backend was there to signal."""
+    cargs, cparams = engine.dialect.create_connect_args(engine.url)
+    cparams = {**cparams, **connect_args_of(engine), "connect_timeout": 5}
+    conn = engine.dialect.loaded_dbapi.connect(*cargs, **cparams)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT pg_cancel_backend(%s)", (int(pid),))
+        done = bool(cur.fetchone()[0])
+        cur.close()
+        conn.commit()
+        return done
     finally:
         conn.close()
