@@ -8,6 +8,7 @@ from typing import IO, Sequence
 from zoneinfo import ZoneInfo
 
 from runner import clock
+from runner.config.exact import shown
 from runner.config.jobs import load_job, load_jobs
 from runner.config.plan import (
     MANUAL_FIX,
@@ -99,7 +100,7 @@ def dry_run(project: Project, name: str, *, params: Sequence[str] = (), dates: s
                 out.write(f"   {s.where}: {' '.join(s.sql.split())[:200]}\n")
                 bound = bound_preview(s.sql, values)
                 if bound:
-                    out.write(f"      bound: {', '.join(f'{k}={v!r}' for k, v in bound.items())}\n")
+                    out.write(f"      bound: {', '.join(f'{k}={shown(v)}' for k, v in bound.items())}\n")
             if t.export is not None:
                 path = fill_path(t.export.path, values, f"{job.file} task {t.name}")
                 out.write(f"   -> {t.export.format} file {path}\n")

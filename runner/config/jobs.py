@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.config.checks import Checker, display
+from runner.config.exact import exact
 from runner.config.plan import SCHEDULED_FIX, find_cycle, unknown_placeholders, unset_params
 from runner.config.sqltext import UnparsableStatement, split_statements
 from runner.config.yamlfile import KeyPath, YamlDoc, read_yaml
@@ -26,7 +27,7 @@ TASK_KEYS = {"name", "description", "sql", "sql_file", "export", "load", "depend
              "retry", "idempotent", "retry_timeouts"}
 EXPORT_KEYS = {"query", "path", "format", "compress"}
 LOAD_KEYS = {"source", "query", "table", "mode", "key", "incremental", "create", "batch_rows"}
-PARAM_TYPES = (str, int, float, bool, type(None), date)  # date covers datetime
+PARAM_TYPES = (str, int, float, bool, type(None), date)  # date covers datetime; float: written with a point
 
 
 def job_names(project: Project) -> list[str]:
@@ -109,14 +110,15 @@ def _build_job(project: Project, name: str, path: Path, problems: list[Problem])
 
 
 def _params(c: Checker, params: dict[Any, Any]) -> dict[str, object]:
-    """Job parameters with their YAML types: `n: 2` binds the number 2 (LIMIT :n), not the text '2'."""
+    """Job parameters with their YAML types: `n: 2` binds the number 2 (LIMIT :n), not the text '2';
+    `d: 0.06` binds the decimal 0.06 exactly as written."""
     out: dict[str, object] = {}
     for key, value in params.items():
         if not isinstance(value, PARAM_TYPES):
             c.add(("params", key), f"invalid value {value!r}: a parameter is one value (text, number, true/false, "
                                    "null or a date)")
             continue
-        out[str(key)] = value
+        out[str(key)] = exact(value)
     return out
 
 
@@ -280,7 +282,7 @@ def _load(doc: YamlDoc, c: Checker, value: Any, path: KeyPath) -> LoadSpec | Non
         if col is None:
             c.add(path + ("incremental", "column"), "incremental needs column: the watermark column")
         else:
-            inc = IncrementalSpec(column=col, initial=im.get("initial"))
+            inc = IncrementalSpec(column=col, initial=exact(im.get("initial")))
     batch = c.typed(m, "batch_rows", path, int, 10000, lambda v: v >= 1, "a whole number >= 1")
     if query is None or source is None or table is None:
         return None

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from runner.config.exact import ExactLoader
 from runner.errors import ConfigError, Problem
 
 KeyPath = tuple[Any, ...]
@@ -37,7 +38,7 @@ def read_yaml(path: Path, display: str) -> YamlDoc:
     except OSError as exc:
         raise ConfigError(Problem(display, "", f"cannot read file: {exc.strerror}")) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=ExactLoader)  # safe_load, with floats that keep their text
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
