@@ -71,11 +71,21 @@ def tsv_field(col: SourceColumn) -> str:
     return sql_field(col)
 
 
+def csv_field(col: SourceColumn) -> str:
+    """A column as one field of PostgreSQL's COPY CSV (quote ', escape \\, NULL as the word NULL): text as
+    QUOTE() renders it, binary as bytea's hex input (\\x0a1b)."""
+    if col.kind == "binary":
+        return f"IF({_ref(col.name)} IS NULL, 'NULL', CONCAT(CHAR(92 USING utf8mb4), 'x', HEX({_ref(col.name)})))"
+    return sql_field(col)
+
+
 def encoded_select(inner_sql: str, columns: Sequence[SourceColumn], fmt: str, watermark: str | None = None) -> str:
     """The source query that returns each row already encoded: one LOAD DATA line (fmt "tsv", newline
-    included) or one SQL tuple (fmt "sql"); plus the raw watermark column when the load is incremental."""
-    if fmt == "tsv":
-        parts = [p for c in columns for p in (tsv_field(c), _TAB)]
+    included), one line of PostgreSQL's COPY CSV (fmt "csv") or one SQL tuple (fmt "sql"); plus the raw
+    watermark column when the load is incremental."""
+    if fmt in ("tsv", "csv"):
+        field = tsv_field if fmt == "tsv" else csv_field
+        parts = [p for c in columns for p in (field(c), _TAB)]
         parts[-1] = _NL
     else:
         parts = ["'('"] + [p for c in columns for p in (sql_field(c), "','")]
@@ -102,6 +112,22 @@ def load_data_sql(table: str, columns: Sequence[SourceColumn]) -> str:
            f"LINES TERMINATED BY X'0A' "
            f"({', '.join(targets)})")
     return sql + (f" SET {', '.join(sets)}" if sets else "")
+
+
+COPY_CSV = "FORMAT csv, DELIMITER E'\\t', QUOTE '''', ESCAPE E'\\\\', NULL 'NULL'"
+
+
+def copy_sql(table: str, names: Sequence[str], quote: Quote, csv: bool = False) -> str:
+    """COPY FROM STDIN into `table`: psycopg's own rows (text format), or the CSV a MySQL source renders."""
+    sql = f"COPY {qualified(table, quote)} ({', '.join(quote(n) for n in names)}) FROM STDIN"
+    return sql + (f" WITH ({COPY_CSV})" if csv else "")
+
+
+def merge_sql(table: str, staging: str, names: Sequence[str], key: Sequence[str], quote: Quote) -> str:
+    """The upsert of a staged load into its table on PostgreSQL."""
+    cols = ", ".join(quote(n) for n in names)
+    return (f"INSERT INTO {qualified(table, quote)} ({cols}) SELECT {cols} FROM {quote(staging)}"
+            + upsert_tail("postgresql", names, key, quote))
 
 
 def insert_head(table: str, names: Sequence[str], quote: Quote) -> str:
@@ -146,6 +172,7 @@ class WritePlan:
     before: tuple[str, ...]  # statements before the rows ("CREATE" stands for the table's CREATE TABLE)
     after: tuple[str, ...]  # statements after the rows committed (MySQL's swap)
     staging: str | None = None  # a table to drop when the load fails
+    finish: tuple[str, ...] = ()  # statements after the rows, in their transaction (PostgreSQL swap, MERGE)
 
 
 def side_names(table: str) -> tuple[str, str]:
@@ -157,6 +184,9 @@ def side_names(table: str) -> tuple[str, str]:
 
 
 CREATE = "CREATE"  # placeholder in WritePlan.before for the CREATE TABLE of the table being written
+MERGE = "MERGE"  # placeholder in WritePlan.finish for the upsert of the staged rows (merge_sql)
+GRANTS = "GRANTS"  # placeholder in WritePlan.finish for the old table's grants, given to the new one
+PG_STAGE = "runner_stage"  # the temporary table an upsert into PostgreSQL is staged in
 
 
 def write_plan(dialect: str, mode: str, table: str, exists: bool, create: bool, quote: Quote) -> WritePlan:
@@ -167,6 +197,8 @@ def write_plan(dialect: str, mode: str, table: str, exists: bool, create: bool, 
     (SQLite) replace inside the load's one transaction: DELETE, then the rows; readers see the old or
     the new table, never a half one. A missing table is created when `create` is on.
     """
+    if dialect == "postgresql":
+        return _pg_plan(mode, table, exists, create, quote)
     if dialect in ("mysql", "mariadb") and mode == "replace":
         new, old = side_names(table)
         q_new, q_old, q_table = (qualified(t, quote) for t in (new, old, table))
@@ -184,6 +216,26 @@ def write_plan(dialect: str, mode: str, table: str, exists: bool, create: bool, 
     elif exists and mode == "replace":
         before = (f"DELETE FROM {qualified(table, quote)}",)
     return WritePlan(table, before, ())
+
+
+def _pg_plan(mode: str, table: str, exists: bool, create: bool, quote: Quote) -> WritePlan:
+    """PostgreSQL has transactional DDL: the whole load, swap or merge included, is one transaction.
+    replace: the rows go into a table made LIKE the old one (columns, defaults, constraints, indexes),
+    which takes its name and grants; upsert: into a temporary staging table, then INSERT ... ON CONFLICT."""
+    make = (CREATE,) if not exists and create else ()
+    q_table = qualified(table, quote)
+    if mode == "replace" and exists:
+        new, old = side_names(table)
+        q_new = qualified(new, quote)
+        before = (f"DROP TABLE IF EXISTS {q_new}", f"CREATE TABLE {q_new} (LIKE {q_table} INCLUDING ALL)")
+        finish = (GRANTS, f"ALTER TABLE {q_table} RENAME TO {quote(split_name(old)[1])}",
+                  f"ALTER TABLE {q_new} RENAME TO {quote(split_name(table)[1])}",
+                  f"DROP TABLE {qualified(old, quote)}")
+        return WritePlan(new, before, (), staging=None, finish=finish)
+    if mode == "upsert":
+        stage = (f"CREATE TEMPORARY TABLE {quote(PG_STAGE)} (LIKE {q_table} INCLUDING DEFAULTS) ON COMMIT DROP",)
+        return WritePlan(PG_STAGE, make + stage, (), finish=(MERGE,))
+    return WritePlan(table, make, ())
 
 
 def params_as_null(sql: str) -> str:

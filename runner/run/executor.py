@@ -266,6 +266,9 @@ class Runner:
                              ctx.job.name, task.name, done[0])
                     return done[1], f"committed by attempt {done[0]}, confirmed by its marker"
             rows, note = self._body(ctx, task, attempt)
+        except TaskFailed as exc:  # a problem of the task no retry changes: its attempt row says so
+            self.ledger.finish_attempt(attempt_id, "failed", error=_one_line(str(exc)))
+            raise
         except AttemptError as exc:
             v = exc.verdict
             status = "retrying" if self._should_retry(task, exc) else "failed"

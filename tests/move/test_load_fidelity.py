@@ -6,6 +6,7 @@ MariaDB to SQLite, SQLite to MariaDB, and an empty result. Real private MariaDB,
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,14 +72,35 @@ def test_refused_local_infile_falls_back_to_insert_and_says_so_once(
         assert table_digest(mariadb_rows(mdb, other_db, table)) == table_digest(rows)
 
 
-def test_mariadb_to_sqlite_keeps_every_value(tmp_path: Path, mdb: PrivateMariaDB, fresh_db: str) -> None:
+def test_mariadb_to_sqlite_keeps_every_value_a_sqlite_number_holds(tmp_path: Path, mdb: PrivateMariaDB,
+                                                                    fresh_db: str) -> None:
+    """A created table declares DECIMAL(38,10) as NUMERIC: numbers that compare and sum as numbers. The
+    fidelity set's 38-digit decimals do not fit a 64-bit float, so the load is refused, naming the column
+    and the value, and nothing is written; into a column of TEXT affinity the exact digits are kept."""
     rows = create_fidelity_mariadb(mdb, fresh_db)
     target = tmp_path / "var" / "lite.db"
     project = FaultProject(tmp_path, {"src": mysql_db(mdb, fresh_db), "dst": {"url": f"sqlite:///{target}"}})
+    refused = project.run(project.job("copy", load_job("copy_of_src", batch_rows=7)))
+    assert refused.code == 1
+    assert ("job copy task copy: loading into copy_of_src of database dst: column d: the value "
+            "-361234567890123456789012.0987654321 cannot be stored exactly in SQLite") in refused.output
+    assert [(a.status, a.error is not None) for a in refused.of("copy")] == [("failed", True)]
+    assert sqlite_rows_or_none(str(target), "copy_of_src") is None  # the CREATE TABLE was rolled back too
+    conn = sqlite3.connect(target)
+    conn.execute("CREATE TABLE copy_of_src (id INTEGER PRIMARY KEY, s TEXT, b BLOB, d VARCHAR(40), dt TEXT, "
+                 "da TEXT, f REAL, t TEXT)")
+    conn.close()
     outcome = project.run(project.job("copy", load_job("copy_of_src", batch_rows=7)))
     assert outcome.code == 0, outcome.output
     assert "by batched INSERT" in outcome.output
     assert table_digest(sqlite_rows(str(target), "copy_of_src")) == table_digest(rows)
+
+
+def sqlite_rows_or_none(path: str, table: str) -> list[tuple] | None:
+    try:
+        return sqlite_rows(path, table)
+    except sqlite3.OperationalError:
+        return None
 
 
 def test_sqlite_to_mariadb_keeps_every_value(tmp_path: Path, mdb: PrivateMariaDB, fresh_db: str) -> None:
@@ -87,6 +109,7 @@ def test_sqlite_to_mariadb_keeps_every_value(tmp_path: Path, mdb: PrivateMariaDB
     project = FaultProject(tmp_path, {"src": {"url": f"sqlite:///{source}"}, "dst": mysql_db(mdb, fresh_db)})
     outcome = project.run(project.job("copy", load_job("copy_of_src", mode="replace")))
     assert outcome.code == 0, outcome.output
+    assert "by LOAD DATA LOCAL INFILE" in outcome.output  # rows encoded in the runner, whatever the source
     assert table_digest(mariadb_rows(mdb, fresh_db, "copy_of_src")) == table_digest(rows)
     types = column_types(mdb, fresh_db, "copy_of_src")
     assert (types["dt"], types["f"], types["b"]) == ("datetime(6)", "double", "longblob")
