@@ -253,7 +253,8 @@ class PrivateMariaDB:
     # -------------------------------------------------------------- internals
     def _base_args(self) -> list[str]:
         """Options common to install-db and the server: no defaults, our paths."""
-        args = ["--no-defaults", f"--datadir={self.datadir}"]
+        # Its own tmpdir: servers of other test sessions on the machine name their temporary files alike.
+        args = ["--no-defaults", f"--datadir={self.datadir}", f"--tmpdir={self.basedir}"]
         if os.geteuid() == 0:
             args.append("--user=root")
         return args + list(_ENGINE_OPTIONS)

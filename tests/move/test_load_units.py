@@ -320,3 +320,32 @@ def test_progress_draws_on_a_terminal_at_most_five_times_a_second():
     assert out.getvalue().count("\r") == 4  # at 0.2, 0.4, 0.6, 0.8 seconds
     assert p.finish() == pytest.approx(0.9)
     assert out.getvalue().endswith("\r\x1b[K")
+
+
+# ------------------------------------------------------------------------------------------ encoded in the runner
+
+def test_load_data_lines_keep_every_value_apart():
+    from runner.move.encode import line_encoders, load_data_lines
+
+    cols = [SourceColumn(n, k, sa.Text()) for n, k in (("s", "text"), ("b", "binary"), ("n", "decimal"),
+                                                       ("t", "temporal"), ("x", "bit"))]
+    rows = [("tab\there\nnew 'q' back\\slash nul\x00", b"\x00\xff", Decimal("1E-7"), dt.date(2024, 2, 29), b"\x01"),
+            ("NULL", None, None, None, None), ("", "text in a blob", 1.5, dt.timedelta(hours=-1), 5), (None,) * 5]
+    assert load_data_lines(rows, line_encoders(cols)).decode() == (
+        "'tab\there\nnew \\'q\\' back\\\\slash nul\\0'\t00ff\t0.0000001\t'2024-02-29'\t1\n"
+        "'NULL'\tNULL\tNULL\tNULL\tNULL\n"
+        "''\t7465787420696e206120626c6f62\t1.5\t'-01:00:00'\t5\n"
+        "NULL\tNULL\tNULL\tNULL\tNULL\n")
+
+
+@pytest.mark.parametrize("quoted,csv", [
+    (b"'plain'", b"'plain'"),
+    (b"'nul\\0 and ctrl-z\\Z'", b"'nul\x00 and ctrl-z\x1a'"),
+    (b"'escaped backslash then zero \\\\0'", b"'escaped backslash then zero \\\\0'"),
+    (b"'three \\\\\\0'", b"'three \\\\\x00'"),
+    (b"'quote \\' kept'", b"'quote \\' kept'"),
+])
+def test_quote_output_made_exact_for_postgres_csv(quoted, csv):
+    from runner.move.encode import quote_to_csv
+
+    assert quote_to_csv(quoted) == csv
