@@ -314,7 +314,9 @@ def create_tables(engine: Engine, *tables: Any, attempts: int = 3) -> None:
             return
         except sa_exc.DBAPIError as exc:
             errno = getattr(exc.orig, "args", (None,))[0]
-            if attempt == attempts or not (errno in (1050, 1061) or "already exists" in str(exc.orig)):
+            # PostgreSQL: two CREATE TABLEs at once may collide on the type the table gets (pg_type's key)
+            raced = errno in (1050, 1061) or "already exists" in str(exc.orig) or "pg_type_typname" in str(exc.orig)
+            if attempt == attempts or not raced:
                 raise
 
 

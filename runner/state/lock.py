@@ -1,7 +1,8 @@
 """One run of a job at a time, whatever started it (daemon, cron, hand), on one host or several.
 
 The lock lives with the state store: on MySQL/MariaDB a named lock (GET_LOCK) held on a dedicated
-connection; on SQLite an flock() on a file beside the state database. A second start fails with
+connection; on PostgreSQL a session advisory lock (pg_try_advisory_lock) likewise; on SQLite an flock()
+on a file beside the state database. A second start fails with
 JobLocked (exit 3) naming the holder: host, pid and since when.
 """
 
@@ -15,6 +16,7 @@ import logging
 import os
 import tempfile
 import threading
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
@@ -86,7 +88,10 @@ def _holder_text(info: dict[str, Any] | None) -> str:
 def job_lock(project: Project, ledger: Ledger, job: str, trigger: str = "manual") -> Iterator[Held]:
     """Hold the job's lock for the duration of the block, or raise JobLocked naming the holder."""
     if ledger.engine.dialect.name in ("mysql", "mariadb"):
-        with _mysql_lock(ledger, job, trigger) as held:
+        with _server_lock(ledger, job, trigger, _MYSQL) as held:
+            yield held
+    elif ledger.engine.dialect.name == "postgresql":
+        with _server_lock(ledger, job, trigger, _POSTGRES) as held:
             yield held
     else:
         with _file_lock(ledger, job, trigger) as held:
@@ -145,9 +150,37 @@ def _write_note(fd: int, doc: dict[str, Any]) -> None:
     os.pwrite(fd, json.dumps(doc).encode()[:_NOTE_SIZE].ljust(_NOTE_SIZE), 0)
 
 
-_STILL_HELD = sa.text("SELECT IS_USED_LOCK(:n) = CONNECTION_ID()")
 _holders_ready: set[str] = set()
 _lock_engines: dict[str, sa.Engine] = {}
+
+
+@dataclass(frozen=True)
+class _LockSql:
+    """A server's named lock: take it without waiting, see that this session still holds it, release it."""
+
+    take: str
+    held: str
+    release: str
+    session: str
+
+
+_MYSQL = _LockSql("SELECT GET_LOCK(:n, 0)", "SELECT IS_USED_LOCK(:n) = CONNECTION_ID()", "SELECT RELEASE_LOCK(:n)",
+                  "SELECT CONNECTION_ID()")
+# An advisory lock's 64-bit key shows in pg_locks as classid (high half) and objid (low half).
+_POSTGRES = _LockSql("SELECT pg_try_advisory_lock(:k)::int",
+                     "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() "
+                     "AND granted AND classid = :hi AND objid = :lo AND objsubid = 1",
+                     "SELECT pg_advisory_unlock(:k)", "SELECT pg_backend_pid()")
+
+
+def advisory_key(name: str) -> int:
+    """The signed 64-bit key of an advisory lock, from the lock's name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def _lock_params(name: str) -> dict[str, Any]:
+    key = advisory_key(name)
+    return {"n": name, "k": key, "hi": (key >> 32) & 0xFFFFFFFF, "lo": key & 0xFFFFFFFF}
 
 
 def _lock_engine(ledger: Ledger) -> sa.Engine:
@@ -161,21 +194,23 @@ def _lock_engine(ledger: Ledger) -> sa.Engine:
 
 
 @contextlib.contextmanager
-def _mysql_lock(ledger: Ledger, job: str, trigger: str) -> Iterator[Held]:
+def _server_lock(ledger: Ledger, job: str, trigger: str, sql: _LockSql) -> Iterator[Held]:
     ledger.ensure_schema()
     if ledger.url not in _holders_ready:
         create_tables(ledger.engine, _holders)
         _holders_ready.add(ledger.url)
-    name = lock_name(_store_name(ledger), job)
+    params = _lock_params(lock_name(_store_name(ledger), job))
+    take, still, release = (sa.text(s).bindparams(**{k: v for k, v in params.items() if f":{k}" in s})
+                            for s in (sql.take, sql.held, sql.release))
     # A dedicated connection outside the pool: the lock lives and dies with it.
     conn = _lock_engine(ledger).connect().execution_options(isolation_level="AUTOCOMMIT")
     try:
-        got = conn.execute(sa.text("SELECT GET_LOCK(:n, 0)"), {"n": name}).scalar()
+        got = conn.execute(take).scalar()
         if got != 1:
             row = conn.execute(sa.select(_holders).where(_holders.c.job == job)).mappings().first()
             raise JobLocked(f"job {job} is already running: {_holder_text(dict(row) if row else None)}; "
                             "this start was skipped")
-        conn_id = conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar()
+        conn_id = conn.execute(sa.text(sql.session)).scalar()
         conn.execute(_holders.delete().where(_holders.c.job == job))
         conn.execute(_holders.insert().values(job=job, host=HOST, pid=os.getpid(), trigger=trigger,
                                               connection_id=conn_id, since=clock.now().replace(tzinfo=None)))
@@ -189,7 +224,7 @@ def _mysql_lock(ledger: Ledger, job: str, trigger: str) -> Iterator[Held]:
                 if conn.invalidated:
                     return False
                 try:
-                    return conn.execute(_STILL_HELD, {"n": name}).scalar() == 1
+                    return conn.execute(still).scalar() == 1
                 except sa.exc.SQLAlchemyError:  # lost, or not usable since it was lost (PendingRollbackError)
                     return False
 
@@ -201,10 +236,8 @@ def _mysql_lock(ledger: Ledger, job: str, trigger: str) -> Iterator[Held]:
                     with contextlib.suppress(sa.exc.SQLAlchemyError):
                         conn.execute(_holders.delete().where(_holders.c.job == job,
                                                              _holders.c.connection_id == conn_id))
-                        conn.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+                        conn.execute(release)
     finally:
         with contextlib.suppress(Exception):
             conn.invalidate()  # never return a connection that held a named lock to the pool
         conn.close()
-
-
