@@ -236,8 +236,9 @@ class Runner:
             limit = f"{state.attempt_number}/{spec.attempts}"
             if spec.window and server_away(v, exc.phase):  # waited out until the window closes
                 limit = f"{state.attempt_number} ({state.seconds_since_start or 0:.0f}s of the {spec.window:g}s window)"
-            log.warning("job %s task %s: error %s (%s) on attempt %s; retrying in %.2fs: %s",
-                        ctx.job.name, task.name, v.code, v.kind.value, limit, delay, _one_line(v.message),
+            log.warning("job %s task %s: error %s(%s) on attempt %s; retrying in %.2fs: %s",
+                        ctx.job.name, task.name, f"{v.code} " if v.code else "", v.kind.value, limit, delay,
+                        _one_line(v.message),
                         extra={"job": ctx.job.name, "task": task.name, "errno": v.errno,
                                "attempt": state.attempt_number, "next_delay": round(delay, 3)})
 

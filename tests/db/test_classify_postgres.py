@@ -132,3 +132,17 @@ def test_a_missing_driver_names_what_to_install(url, installed, says) -> None:
         assert found is None
     else:
         assert found is not None and says in found
+
+
+@pytest.mark.parametrize("cause,says", [
+    (pge.QueryCanceled("canceling statement due to user request"),
+     "timed out after 2.5s; the statement was killed on the server (canceling statement due to user request)"),
+    (pymysql.err.OperationalError(1317, "Query execution was interrupted"),
+     "timed out after 2.5s; the statement was killed on the server (Query execution was interrupted)"),
+    (RuntimeError(), "timed out after 2.5s; the task was stopped before its next statement"),
+])
+def test_a_timeout_message_claims_a_kill_only_when_the_server_reports_one(cause, says) -> None:
+    from runner.tasks.base import timeout_error
+
+    err = timeout_error(cause, None, "statement", 2.5)
+    assert err.verdict.message == says and err.timed_out and err.verdict.kind is Kind.TIMEOUT
