@@ -143,6 +143,7 @@ def run_load(at: Attempt) -> tuple[int, str]:
             if done is not None:
                 log.info("%s: attempt %d had committed (marker found); not applied again", load.label, done[0])
                 return done[1], f"committed by attempt {done[0]}, confirmed by its marker"
+        _refuse_one_sqlite_file(load)
         return (_run_fast if _fast_path(load) else _run_generic)(load, state)
     except SourceError as exc:
         raise _attempt_error(load, exc.cause, spec.query, "source") from exc.cause
@@ -152,6 +153,15 @@ def run_load(at: Attempt) -> tuple[int, str]:
         raise
     except Exception as exc:
         raise _attempt_error(load, exc, load.statement, load.phase) from exc
+
+
+def _refuse_one_sqlite_file(load: _Load) -> None:
+    """A SQLite file cannot be read and written by two connections of one load: the writer's COMMIT would
+    wait for the reader, which waits for the writer."""
+    if load.src.dialect.name == load.dst.dialect.name == "sqlite" and load.src.url.database == load.dst.url.database:
+        raise TaskFailed(f"{load.label}: source {load.spec.source} and the target database {load.task.database} are "
+                         f"the same SQLite file; copy within it with an sql task (INSERT INTO {load.spec.table} "
+                         "SELECT ...) instead of a load")
 
 
 def _attempt_error(load: _Load, cause: BaseException, statement: Statement | None, phase: str) -> AttemptError:
