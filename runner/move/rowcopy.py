@@ -135,8 +135,10 @@ def sqlite_declared(conn: sa.Connection, sql: str) -> dict[str, Any]:
         conn.exec_driver_sql(f'CREATE TEMP VIEW "{view}" AS {params_as_null(sql)}')
     except sa.exc.DBAPIError:
         return {}
-    try:
+    try:  # SQLite accepts a view on a missing table, and fails when it is read: the query itself says so later
         return {c["name"]: c["type"] for c in sa.inspect(conn).get_columns(view, schema="temp")}
+    except sa.exc.DBAPIError:
+        return {}
     finally:
         conn.exec_driver_sql(f'DROP VIEW temp."{view}"')
 

@@ -326,6 +326,8 @@ class Runner:
         stmt = exc.statement
         if stmt is not None:
             lines.append(f"  statement: {stmt.where}: {stmt.first_line[:160]}")
+            if exc.phase == "source":
+                lines.append(f"  during: reading the rows of the load's source {task.load.source if task.load else ''}")
         elif exc.phase == "commit":
             lines.append("  during: COMMIT")
         elif exc.phase == "connect":

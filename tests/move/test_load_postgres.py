@@ -160,3 +160,17 @@ def test_upsert_without_a_unique_key_is_refused(tmp_path: Path, mdb: PrivateMari
     assert ("upsert into t needs a primary key or unique key on exactly (id), the load's key, and the table has "
             "none") in outcome.output
     assert [tuple(r) for r in count()] == [(1,)]
+
+
+def test_a_missing_source_table_names_the_source_and_the_phase(tmp_path: Path) -> None:
+    import sqlite3
+
+    sqlite3.connect(tmp_path / "src.db").close()
+    project = FaultProject(tmp_path, {"src": {"url": f"sqlite:///{tmp_path / 'src.db'}"},
+                                      "dst": {"url": f"sqlite:///{tmp_path / 'dst.db'}"}})
+    outcome = project.run(project.job("copy", load_job("t", "SELECT * FROM nosuch")))
+    assert outcome.code == 1
+    assert "statement: jobs/copy.yml:" in outcome.output and ": SELECT * FROM nosuch" in outcome.output
+    assert "during: reading the rows of the load's source src" in outcome.output
+    assert f"database: src (sqlite:///{tmp_path / 'src.db'})" in outcome.output
+    assert "no such table: nosuch" in outcome.output and "connecting" not in outcome.output
