@@ -232,7 +232,8 @@ def check_load_data(cur: Any, sent: int) -> None:
 
 def _raise_warnings(cur: Any, count: int) -> None:
     cur.execute("SHOW WARNINGS LIMIT 3")
-    shown = [w for w in cur.fetchall() if w[0] != "Note"] or [("Warning", 1261, "see SHOW WARNINGS")]
+    found = cur.fetchall()
+    shown = [w for w in found if w[0] != "Note"] or list(found) or [("Warning", 1261, "see SHOW WARNINGS")]
     level, code, message = shown[0]
     raise LoadWarnings(int(code), f"{message} ({count} warning(s) while loading; LOAD DATA LOCAL skips such "
                                   f"rows instead of failing, so the load was rolled back)")
