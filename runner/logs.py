@@ -1,18 +1,48 @@
 """Logging: readable text by default, one JSON object per line with --log-format json.
 
 Every record passes a filter that masks the passwords of the configured databases, so a password
-that slips into an error text from a driver never reaches a log.
+that slips into an error text from a driver never reaches a log, and one that adds the job, run and
+task the logging thread is working for (`bound`), so every JSON line of a run says whose it is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
+import threading
 from datetime import datetime, timezone
-from typing import Iterable
+from typing import Iterable, Iterator
 
-_EXTRA = ("job", "task", "errno", "attempt", "next_delay", "run_id", "slot", "trigger", "rows")
+_EXTRA = ("job", "run_id", "task", "errno", "attempt", "next_delay", "slot", "trigger", "rows", "event", "target")
+_context = threading.local()
+
+
+@contextlib.contextmanager
+def bound(**fields: str | None) -> Iterator[None]:
+    """Log records of this thread carry these fields (job, run_id, task) inside the block."""
+    saved = dict(getattr(_context, "fields", {}))
+    _context.fields = {**saved, **{k: v for k, v in fields.items() if v is not None}}
+    try:
+        yield
+    finally:
+        _context.fields = saved
+
+
+def current() -> dict[str, str]:
+    """The fields bound in this thread (to hand to a worker thread)."""
+    return dict(getattr(_context, "fields", {}))
+
+
+class ContextFilter(logging.Filter):
+    """Adds the bound job, run_id and task to a record that does not name them itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in getattr(_context, "fields", {}).items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
 
 
 class Redactor(logging.Filter):
@@ -57,12 +87,14 @@ class JsonFormatter(logging.Formatter):
 
 
 REDACTOR = Redactor()
+CONTEXT = ContextFilter()
 
 
 def setup(fmt: str = "text", verbosity: int = 0) -> None:
     """Configure the root logger once for this process (stderr)."""
     level = logging.INFO if verbosity == 0 else (logging.DEBUG if verbosity > 0 else logging.WARNING)
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(CONTEXT)
     handler.addFilter(REDACTOR)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -112,6 +113,26 @@ class Task:
         return "sql"
 
 
+EVENTS = ("failure", "missed", "late", "recovery", "abandoned", "success")
+DEFAULT_EVENTS = ("failure", "missed", "late", "recovery", "abandoned")
+
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    """Where alerts go: an Apprise URL, the events it wants, and the label it is known by in logs,
+    metrics and --history (its `name`, or the scheme and a digest of the URL: never a credential)."""
+
+    url: str
+    label: str
+    on: tuple[str, ...] = DEFAULT_EVENTS
+    timeout: float = 10.0  # seconds one delivery may take, connecting included
+
+    @property
+    def key(self) -> str:
+        """Identifies the URL in the outbox without storing it (it may hold credentials)."""
+        return hashlib.sha256(self.url.encode()).hexdigest()[:32]
+
+
 @dataclass(frozen=True)
 class Job:
     name: str
@@ -128,6 +149,10 @@ class Job:
     catch_up: str = "latest"  # latest | none
     catch_up_window: float = 86400.0
     rerun_abandoned: bool = False
+    enabled: bool = True  # false: the job's slots are recorded as paused, and a run by hand needs --force
+    notify: tuple[NotifyTarget, ...] | None = None  # None: the targets of conf/runner.yml
+    late_after: float | None = None  # seconds after a slot's time without a success: `late`
+    ping: str | None = None  # dead-man URL (healthchecks.io convention)
 
     def task(self, name: str) -> Task:
         for t in self.tasks:
@@ -146,6 +171,17 @@ class Settings:
     log_dir: str = "var/log"
     misfire_grace: float = 3600.0  # how late a slot may still start with catch_up: none
     stop_grace: float = 60.0  # how long the daemon lets running jobs finish after SIGTERM
+    history_days: int = 400  # runs, attempts and markers older than this are pruned
+    env_file: str | None = None  # a dotenv file whose variables fill ${VAR} in conf/ (cron has no environment)
+    notify: tuple[NotifyTarget, ...] = ()
+    metrics_listen: tuple[str, int] | None = None  # the daemon serves /metrics here
+    metrics_textfile: str | None = None  # node_exporter textfile, written at the end of every run
+    ping_timeout: float = 10.0
+
+
+def targets_of(settings: Settings, job: Job) -> tuple[NotifyTarget, ...]:
+    """A job's notify list replaces the default one of conf/runner.yml."""
+    return job.notify if job.notify is not None else settings.notify
 
 
 @dataclass(frozen=True)
@@ -157,6 +193,7 @@ class Project:
     jobs_dir: Path
     settings: Settings
     databases: Mapping[str, Database]
+    secrets: tuple[str, ...] = ()  # values from env_file kept out of logs and messages
 
 
 FAILED = ("failed", "interrupted")  # run statuses that ended without success: the slot is still due

@@ -72,3 +72,16 @@ def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float 
     if proc.poll() is None:
         proc.send_signal(sig)
     return proc.wait(timeout=timeout)
+
+
+def seen_since(url: str, jobs: list[str], when: Any) -> None:
+    """Record that the state store saw these jobs at `when` (a deploy before their latest slot), so the
+    first --due or daemon look catches that slot up as it would for a job long in service."""
+    from runner.state.jobstate import JobState
+    from runner.state.ledger import Ledger
+
+    ledger = Ledger(url)
+    try:
+        JobState(ledger).see(jobs, when)
+    finally:
+        ledger.dispose()

@@ -29,21 +29,45 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m runner", description="Run scheduled SQL/ETL jobs written as YAML files.")
-    p.add_argument("--job", metavar="NAME", help="run one job now (with --history: only this job)")
+    p.add_argument("--job", metavar="NAME", help="run one job now (with --history, --due, --watermarks: only this job)")
     action = p.add_mutually_exclusive_group()
-    action.add_argument("--list", action="store_true", help="list jobs with schedule and next run time")
+    action.add_argument("--list", action="store_true", help="list jobs with schedule, next run time and pause")
     action.add_argument("--check", action="store_true", help="validate conf and every job; exit 2 on problems")
     action.add_argument("--history", action="store_true", help="show recent runs from the ledger")
-    action.add_argument("--crontab", action="store_true", help="print cron lines for every scheduled job")
+    action.add_argument("--crontab", action="store_true",
+                        help="print cron lines for every scheduled job (--install/--uninstall: into your crontab)")
     action.add_argument("--scheduler", action="store_true", help="run the scheduler daemon")
     action.add_argument("--due", action="store_true",
                         help="run every job (with --job: that job, as its cron line does) whose latest scheduled "
                              "slot has no successful run")
+    action.add_argument("--pause", metavar="NAME", help="pause a job on every host sharing the state store")
+    action.add_argument("--resume", metavar="NAME", help="resume a paused job (its paused slots are not caught up)")
+    action.add_argument("--rerun", metavar="RUN_ID", help="run the failed and skipped tasks of a run again")
+    action.add_argument("--watermarks", action="store_true", help="list the watermark of every incremental load")
+    action.add_argument("--watermark", metavar="JOB.TASK", help="change one watermark (with --set VALUE or --reset)")
+    action.add_argument("--notify-test", action="store_true",
+                        help="send a test message to every configured notify target and report each result")
+    action.add_argument("--systemd-unit", action="store_true",
+                        help="print a systemd unit that runs the scheduler daemon")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="set a job parameter")
     p.add_argument("--date", metavar="YYYY-MM-DD[..YYYY-MM-DD]", help="run date, or an inclusive range")
     p.add_argument("--from-task", metavar="TASK", help="start at this task (and run what follows)")
-    p.add_argument("--dry-run", action="store_true", help="print the plan with bound values; run nothing")
-    p.add_argument("--python", metavar="PATH", help="interpreter for --crontab lines (default: this one)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan with bound values (with --due: what is due and why); run nothing")
+    p.add_argument("--force", action="store_true", help="run a paused job by hand (--job, --rerun)")
+    p.add_argument("--reason", metavar="TEXT", help="why the job is paused (with --pause)")
+    p.add_argument("--run", metavar="ID", help="with --history: the whole record of one run (the first 8 "
+                                               "characters of its id will do)")
+    p.add_argument("--status", metavar="S", help="--history: only runs with this status (failed, success, ...)")
+    p.add_argument("--since", metavar="WHEN", help="--history: only runs started since 7d, 12h, 30m or YYYY-MM-DD")
+    p.add_argument("--limit", type=int, metavar="N", help="--history: at most N runs (default 30)")
+    p.add_argument("--format", choices=("text", "json"), help="output of --list, --history, --check, --watermarks")
+    p.add_argument("--set", metavar="VALUE", dest="set_value", help="--watermark: the new value")
+    p.add_argument("--reset", action="store_true", help="--watermark: forget it (the next load starts from initial)")
+    p.add_argument("--install", action="store_true", help="--crontab: write the lines into your crontab")
+    p.add_argument("--uninstall", action="store_true", help="--crontab: remove them from your crontab")
+    p.add_argument("--python", metavar="PATH",
+                   help="interpreter for --crontab lines and --systemd-unit (default: this one)")
     p.add_argument("--conf", type=Path, metavar="DIR", help="conf folder (default: $RUNNER_CONF or ./conf)")
     p.add_argument("--jobs", type=Path, metavar="DIR", help="jobs folder (default: $RUNNER_JOBS or ./jobs)")
     p.add_argument("--log-format", choices=("text", "json"), help="log format (default from conf/runner.yml)")
@@ -53,31 +77,68 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# Options of a run by hand (--job NAME alone); every other action would silently ignore them.
-_RUN_OPTIONS = (("param", "--param"), ("date", "--date"), ("from_task", "--from-task"), ("dry_run", "--dry-run"))
 _ACTIONS = (("due", "--due"), ("history", "--history"), ("scheduler", "--scheduler"), ("list", "--list"),
-            ("check", "--check"), ("crontab", "--crontab"))
+            ("check", "--check"), ("crontab", "--crontab"), ("pause", "--pause"), ("resume", "--resume"),
+            ("rerun", "--rerun"), ("watermarks", "--watermarks"), ("watermark", "--watermark"),
+            ("notify_test", "--notify-test"), ("systemd_unit", "--systemd-unit"))
+_HAND = "a run by hand (--job NAME)"
+# Each option and the actions it belongs to ("job": a run by hand); with any other it would be ignored.
+_OPTIONS = (
+    ("param", "--param", ("job",), _HAND), ("date", "--date", ("job",), _HAND),
+    ("from_task", "--from-task", ("job",), _HAND), ("dry_run", "--dry-run", ("job", "due"), f"{_HAND} or --due"),
+    ("force", "--force", ("job", "rerun"), f"{_HAND} or --rerun"), ("reason", "--reason", ("pause",), "--pause"),
+    ("status", "--status", ("history",), "--history"), ("since", "--since", ("history",), "--history"),
+    ("limit", "--limit", ("history",), "--history"),
+    ("format", "--format", ("list", "history", "check", "watermarks"), "--list, --history, --check or --watermarks"),
+    ("set_value", "--set", ("watermark",), "--watermark JOB.TASK"), ("reset", "--reset", ("watermark",),
+                                                                        "--watermark JOB.TASK"),
+    ("install", "--install", ("crontab",), "--crontab"), ("uninstall", "--uninstall", ("crontab",), "--crontab"),
+)
+# Actions that --job narrows down; the others name their job themselves, or have none.
+_JOB_FILTERS = ("history", "due", "watermarks", "notify_test")
+
+
+def action_of(args: argparse.Namespace) -> str | None:
+    """The action asked for: a dest of _ACTIONS, "job" for a run by hand, None when nothing was said."""
+    action = next((dest for dest, _ in _ACTIONS if getattr(args, dest) not in (None, False)), None)
+    return action or ("job" if args.job else None)
 
 
 def misused_option(args: argparse.Namespace) -> str | None:
     """Why an option was given with an action that has no use for it, or None when all fit.
     (Without --job or an action, the parser has already asked what to do.)"""
-    action = next((flag for dest, flag in _ACTIONS if getattr(args, dest)), None)
-    for dest, flag in _RUN_OPTIONS:
-        if getattr(args, dest) and action:
-            return f"{flag} is for a run by hand (--job NAME) and cannot be combined with {action}"
-    if args.python and not args.crontab:
-        return "--python only goes with --crontab (the interpreter its cron lines start)"
+    action = action_of(args)
+    flag = dict(_ACTIONS).get(action or "", "")
+    for dest, option, actions, belongs in _OPTIONS:
+        if getattr(args, dest) not in (None, False, []) and action not in actions:
+            if actions == ("job",) or dest == "dry_run":
+                return f"{option} is for {belongs} and cannot be combined with {flag}"
+            return f"{option} goes with {belongs}, not with {flag or '--job'}"
+    if args.python and action not in ("crontab", "systemd_unit"):
+        return "--python only goes with --crontab or --systemd-unit (the interpreter they start)"
+    if args.run and action != "history":
+        return "--run ID goes with --history (the whole record of that run)"
+    if args.job and action not in ("job", *_JOB_FILTERS):
+        if action in ("pause", "resume", "rerun", "watermark"):
+            return f"{flag} names its job itself; leave out --job"
+        return ("--job runs one job; it cannot be combined with --list, --check, --crontab, --scheduler or "
+                "--systemd-unit")
+    if action == "watermark" and (args.set_value is None) == (not args.reset):
+        return "--watermark JOB.TASK needs one of --set VALUE or --reset"
+    if args.install and args.uninstall:
+        return "--crontab takes one of --install or --uninstall"
+    if args.limit is not None and args.limit < 1:
+        return "--limit takes a whole number >= 1"
     return None
 
 
 def main(argv: Sequence[str] | None = None, out=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not (args.job or args.list or args.check or args.history or args.crontab or args.scheduler or args.due):
-        parser.error("say what to do: --job NAME, --list, --check, --history, --crontab, --scheduler or --due")
-    if args.job and (args.list or args.check or args.crontab or args.scheduler):
-        parser.error("--job runs one job; it cannot be combined with --list, --check, --crontab or --scheduler")
+    action = action_of(args)
+    if action is None:
+        parser.error("say what to do: --job NAME, --list, --check, --history, --crontab, --scheduler, --due, "
+                     "--pause, --resume, --rerun, --watermarks, --watermark, --notify-test or --systemd-unit")
     misused = misused_option(args)
     if misused:
         parser.error(misused)
@@ -87,7 +148,6 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
     verbosity = -1 if args.quiet else args.verbose
     logs.setup(args.log_format or "text", verbosity)
     try:
-        from runner.cli import commands
         from runner.config.project import load_project
 
         conf_problems: list = []
@@ -95,30 +155,7 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
         if args.log_format is None and project.settings.log_format != "text":
             logs.setup(project.settings.log_format, verbosity)
         logs.REDACTOR.add(passwords(project))
-        if args.history:
-            return commands.history(project, args.job, out)
-        if args.due:
-            from runner.schedule.due import run_due
-
-            return run_due(project, out=out, job=args.job)
-        if args.job and args.dry_run:
-            return commands.dry_run(project, args.job, params=args.param, dates=args.date,
-                                    from_task_name=args.from_task, out=out)
-        if args.job:
-            return commands.run_job(project, args.job, params=args.param, dates=args.date,
-                                    from_task_name=args.from_task, out=out)
-        if args.list:
-            return commands.list_jobs(project, out)
-        if args.check:
-            return commands.check(project, out, conf_problems)
-        if args.crontab:
-            from runner.schedule.crontab import crontab_text
-
-            out.write(crontab_text(project, python=args.python))
-            return 0
-        from runner.schedule.daemon import run_daemon
-
-        return run_daemon(project)
+        return _dispatch(action, args, project, out, conf_problems, verbosity)
     except ConfigError as exc:
         for p in exc.problems:
             log.error("%s", logs.REDACTOR.scrub(str(p)))
@@ -134,6 +171,74 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
         log.error("unexpected error: %s: %s", type(exc).__name__, logs.REDACTOR.scrub(str(exc)),
                   exc_info=verbosity > 0)
         return 1
+
+
+def _dispatch(action: str, args: argparse.Namespace, project, out, conf_problems: list, verbosity: int) -> int:
+    """One library call per action."""
+    from runner.cli import commands
+
+    fmt = args.format or "text"
+    if action == "history" and args.run:
+        return commands.run_record(project, args.run, out)
+    if action == "notify_test":
+        from runner.cli.notify import notify_test
+
+        return notify_test(project, out, job=args.job)
+    if action == "systemd_unit":
+        from runner.schedule.systemd import unit_text
+
+        out.write(unit_text(project, python=args.python))
+        return 0
+    if action == "history":
+        from runner.cli.history import HistoryQuery, history
+
+        return history(project, HistoryQuery(args.job, args.status, args.since, args.limit), out, fmt)
+    if action == "due":
+        from runner.schedule.due import dry_run_due, run_due
+
+        if args.dry_run:
+            return dry_run_due(project, out=out, job=args.job)
+        return run_due(project, out=out, job=args.job)
+    if action == "job" and args.dry_run:
+        return commands.dry_run(project, args.job, params=args.param, dates=args.date,
+                                from_task_name=args.from_task, out=out, whole=verbosity > 0)
+    if action == "job":
+        return commands.run_job(project, args.job, params=args.param, dates=args.date,
+                                from_task_name=args.from_task, out=out, force=args.force)
+    if action == "list":
+        return commands.list_jobs(project, out, fmt)
+    if action == "check":
+        return commands.check(project, out, conf_problems, fmt)
+    if action == "crontab":
+        from runner.schedule.crontab import crontab_text
+        from runner.schedule.install import install, uninstall
+
+        if args.install:
+            return install(project, out, python=args.python)
+        if args.uninstall:
+            return uninstall(project, out)
+        out.write(crontab_text(project, python=args.python))
+        return 0
+    if action in ("pause", "resume"):
+        from runner.cli.jobstate import pause, resume
+
+        return pause(project, args.pause, args.reason or "", out) if action == "pause" else \
+            resume(project, args.resume, out)
+    if action == "rerun":
+        from runner.cli.rerun import rerun
+
+        return rerun(project, args.rerun, out, force=args.force)
+    if action == "watermarks":
+        from runner.cli.watermarks import list_watermarks
+
+        return list_watermarks(project, args.job, out, fmt)
+    if action == "watermark":
+        from runner.cli.watermarks import change_watermark
+
+        return change_watermark(project, args.watermark, args.set_value, out)
+    from runner.schedule.daemon import run_daemon
+
+    return run_daemon(project)
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -16,14 +16,20 @@ from sqlalchemy.engine import make_url
 
 # (backend, driver) -> (module to import, what to install)
 DRIVERS: dict[tuple[str, str], tuple[str, str]] = {
-    ("mysql", "pymysql"): ("pymysql", "pip install pymysql"),
-    ("mariadb", "pymysql"): ("pymysql", "pip install pymysql"),
-    ("mysql", "mysqldb"): ("MySQLdb", "pip install mysqlclient, or write mysql+pymysql:// to use PyMySQL"),
-    ("mysql", "mysqlconnector"): ("mysql.connector", "pip install mysql-connector-python"),
+    ("mysql", "pymysql"): ("pymysql", "pip install pymysql (conda: pymysql)"),
+    ("mariadb", "pymysql"): ("pymysql", "pip install pymysql (conda: pymysql)"),
+    ("mysql", "mysqldb"): ("MySQLdb", "pip install mysqlclient (conda: mysqlclient), or write mysql+pymysql:// "
+                                      "to use PyMySQL"),
+    ("mysql", "mysqlconnector"): ("mysql.connector", "pip install mysql-connector-python "
+                                                     "(conda: mysql-connector-python)"),
     ("mariadb", "mariadbconnector"): ("mariadb", "pip install mariadb"),
     ("postgresql", "psycopg"): ("psycopg", "pip install 'etl-runner[postgresql]' (psycopg 3; conda: psycopg)"),
-    ("postgresql", "psycopg2"): ("psycopg2", "pip install psycopg2-binary, or write postgresql:// to use psycopg 3"),
+    ("postgresql", "psycopg2"): ("psycopg2", "pip install psycopg2-binary (conda: psycopg2), or write "
+                                             "postgresql:// to use psycopg 3"),
     ("postgresql", "pg8000"): ("pg8000", "pip install pg8000"),
+    ("postgresql", "asyncpg"): ("asyncpg", "pip install asyncpg"),
+    ("mssql", "pyodbc"): ("pyodbc", "pip install pyodbc (conda: pyodbc)"),
+    ("oracle", "oracledb"): ("oracledb", "pip install oracledb (conda: oracledb)"),
     ("sqlite", "pysqlite"): ("sqlite3", "a Python built with the sqlite3 module"),
 }
 
@@ -45,22 +51,27 @@ def missing_driver(url: str) -> str | None:
     except Exception:
         return None
     backend = u.get_backend_name()
+    unknown = (f"unknown database kind {u.drivername!r}: use a SQLAlchemy url such as mysql+pymysql://, "
+               "postgresql:// or sqlite:///")
     try:
         driver = u.get_driver_name()  # a url without +driver: the dialect's default, which loads the dialect
     except sa.exc.NoSuchModuleError:
-        return f"no SQLAlchemy dialect is installed for {backend}: check the url's scheme"
+        return unknown
     known = DRIVERS.get((backend, driver))
     if known is not None:
         module, install = known
-        return None if _importable(module) else f"its driver {module} ({backend}+{driver}) is not installed: {install}"
+        return None if _importable(module) else \
+            f"the driver of {backend}+{driver} ({module}) is not installed: {install}"
     try:
         dialect = u.get_dialect()
     except sa.exc.NoSuchModuleError:
-        return f"no SQLAlchemy dialect is installed for {backend}+{driver}: check the url's scheme"
+        return unknown
     try:
         dialect.import_dbapi()
     except ImportError as exc:
-        return f"its driver for {backend}+{driver} is not installed ({exc}): install the driver package"
+        module = getattr(exc, "name", None) or str(exc)
+        return (f"the driver of {backend}+{driver} ({module}) is not installed: install the Python package that "
+                f"provides {module}")
     return None
 
 

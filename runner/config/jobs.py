@@ -6,15 +6,17 @@ dependency cycles, parameters a statement uses but nobody sets). Nothing here to
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+from runner.config import notify as notify_keys
 from runner.config.checks import Checker, display
 from runner.config.exact import exact
-from runner.config.plan import SCHEDULED_FIX, find_cycle, unknown_placeholders, unset_params
-from runner.config.sqltext import UnparsableStatement, split_statements
+from runner.config.plan import SCHEDULED_FIX, find_cycle, unfilled_paths, unknown_placeholders, unset_params
+from runner.config.sqltext import UnparsableStatement, placeholders, split_statements
 from runner.config.yamlfile import KeyPath, YamlDoc, read_yaml
 from runner.errors import ConfigError, Problem
 from runner.model import ExportSpec, IncrementalSpec, Job, LoadSpec, Project, Statement, Task
@@ -22,7 +24,7 @@ from runner.model import ExportSpec, IncrementalSpec, Job, LoadSpec, Project, St
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 JOB_KEYS = {"description", "schedule", "timezone", "database", "params", "retry", "timeout", "max_parallel",
-            "tasks", "catch_up", "catch_up_window", "rerun_abandoned"}
+            "tasks", "catch_up", "catch_up_window", "rerun_abandoned", "notify", "late_after", "ping", "enabled"}
 TASK_KEYS = {"name", "description", "sql", "sql_file", "export", "load", "depends_on", "database", "timeout",
              "retry", "idempotent", "retry_timeouts"}
 EXPORT_KEYS = {"query", "path", "format", "compress"}
@@ -30,14 +32,20 @@ LOAD_KEYS = {"source", "query", "table", "mode", "key", "incremental", "create",
 PARAM_TYPES = (str, int, float, bool, type(None), date)  # date covers datetime; float: written with a point
 
 
+SUFFIXES = (".yml", ".yaml")  # a job file is NAME.yml or NAME.yaml
+
+
 def job_names(project: Project) -> list[str]:
     if not project.jobs_dir.is_dir():
         return []
-    return sorted(p.stem for p in project.jobs_dir.glob("*.yml"))
+    return sorted({p.stem for p in project.jobs_dir.iterdir() if p.suffix in SUFFIXES and p.is_file()})
 
 
 def job_path(project: Project, name: str) -> Path:
-    return project.jobs_dir / f"{name}.yml"
+    """The job's file: NAME.yml, or NAME.yaml when only that exists."""
+    path = project.jobs_dir / f"{name}.yml"
+    other = project.jobs_dir / f"{name}.yaml"
+    return other if not path.is_file() and other.is_file() else path
 
 
 def load_job(project: Project, name: str) -> Job:
@@ -47,6 +55,10 @@ def load_job(project: Project, name: str) -> Job:
         known = ", ".join(job_names(project)) or "none"
         raise ConfigError(Problem(display(path, project.root), "", f"unknown job '{name}': no file {path.name} in "
                                   f"{project.jobs_dir} (jobs: {known}); see --list"))
+    twin = path.with_suffix(".yaml")
+    if path.suffix == ".yml" and twin.is_file():
+        raise ConfigError(Problem(display(twin, project.root), "", f"job {name} has two files, {path.name} and "
+                                  f"{twin.name}: keep one (which one runs would be a guess)"))
     problems: list[Problem] = []
     job = _build_job(project, name, path, problems)
     if problems or job is None:
@@ -102,11 +114,27 @@ def _build_job(project: Project, name: str, path: Path, problems: list[Problem])
         catch_up=c.typed(m, "catch_up", (), str, "latest", lambda v: v in ("latest", "none"), "latest or none"),
         catch_up_window=c.duration(m, "catch_up_window", (), 86400.0) or 0.0,
         rerun_abandoned=c.typed(m, "rerun_abandoned", (), bool, False),
+        notify=notify_keys.notify_list(c, m["notify"], ("notify",), os.environ) if m.get("notify") is not None
+        else None,
+        late_after=c.duration(m, "late_after", (), None),
+        ping=notify_keys.ping_url(c, m.get("ping"), ("ping",), os.environ),
+        enabled=c.typed(m, "enabled", (), bool, True),
     )
+    if job.late_after is not None and not schedule:
+        c.add(("late_after",), "late_after needs a schedule: a job without one has no slot to be late for")
+    _hide_secrets(job)
     tasks = _build_tasks(project, job, doc, c, m.get("tasks"))
     _check_meaning(project, job, tasks, c)
     problems.extend(c.problems)
     return Job(**{**job.__dict__, "tasks": tuple(tasks)})
+
+
+def _hide_secrets(job: Job) -> None:
+    """The credentials in a job's notify and ping URLs are masked in every log line from now on."""
+    from runner import logs
+
+    for url in [*(t.url for t in job.notify or ()), *([job.ping] if job.ping else [])]:
+        logs.REDACTOR.add(notify_keys.url_secrets(url))
 
 
 def _params(c: Checker, params: dict[Any, Any]) -> dict[str, object]:
@@ -314,10 +342,27 @@ def _check_meaning(project: Project, job: Job, tasks: list[Task], c: Checker) ->
             if dep not in names:
                 c.add(path + ("depends_on",), f"task '{t.name}' depends on unknown task '{dep}' "
                                               f"(tasks: {', '.join(names)})")
+        if t.load is not None and t.load.incremental is not None and "watermark" not in placeholders(t.load.query.sql):
+            c.add(path + ("load", "query"), f"incremental load '{t.name}' has no :watermark in its query, so every "
+                                            f"run reads every row again: add WHERE {t.load.incremental.column} > "
+                                            ":watermark (or drop incremental)")
+    _check_exports(tasks, c)
     cycle = find_cycle(tasks)
     if cycle:
         c.add(("tasks",), f"dependency cycle: {' -> '.join(cycle)}; remove one depends_on")
     _check_params(job, tasks, c)
+
+
+def _check_exports(tasks: list[Task], c: Checker) -> None:
+    """Two exports of one job writing the same file would overwrite each other."""
+    seen: dict[str, str] = {}
+    for i, t in enumerate(tasks):
+        if t.export is None:
+            continue
+        if t.export.path in seen:
+            c.add(("tasks", i, "export", "path"), f"task '{t.name}' writes the same file as task "
+                                                  f"'{seen[t.export.path]}' ({t.export.path}): give each its own path")
+        seen.setdefault(t.export.path, t.name)
 
 
 def _check_params(job: Job, tasks: list[Task], c: Checker) -> None:
@@ -327,3 +372,6 @@ def _check_params(job: Job, tasks: list[Task], c: Checker) -> None:
         c.add(("params", key), f"unknown placeholder {{{name}}} (built-ins: {', '.join(builtins)})")
     if job.schedule:
         c.problems.extend(m.problem(SCHEDULED_FIX) for m in unset_params(job, tasks))
+        for i, t, name in unfilled_paths(job, tasks):
+            c.add(("tasks", i, "export", "path"), f"export path {t.export.path} has {{{name}}}, which no built-in "  # type: ignore[union-attr]
+                                                  f"or job param fills: {SCHEDULED_FIX.format(name=name)}")

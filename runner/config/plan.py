@@ -170,3 +170,42 @@ def missing_params(tasks: Iterable[Task], params: Mapping[str, object]) -> list[
 def unset_params(job: Job, tasks: Iterable[Task]) -> list[MissingParam]:
     """Parameters the tasks use that neither a built-in nor the job's params set (only --param can)."""
     return missing_params(tasks, {**builtin_params(job, _ANY_DATE), **job.params})
+
+
+def task_statements(task: Task) -> list[Statement]:
+    """Every statement a task runs: its SQL, an export's or a load's query."""
+    return [*task.statements, *(s.query for s in (task.export, task.load) if s is not None)]
+
+
+def path_placeholders(template: str) -> list[str]:
+    return [m.group(1) for m in _BUILTIN_REF.finditer(template)]
+
+
+def used_params(job: Job) -> set[str]:
+    """The parameters the job can use: those its statements bind and its export paths fill, and its own."""
+    used = set(job.params)
+    for t in job.tasks:
+        for s in task_statements(t):
+            used.update(placeholders(s.sql))
+        if t.export is not None:
+            used.update(path_placeholders(t.export.path))
+    return used
+
+
+def unused_cli_params(job: Job, cli: Mapping[str, str]) -> UsageError | None:
+    """--param keys that nothing of the job uses (a misspelt key would otherwise be accepted silently)."""
+    used = used_params(job)
+    unused = sorted(k for k in cli if k not in used)
+    if not unused:
+        return None
+    known = ", ".join(sorted(used - set(builtin_params(job, _ANY_DATE)))) or "none"
+    return UsageError(f"{job.file}: --param {', '.join(unused)}: no statement or export path of job {job.name} "
+                      f"uses it (its parameters: {known}); check the spelling")
+
+
+def unfilled_paths(job: Job, tasks: Sequence[Task]) -> list[tuple[int, Task, str]]:
+    """(index, task, placeholder) for each `{name}` of an export path that neither a built-in nor a job
+    param fills (only --param can)."""
+    known = {*builtin_params(job, _ANY_DATE), *job.params}
+    return [(i, t, name) for i, t in enumerate(tasks) if t.export is not None
+            for name in path_placeholders(t.export.path) if name not in known]

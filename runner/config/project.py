@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+from runner.config import notify as notify_keys
 from runner.config.checks import Checker, display, expand_vars
 from runner.config.drivers import missing_driver, with_default_driver
 from runner.config.yamlfile import KeyPath, YamlDoc, read_yaml
@@ -18,7 +19,10 @@ from runner.model import Database, PoolSpec, Project, Settings
 
 POOL_KEYS = {"size", "max_overflow", "timeout", "recycle", "pre_ping", "ping_skip_ms", "leak_seconds"}
 DB_KEYS = {"url", "pool", "connect_args", "markers"}
-SETTINGS_KEYS = {"timezone", "state_url", "retry", "log_format", "log_dir", "misfire_grace", "stop_grace"}
+SETTINGS_KEYS = {"timezone", "state_url", "retry", "log_format", "log_dir", "misfire_grace", "stop_grace", "notify",
+                 "metrics", "ping_timeout", "history_days", "env_file"}
+# Variables of an env_file whose values are kept out of every log and message, as passwords are.
+_SECRET_NAME = re.compile(r"PASS|PWD|SECRET|TOKEN|KEY|CREDENTIAL", re.IGNORECASE)
 
 
 def default_conf_dir() -> Path:
@@ -58,26 +62,71 @@ def load_project(conf_dir: Path | None = None, jobs_dir: Path | None = None,
     if not conf_dir.is_dir():
         raise ConfigError(Problem(str(conf_dir), "", "configuration folder not found: pass --conf DIR or set "
                                   "RUNNER_CONF to the folder holding runner.yml and databases.yml"))
-    settings = _load_settings(conf_dir, root, env, problems)
-    unusable: list[Problem] = []
-    databases = _load_databases(conf_dir, root, env, problems, unusable)
+    settings_path = conf_dir / "runner.yml"
+    # Without runner.yml every setting has its default, but RUNNER_STATE_URL still applies.
+    settings_doc = _read(settings_path, root, problems) if settings_path.exists() else \
+        YamlDoc(display(settings_path, root), None)
+    env, secrets = _with_env_file(settings_doc, root, env, problems)
+    settings = _load_settings(settings_doc, root, env, problems)
+    # A database whose driver is missing stops only the jobs that use it (load_job says so; --check's
+    # lint names the database itself).
+    databases = _load_databases(conf_dir, root, env, problems)
     if problems and collect is None:
         raise ConfigError(problems)
     if collect is not None:
-        # A database whose driver is missing stops only the jobs that use it (load_job says so); --check
-        # names it here as well.
-        collect.extend(problems + unusable)
-    return Project(root=root, conf_dir=conf_dir, jobs_dir=jobs_dir, settings=settings, databases=databases)
+        collect.extend(problems)
+    return Project(root=root, conf_dir=conf_dir, jobs_dir=jobs_dir, settings=settings, databases=databases,
+                   secrets=secrets)
 
 
-def _read_expanded(path: Path, root: Path, env: Mapping[str, str], problems: list[Problem]) -> YamlDoc | None:
+def _read(path: Path, root: Path, problems: list[Problem]) -> YamlDoc | None:
     try:
-        doc = read_yaml(path, display(path, root))
+        return read_yaml(path, display(path, root))
     except ConfigError as exc:
         problems.extend(exc.problems)
         return None
-    doc.data = _expand_tree(doc, doc.data, (), env, problems)
+
+
+def _read_expanded(path: Path, root: Path, env: Mapping[str, str], problems: list[Problem]) -> YamlDoc | None:
+    doc = _read(path, root, problems)
+    if doc is not None:
+        doc.data = _expand_tree(doc, doc.data, (), env, problems)
     return doc
+
+
+def env_file_path(value: str, root: Path) -> Path:
+    path = Path(os.path.expanduser(value))
+    return path if path.is_absolute() else root / path
+
+
+def _with_env_file(doc: YamlDoc | None, root: Path, env: Mapping[str, str],
+                   problems: list[Problem]) -> tuple[Mapping[str, str], tuple[str, ...]]:
+    """The environment that fills ${VAR} in conf/: the variables of `env_file` (a dotenv file, read with
+    python-dotenv) under those of the process, which win, as with dotenv's load_dotenv. Cron starts
+    jobs with an almost empty environment, so the file is where their secrets live. Returns the values
+    to keep out of logs too (those of variables named like a password, token or key)."""
+    value = doc.data.get("env_file") if doc is not None and isinstance(doc.data, dict) else None
+    if value is None:
+        return env, ()
+    if not isinstance(value, str) or not value.strip():
+        problems.append(Problem(doc.file, "env_file", f"invalid value {value!r}: the path of a dotenv file, "  # type: ignore[union-attr]
+                                "e.g. conf/.env", doc.line(("env_file",))))  # type: ignore[union-attr]
+        return env, ()
+    missing: list[str] = []
+    path = env_file_path(expand_vars(value, env, missing), root)
+    if not path.is_file():
+        problems.append(Problem(doc.file, "env_file", f"env_file {display(path, root)} not found: create it "  # type: ignore[union-attr]
+                                "(lines of NAME=value, mode 600) or remove the key", doc.line(("env_file",))))  # type: ignore[union-attr]
+        return env, ()
+    from dotenv import dotenv_values  # only projects with an env_file pay for it
+
+    try:
+        found = {k: v for k, v in dotenv_values(path, encoding="utf-8").items() if v is not None}
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(display(path, root), "", f"cannot read env_file: {exc}"))
+        return env, ()
+    secrets = tuple(v for k, v in found.items() if _SECRET_NAME.search(k) and v)
+    return {**found, **env}, secrets
 
 
 def _expand_tree(doc: YamlDoc, value: Any, path: KeyPath, env: Mapping[str, str], problems: list[Problem]) -> Any:
@@ -96,12 +145,10 @@ def _expand_tree(doc: YamlDoc, value: Any, path: KeyPath, env: Mapping[str, str]
     return value
 
 
-def _load_settings(conf_dir: Path, root: Path, env: Mapping[str, str], problems: list[Problem]) -> Settings:
-    path = conf_dir / "runner.yml"
-    # Without runner.yml every setting has its default, but RUNNER_STATE_URL still applies.
-    doc = _read_expanded(path, root, env, problems) if path.exists() else YamlDoc(display(path, root), None)
+def _load_settings(doc: YamlDoc | None, root: Path, env: Mapping[str, str], problems: list[Problem]) -> Settings:
     if doc is None:
         return Settings(root=root)
+    doc.data = _expand_tree(doc, doc.data, (), env, problems)
     c = Checker(doc)
     m = c.mapping(doc.data, (), SETTINGS_KEYS)
     base = Settings(root=root)
@@ -123,13 +170,21 @@ def _load_settings(conf_dir: Path, root: Path, env: Mapping[str, str], problems:
         log_dir=c.typed(m, "log_dir", (), str, base.log_dir),
         misfire_grace=c.duration(m, "misfire_grace", (), base.misfire_grace) or 0.0,
         stop_grace=c.duration(m, "stop_grace", (), base.stop_grace) or 0.0,
+        notify=notify_keys.notify_list(c, m["notify"], ("notify",))
+        if m.get("notify") is not None and not any(p.key.startswith("notify") for p in problems) else (),
+        ping_timeout=c.duration(m, "ping_timeout", (), base.ping_timeout) or base.ping_timeout,
+        history_days=c.typed(m, "history_days", (), int, base.history_days, lambda v: v >= 1,
+                             "a whole number of days >= 1"),
+        env_file=c.typed(m, "env_file", (), str, None),
     )
+    if m.get("metrics") is not None:
+        listen, textfile = notify_keys.metrics(c, m["metrics"], ("metrics",), root)
+        settings = Settings(**{**settings.__dict__, "metrics_listen": listen, "metrics_textfile": textfile})
     problems.extend(c.problems)
     return settings
 
 
-def _load_databases(conf_dir: Path, root: Path, env: Mapping[str, str], problems: list[Problem],
-                    unusable: list[Problem]) -> dict[str, Database]:
+def _load_databases(conf_dir: Path, root: Path, env: Mapping[str, str], problems: list[Problem]) -> dict[str, Database]:
     path = conf_dir / "databases.yml"
     if not path.exists():
         problems.append(Problem(display(path, root), "", "file not found: create it with one entry per database, "
@@ -163,14 +218,8 @@ def _load_databases(conf_dir: Path, root: Path, env: Mapping[str, str], problems
         connect_args = c.typed(m, "connect_args", path_, dict, {})
         markers = c.typed(m, "markers", path_, bool, True)
         full_url = resolve_url(url, root)
-        missing = missing_driver(full_url)
-        if missing is not None:
-            from runner.config.urls import redact
-
-            unusable.append(Problem(doc.file, f"{name}.url", f"database {name} ({redact(full_url)}) cannot be used: "
-                                    f"{missing}", doc.line(path_ + ("url",))))
         out[str(name)] = Database(name=str(name), url=full_url, pool=pool, connect_args=connect_args,
-                                  markers=markers, driver_missing=missing)
+                                  markers=markers, driver_missing=missing_driver(full_url))
     problems.extend(c.problems)
     return out
 

@@ -28,4 +28,8 @@ def passwords(project: Project) -> list[str]:
             continue
         if pw:
             out.append(str(pw))
-    return out
+    from runner.config.notify import url_secrets
+
+    for target in project.settings.notify:
+        out.extend(url_secrets(target.url))
+    return out + list(project.secrets)

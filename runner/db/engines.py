@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import QueuePool
 
 from runner import clock
 from runner.config.urls import redact
@@ -274,9 +275,42 @@ def connect_args_of(engine: Engine) -> dict[str, Any]:
     return dict(_connect_args.get(engine, {}))
 
 
+# Told how long each checkout waited for a connection: (database, seconds). Metrics listen here.
+checkout_waits: list[Any] = []
+
+
+class TimedQueuePool(QueuePool):
+    """SQLAlchemy's QueuePool, timing how long a checkout waits for a connection (a free one, a new
+    one, or the pool's timeout). Each engine gets a subclass naming its database (`timed_pool`), so
+    the name survives the pool being recreated after a failover; it logs as a stock QueuePool."""
+
+    database = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.logger = logging.getLogger("sqlalchemy.pool.impl.QueuePool")
+
+    def _do_get(self) -> Any:
+        if not checkout_waits:
+            return super()._do_get()
+        start = clock.monotonic()
+        try:
+            return super()._do_get()
+        finally:
+            waited = clock.monotonic() - start
+            for observe in list(checkout_waits):
+                observe(self.database, waited)
+
+
+def timed_pool(database: str) -> type[TimedQueuePool]:
+    return type("TimedQueuePool", (TimedQueuePool,), {"database": database})
+
+
 def make_engine(db: Database) -> tuple[Engine, PoolGuard]:
     url = make_url(db.url)
     kwargs: dict[str, Any] = {"pool_pre_ping": False, "pool_reset_on_return": None, "pool_recycle": -1}
+    if url.get_backend_name() != "sqlite" or url.database not in (None, "", ":memory:"):
+        kwargs["poolclass"] = timed_pool(db.name)
     if url.get_backend_name() != "sqlite":
         kwargs.update(pool_size=db.pool.size, max_overflow=db.pool.max_overflow, pool_timeout=db.pool.timeout)
     connect_args = dict(db.connect_args)
@@ -304,9 +338,11 @@ def make_engine(db: Database) -> tuple[Engine, PoolGuard]:
     return engine, PoolGuard(db, engine)
 
 
-def create_tables(engine: Engine, *tables: Any, attempts: int = 3) -> None:
+def create_tables(engine: Engine, *tables: Any, attempts: int = 6) -> None:
     """Create tables (and their indexes) unless present, tolerating another process that creates the
-    same ones at the same moment (several runs starting together on a fresh state store)."""
+    same ones at the same moment (several runs starting together on a fresh state store). SQLite
+    answers "database is locked" at once, without waiting, when two such processes upgrade their
+    read of the schema to a write together: that is tried again after a pause."""
     for attempt in range(1, attempts + 1):
         try:
             for table in tables:
@@ -314,10 +350,14 @@ def create_tables(engine: Engine, *tables: Any, attempts: int = 3) -> None:
             return
         except sa_exc.DBAPIError as exc:
             errno = getattr(exc.orig, "args", (None,))[0]
+            text = str(exc.orig)
             # PostgreSQL: two CREATE TABLEs at once may collide on the type the table gets (pg_type's key)
-            raced = errno in (1050, 1061) or "already exists" in str(exc.orig) or "pg_type_typname" in str(exc.orig)
+            raced = errno in (1050, 1061) or "already exists" in text or "database is locked" in text \
+                or "pg_type_typname" in text
             if attempt == attempts or not raced:
                 raise
+            if "database is locked" in text:
+                clock.sleep(0.05 * attempt)
 
 
 class Engines:
@@ -346,6 +386,11 @@ class Engines:
 
     def display(self, name: str) -> str:
         return f"{name} ({redact(self.project.databases[name].url)})"
+
+    def pools(self) -> list[tuple[str, Any]]:
+        """(database, pool) of every engine created so far."""
+        with self._lock:
+            return [(name, engine.pool) for name, (engine, _) in self._engines.items()]
 
     def dispose(self) -> None:
         with self._lock:

@@ -42,13 +42,14 @@ from runner.model import LoadSpec, Statement, Task
 from runner.move import watermark as wm
 from pymysql import err
 
-from runner.move.coltypes import SourceColumn, mysql_column, pg_column, table_for
+from runner.move.coltypes import SourceColumn, pg_column, table_for
 from runner.move.encode import csv_chunks, line_encoders, load_data_lines
 from runner.move.fastcopy import CHUNK_BYTES, REFUSED, CopyResult, RowReader, SourceError, check_load_data, copy_high
 from runner.move.fastcopy import copy as fast_copy
 from runner.move.fastcopy import say_refused as _say_refused
 from runner.move.loadsql import (CREATE, GRANTS, MERGE, PG_STAGE, WritePlan, copy_sql, encoded_select, insert_sql,
                                  load_data_sql, merge_sql, mysql_quote, qualified, split_name, wrapped, write_plan)
+from runner.move.probe import mysql_columns
 from runner.move.progress import Progress, human_rate
 from runner.move.rowcopy import (NotExact, Writer, abandon, adapters, batches, complete_columns, executemany,
                                  source_cursor, sqlite_declared, text_affinity)
@@ -136,7 +137,7 @@ def run_load(at: Attempt) -> tuple[int, str]:
                  at.project.databases[task.database].markers)
     try:
         if load.markers:
-            markers.ensure_table(load.dst)
+            markers.ensure_table(load.dst, at.project.settings.history_days)
         state = _watermark_state(load)
         if attempt > 1 and load.markers:
             done = markers.find(load.dst, at.run_id, task.name)
@@ -182,7 +183,7 @@ def _watermark_state(load: _Load) -> wm.State | None:
     if state.pending_run is None:
         return state
     committed = load.markers and markers.find(load.dst, state.pending_run, task) is not None
-    state = state.promoted() if committed else state.dropped()
+    state = state.promoted(wm.now_text()) if committed else state.dropped()
     ledger.set_watermark(job, task, wm.dumps(state))
     return state
 
@@ -283,7 +284,7 @@ def _commit(load: _Load, conn: Any, cur: Any, plan: WritePlan, rows: int, state:
         markers.write(cur, load.dst.dialect, load.ctx.run_id, load.task.name, load.attempt, rows)
     if state is not None and load.markers:
         load.ctx.ledger.set_watermark(load.ctx.job.name, load.task.name,
-                                      wm.dumps(wm.State(state.value, load.ctx.run_id, advanced)))
+                                      wm.dumps(state.pending(load.ctx.run_id, advanced)))
     load.at("commit")
     conn.commit()
     if plan.after:
@@ -296,7 +297,8 @@ def _commit(load: _Load, conn: Any, cur: Any, plan: WritePlan, rows: int, state:
             load.at("commit")
             conn.commit()
     if state is not None:
-        load.ctx.ledger.set_watermark(load.ctx.job.name, load.task.name, wm.dumps(wm.State(advanced)))
+        load.ctx.ledger.set_watermark(load.ctx.job.name, load.task.name,
+                                     wm.dumps(state.advanced(advanced, load.ctx.run_id, wm.now_text())))
 
 
 def _drop_staging(load: _Load, cur: Any, plan: WritePlan, quote: Any) -> None:
@@ -414,16 +416,10 @@ def _copy_chunks(cur: Any, sql: str, chunks: Iterable[bytes]) -> None:
 # ------------------------------------------------------------------------------------------ MySQL sources
 
 def _probe_mysql(dbapi_conn: Any, sql: str, args: Any) -> list[SourceColumn]:
-    cur = dbapi_conn.cursor()
     try:
-        cur.execute(wrapped(sql, limit0=True), args)
-        fields = cur._result.fields
-        cur.fetchall()
+        return mysql_columns(dbapi_conn, sql, args)
     except Exception as exc:
         raise SourceError(exc) from exc
-    finally:
-        cur.close()
-    return [mysql_column(f.name, f.type_code, f.length, f.scale, f.flags, f.charsetnr) for f in fields]
 
 
 def _estimate(dbapi_conn: Any, sql: str, args: Any) -> int | None:

@@ -6,19 +6,25 @@ target's COMMIT and promoted after it; when a run dies in between, the next load
 run's exactly-once marker in the target database: present means the rows committed (promote),
 absent means they did not (drop). So a retried or failed run never skips or repeats rows.
 
-Stored as JSON text: {"value": {"type": "int", "text": "42"}, "pending": {"run_id": ..., "value": ...}}.
+Stored as JSON text: {"value": {"type": "int", "text": "42"}, "pending": {"run_id": ..., "value": ...},
+"by": RUN_ID, "at": "2026-11-30T02:31:07Z"}, `by` and `at` naming the run that last advanced the value
+and when (absent for a value set by hand, whose change the ledger records on its own).
 Types: int, decimal, float, text (dates and times are kept as ISO text and bound as text), bytes (hex).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import decimal
 import json
+import re
 from dataclasses import dataclass
+from datetime import timezone
 from typing import Any
 
 import sqlalchemy as sa
 
+from runner import clock
 from runner.move.coltypes import SourceColumn
 from runner.move.values import temporal_text
 
@@ -28,12 +34,24 @@ class State:
     value: Any = None  # the committed watermark; None until a load saw a row (or `initial` is used)
     pending_run: str | None = None
     pending_value: Any = None
+    by: str | None = None  # the run that last advanced the value
+    at: str | None = None  # when it did (ISO 8601 UTC)
 
-    def promoted(self) -> "State":
-        return State(self.pending_value if self.pending_value is not None else self.value)
+    def promoted(self, at: str | None = None) -> "State":
+        """The pending value committed (its run's marker says so)."""
+        if self.pending_value is None or self.pending_value == self.value:
+            return self.dropped()
+        return State(self.pending_value, by=self.pending_run, at=at)
 
     def dropped(self) -> "State":
-        return State(self.value)
+        return State(self.value, by=self.by, at=self.at)
+
+    def advanced(self, value: Any, run_id: str, at: str) -> "State":
+        """After a load of run `run_id` committed with `value` as its watermark."""
+        return State(value, by=run_id, at=at) if value != self.value else self.dropped()
+
+    def pending(self, run_id: str, value: Any) -> "State":
+        return State(self.value, run_id, value, self.by, self.at)
 
 
 def encode(value: Any) -> dict[str, str] | None:
@@ -65,6 +83,10 @@ def dumps(state: State) -> str:
     doc: dict[str, Any] = {"value": encode(state.value)}
     if state.pending_run is not None:
         doc["pending"] = {"run_id": state.pending_run, "value": encode(state.pending_value)}
+    if state.by is not None:
+        doc["by"] = state.by
+    if state.at is not None:
+        doc["at"] = state.at
     return json.dumps(doc, sort_keys=True)
 
 
@@ -79,7 +101,8 @@ def loads(text: str | None) -> State:
     if not isinstance(doc, dict) or "value" not in doc:
         return State(text)
     pending = doc.get("pending") or {}
-    return State(decode(doc["value"]), pending.get("run_id"), decode(pending.get("value")))
+    return State(decode(doc["value"]), pending.get("run_id"), decode(pending.get("value")), doc.get("by"),
+                 doc.get("at"))
 
 
 def _key(value: Any) -> tuple[int, Any]:
@@ -128,3 +151,93 @@ def bind_value(state: State, initial: Any, low: Any) -> Any:
     if initial is not None:
         return decode(encode(initial))
     return low
+
+
+def now_text() -> str:
+    """This moment as a watermark records it: ISO 8601 UTC with a Z."""
+    return clock.now().astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def describe(state: State, initial: Any) -> tuple[Any, str]:
+    """(what :watermark binds on the next run, where it comes from), for --dry-run and --watermarks."""
+    if state.value is not None:
+        origin = f" (advanced {state.at.replace('T', ' ')} by run {state.by[:8]})" if state.by and state.at else \
+            " (stored)"
+        pending = f"; run {state.pending_run[:8]} was committing {state.pending_value!r}" if state.pending_run else ""
+        return state.value, f"{state.value!r}{origin}{pending}"
+    if initial is not None:
+        value = decode(encode(initial))
+        return value, f"{value!r} (initial: nothing loaded yet)"
+    return None, "none yet: the first load reads every row (a value below every value of the column)"
+
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?$")
+_TIME = re.compile(r"^-?\d{1,3}:\d{2}:\d{2}(\.\d{1,6})?$")
+_INT = re.compile(r"^[+-]?\d+$")
+
+
+def kind_of_value(value: Any) -> tuple[str, str]:
+    """(kind, temporal shape) of a known watermark value, when the source cannot say its column's type."""
+    if isinstance(value, bool) or isinstance(value, int):
+        return "int", ""
+    if isinstance(value, decimal.Decimal):
+        return "decimal", ""
+    if isinstance(value, float):
+        return "float", ""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "binary", ""
+    if isinstance(value, dt.datetime):
+        return "temporal", "datetime"
+    if isinstance(value, dt.date):
+        return "temporal", "date"
+    text = str(value)
+    for shape, pattern in (("date", _DATE), ("datetime", _DATETIME), ("time", _TIME)):
+        if pattern.match(text):
+            return "temporal", shape
+    return "text", ""
+
+
+def shape_of(column: SourceColumn) -> str:
+    if isinstance(column.type, sa.DateTime):
+        return "datetime"
+    if isinstance(column.type, sa.Time):
+        return "time"
+    return "date" if isinstance(column.type, sa.Date) else ""
+
+
+def parse_as(text: str, kind: str, shape: str = "") -> Any:
+    """A watermark typed by hand, as a value of a column of `kind` (coltypes.KINDS) and temporal `shape`
+    (date, datetime, time); ValueError saying what such a column holds."""
+    t = text.strip()
+    if kind in ("int", "bit"):
+        if not _INT.match(t):
+            raise ValueError("a whole number, e.g. 41230")
+        return int(t)
+    if kind in ("decimal", "float"):
+        try:
+            number = decimal.Decimal(t)
+        except decimal.InvalidOperation:
+            number = None
+        if number is None or not number.is_finite():
+            raise ValueError("a number, e.g. 1520.75")
+        return number if kind == "decimal" else float(t)
+    if kind == "temporal":
+        try:
+            if shape == "date" and _DATE.match(t):
+                return dt.date.fromisoformat(t)
+            if shape == "time" and _TIME.match(t):
+                return t
+            if shape in ("datetime", "") and (_DATETIME.match(t) or _DATE.match(t)):
+                return dt.datetime.fromisoformat(t)
+        except ValueError:
+            pass
+        example = {"date": "2024-05-01", "time": "13:45:00"}.get(shape, "2024-05-01 13:45:00")
+        name = {"date": "date", "time": "time"}.get(shape, "date and time")
+        raise ValueError(f"a {name} written as {example}")
+    if kind == "binary":
+        try:
+            return bytes.fromhex(t)
+        except ValueError:
+            raise ValueError("bytes written in hex, e.g. 00ff10") from None
+    return text

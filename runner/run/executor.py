@@ -12,11 +12,11 @@ import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from tenacity import RetryCallState
 
-from runner import clock
+from runner import clock, logs
 from runner.config.plan import from_task, graph, order_tasks, resolve_params
 from runner.db.classify import HINTS, Kind, Verdict, classify_error, server_away
 from runner.db.engines import Engines, current_context
@@ -45,6 +45,8 @@ class RunRequest:
     # Earlier runs of the same slot (run id -> status, newest first): a task whose marker one of them
     # committed is done, and is not applied again.
     resume_of: Mapping[str, str] = field(default_factory=dict)
+    # Tasks a re-run leaves alone because the run it re-runs recorded them done (task -> (run id, rows)).
+    done: Mapping[str, tuple[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -55,7 +57,11 @@ class TaskResult:
     rows: int = 0
     seconds: float = 0.0
     note: str = ""
-    error: str | None = None
+    error: str | None = None  # the whole failure message
+    errno: int | None = None  # of the error the task failed with
+    error_text: str | None = None  # the database's error text, on one line
+    statement: str | None = None  # file:line of the statement it failed in
+    retried: list[int | None] = field(default_factory=list)  # error numbers of the attempts retried
 
 
 @dataclass
@@ -77,15 +83,27 @@ def new_run_id() -> str:
     return uuid.uuid4().hex
 
 
+class RunWatcher(Protocol):
+    """Told of every run (notifications, metrics, pings). `alerts` returns the outbox rows written in
+    the transaction that records the run's outcome. A watcher that fails is logged, never fails the run."""
+
+    def started(self, req: RunRequest, run_id: str) -> None: ...
+
+    def alerts(self, req: RunRequest, run_id: str, status: str) -> list[dict[str, Any]]: ...
+
+    def finished(self, req: RunRequest, result: RunResult) -> None: ...
+
+
 class Runner:
     """Runs jobs of one project. Engines (pools) and the ledger are shared by every run it makes."""
 
     def __init__(self, project: Project, engines: Engines | None = None, ledger: Ledger | None = None,
-                 sleep: Callable[[float], Any] | None = None):
+                 sleep: Callable[[float], Any] | None = None, watchers: Sequence[RunWatcher] = ()):
         self.project = project
         self.engines = engines or Engines(project)
         self.ledger = ledger or Ledger(project.settings.state_url)
         self.sleep = sleep or clock.sleep
+        self.watchers = list(watchers)
 
     def close(self) -> None:
         self.engines.dispose()
@@ -101,23 +119,44 @@ class Runner:
         started = clock.monotonic()
         deadline = started + job.timeout if job.timeout else None
         self.ledger.start_run(run_id, job.name, req.run_date.isoformat(), req.trigger, req.slot)
-        log.info("job %s started (run %s, date %s, %d tasks)", job.name, run_id[:8], req.run_date, len(selected))
-        ctx = _RunContext(run_id=run_id, job=job, params=params, deadline=deadline, still_locked=req.still_locked,
-                          resume_of=req.resume_of)
-        status, error = "failed", None
-        try:
-            error = self._run_tasks(ctx, selected, results, on_task)
-            status = "success" if error is None else "failed"
-        except BaseException as exc:
-            status, error = "interrupted", f"interrupted: {type(exc).__name__}"
-            raise
-        finally:
-            total_attempts = sum(r.attempts for r in results.values())
-            total_rows = sum(r.rows for r in results.values())
-            self.ledger.finish_run(run_id, status, total_attempts, total_rows, error)
-            seconds = clock.monotonic() - started
-            log.info("job %s %s in %.2fs", job.name, status, seconds)
-        return RunResult(run_id, job.name, req.run_date, status, list(results.values()), seconds, error)
+        with logs.bound(job=job.name, run_id=run_id):
+            log.info("job %s started (run %s, date %s, %d tasks)", job.name, run_id[:8], req.run_date, len(selected))
+            self._tell("started", req, run_id)
+            ctx = _RunContext(run_id=run_id, job=job, params=params, deadline=deadline,
+                              still_locked=req.still_locked, resume_of=req.resume_of, done=req.done)
+            status, error = "failed", None
+            try:
+                error = self._run_tasks(ctx, selected, results, on_task)
+                status = "success" if error is None else "failed"
+            except BaseException as exc:
+                status, error = "interrupted", f"interrupted: {type(exc).__name__}"
+                raise
+            finally:
+                total_attempts = sum(r.attempts for r in results.values())
+                total_rows = sum(r.rows for r in results.values())
+                self.ledger.finish_run(run_id, status, total_attempts, total_rows, error,
+                                       alerts=self._alerts(req, run_id, status))
+                seconds = clock.monotonic() - started
+                log.info("job %s %s in %.2fs", job.name, status, seconds)
+                result = RunResult(run_id, job.name, req.run_date, status, list(results.values()), seconds, error)
+                self._tell("finished", req, result)
+        return result
+
+    def _alerts(self, req: RunRequest, run_id: str, status: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for w in self.watchers:
+            try:
+                out.extend(w.alerts(req, run_id, status))
+            except Exception:
+                log.exception("job %s: the alerts of run %s could not be prepared", req.job.name, run_id[:8])
+        return out
+
+    def _tell(self, what: str, req: RunRequest, arg: Any) -> None:
+        for w in self.watchers:
+            try:
+                getattr(w, what)(req, arg)
+            except Exception:
+                log.exception("job %s: %s of the run could not be told to %s", req.job.name, what, type(w).__name__)
 
     def _run_tasks(self, ctx: "_RunContext", selected: list[Task], results: dict[str, TaskResult],
                    on_task: Callable[[TaskResult], None] | None) -> str | None:
@@ -171,6 +210,10 @@ class Runner:
 
     # ------------------------------------------------------------------------------------------- task
     def _run_task(self, ctx: "_RunContext", task: Task) -> TaskResult:
+        with logs.bound(job=ctx.job.name, run_id=ctx.run_id, task=task.name):
+            return self._task_attempts(ctx, task)
+
+    def _task_attempts(self, ctx: "_RunContext", task: Task) -> TaskResult:
         result = TaskResult(task.name)
         started = clock.monotonic()
         spec = task.retry or ctx.job.retry
@@ -193,6 +236,8 @@ class Runner:
             result.status = "success"
         except AttemptError as exc:
             result.status = "failed"
+            result.errno, result.error_text = exc.verdict.errno, _one_line(exc.verdict.message)
+            result.statement = exc.statement.where if exc.statement is not None else None
             if exc.attempt_id is not None and self._should_retry(task, exc):  # attempts or window ran out
                 self.ledger.finish_attempt(exc.attempt_id, "failed", errno=exc.verdict.errno,
                                            error=_ledger_error(exc.verdict))
@@ -205,6 +250,7 @@ class Runner:
         finally:
             current_context.label = ""
             result.seconds = clock.monotonic() - started
+            result.retried = [e.verdict.errno for e in retried]
         return result
 
     def _should_retry(self, task: Task, exc: BaseException) -> bool:
@@ -252,6 +298,12 @@ class Runner:
             raise TaskFailed(f"job {ctx.job.name}: the job's lock was lost (its state store connection dropped), "
                              f"so task {task.name} was not started: another process may be running the job")
         attempt_id = self.ledger.start_attempt(ctx.run_id, task.name, attempt)
+        if task.name in ctx.done:
+            by, rows = ctx.done[task.name]
+            note = f"done in run {by}"
+            self.ledger.finish_attempt(attempt_id, "success", rows, error=note)
+            log.info("job %s task %s: %s; not run again", ctx.job.name, task.name, note)
+            return rows, note
         try:
             earlier = self._committed_earlier(ctx, task)
             if earlier is not None:
@@ -273,7 +325,9 @@ class Runner:
         except AttemptError as exc:
             v = exc.verdict
             status = "retrying" if self._should_retry(task, exc) else "failed"
-            self.ledger.finish_attempt(attempt_id, status, errno=v.errno, error=_ledger_error(v))
+            where = (exc.statement.where, exc.statement.first_line[:300]) if exc.statement is not None else None
+            self.ledger.finish_attempt(attempt_id, status, errno=v.errno, error=_ledger_error(v), statement=where,
+                                       run_id=ctx.run_id)
             exc.attempt_id = attempt_id
             if exc.ambiguous and not self.project.databases[task.database].markers:
                 raise OutcomeUnknown(
@@ -368,6 +422,7 @@ class _RunContext:
     deadline: float | None = None
     still_locked: Callable[[], bool] | None = None
     resume_of: Mapping[str, str] = field(default_factory=dict)
+    done: Mapping[str, tuple[str, int]] = field(default_factory=dict)
 
 
 def _one_line(text: str) -> str:

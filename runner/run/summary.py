@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import IO
 
+from runner import logs
 from runner.run.executor import RunResult
 
 
@@ -15,5 +16,5 @@ def print_summary(result: RunResult, out: IO[str]) -> None:
         extra = f"  {t.note}" if t.note else ""
         out.write(f"  {t.name:<{width}}  {t.status:<8} {attempts:<11} {t.rows:>9} rows  {t.seconds:6.2f}s{extra}\n")
     if result.error:
-        out.write("\n" + result.error + "\n")
+        out.write("\n" + logs.REDACTOR.scrub(result.error) + "\n")
     out.flush()

@@ -112,7 +112,9 @@ def crontab_text(project: Project, python: str | None = None) -> str:
         f"# Cron lines for the runner project in {shown_root}, written by `python -m runner --crontab`.",
         "# A job's line claims its slot as the scheduler daemon does (once across hosts sharing a state store);",
         "# the catch-up line runs the latest slot a down server missed and records older ones as missed.",
-        f"# Lines without CRON_TZ run in the system's timezone ({system_tz}). Install with: crontab <this file>",
+        f"# Lines without CRON_TZ run in the system's timezone ({system_tz}). Install with: python -m runner "
+        "--crontab --install",
+        "# (it replaces only the runner's block of your crontab and keeps a backup; `| crontab -` would replace all).",
         "SHELL=/bin/sh",
         "",
         "# catch-up: every job whose latest scheduled slot has no successful run",

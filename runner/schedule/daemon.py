@@ -39,14 +39,18 @@ from runner.config.urls import passwords
 from runner.cron import UTC, Schedule
 from runner.errors import ConfigError, UsageError
 from runner.model import Job, Project
+from runner.notify.hub import Hub
 from runner.run.executor import Runner
+from runner.schedule import systemd
 from runner.schedule.due import DueRunner, Outcome, Prepared, grace_of
 from runner.schedule.slots import DAEMON_FAILED_RERUNS
+from runner.state.retention import prune_if_due
 from runner.state.slots import SlotLedger
 
 log = logging.getLogger("runner.scheduler")
 
 LOOK_SECONDS = 30.0  # how often the daemon looks for missed slots and abandoned runs
+PRUNE_SECONDS = 3600.0  # how often it asks whether runs are past history_days
 MAX_WORKERS = 128
 MAX_BATCH = 200  # jobs claimed in one go by the dispatch thread
 QUIET = 0.002  # the jobs due at one moment are all queued when the queue has been quiet this long
@@ -91,10 +95,13 @@ def _load(project: Project) -> tuple[Project, dict[str, Job]]:
     return project, {name: job for name, job in sorted(jobs.items()) if job.schedule}
 
 
-def _generation(project: Project, jobs: dict[str, Job]) -> _Generation:
+def _generation(project: Project, jobs: dict[str, Job], hub: Hub | None = None) -> _Generation:
     ledger = SlotLedger(project.settings.state_url)
-    runner = Runner(project, ledger=ledger)
-    return _Generation(project, jobs, runner, DueRunner(project, runner, ledger, DAEMON_FAILED_RERUNS))
+    hub = hub or Hub(project, ledger, jobs, serve_metrics=True)
+    runner = Runner(project, ledger=ledger, watchers=hub.watchers())
+    due = DueRunner(project, runner, ledger, DAEMON_FAILED_RERUNS, hub=hub)
+    due.seen_at = clock.now()  # the jobs a state store never saw are caught up from the daemon's start
+    return _Generation(project, jobs, runner, due)
 
 
 class Daemon:
@@ -107,7 +114,10 @@ class Daemon:
     def __init__(self, project: Project, look_seconds: float = LOOK_SECONDS):
         project, jobs = _load(project)
         self._gen = _generation(project, jobs)
+        self.hub = self._gen.due.hub
+        assert self.hub is not None
         self._retired: list[_Generation] = []
+        self.hub.pool_sources.append(lambda: [p for g in [self._gen, *self._retired] for p in g.runner.engines.pools()])
         self._cv = threading.Condition()
         self._running: dict[str, float] = {}
         self._stopping = False
@@ -116,6 +126,7 @@ class Daemon:
         self._stop_asked: str | None = None
         self._due: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self.look_seconds = look_seconds
+        self._pruned_at: float | None = None
         self._pool = futures.ThreadPoolExecutor(max(10, min(MAX_WORKERS, len(jobs) + 2)), "runner-job")
         self._dispatcher = threading.Thread(target=self._dispatch, name="runner-dispatch", daemon=True)
         self.scheduler = BackgroundScheduler(timezone=UTC, executors={"default": DebugExecutor()},
@@ -128,10 +139,16 @@ class Daemon:
             self._add(job)
         self.scheduler.add_job(self._pool.submit, IntervalTrigger(seconds=self.look_seconds, timezone=UTC),
                                args=[self.look], id="runner:look", next_run_time=clock.now(), misfire_grace_time=None)
+        watchdog = systemd.watchdog_every()
+        if watchdog is not None:  # from the scheduler's own thread: a wedged loop stops the pings
+            self.scheduler.add_job(self._watchdog, IntervalTrigger(seconds=watchdog, timezone=UTC),
+                                   id="runner:watchdog", next_run_time=clock.now(), misfire_grace_time=None)
+        self.hub.serve()
         self._dispatcher.start()
         self.scheduler.start()
         log.info("scheduler started (pid %d): %d scheduled job(s): %s", os.getpid(), len(self._gen.jobs),
                  ", ".join(f"{j.name} [{j.schedule} {j.timezone}]" for j in self._gen.jobs.values()) or "none")
+        systemd.sd_notify(f"READY=1\nSTATUS=running {len(self._gen.jobs)} scheduled job(s)")
         while self._stop_asked is None:
             self._wake.wait(1.0)
             self._wake.clear()
@@ -158,8 +175,13 @@ class Daemon:
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGHUP, reload)
 
+    def _watchdog(self) -> None:
+        if self._dispatcher.is_alive():
+            systemd.sd_notify("WATCHDOG=1")
+
     def stop(self, why: str = "stop") -> int:
         """No new runs; running ones finish within stop_grace. 0 when all finished in time."""
+        systemd.sd_notify(f"STOPPING=1\nSTATUS={why}: waiting for running jobs")
         grace = self._gen.project.settings.stop_grace
         with self._cv:
             self._stopping = True
@@ -180,6 +202,7 @@ class Daemon:
             logging.shutdown()
             os._exit(130)  # worker threads cannot be interrupted; the interpreter would wait for them
         self._pool.shutdown(wait=True)
+        self.hub.close()
         for gen in [self._gen, *self._retired]:
             gen.runner.close()
         log.info("scheduler stopped")
@@ -247,8 +270,12 @@ class Daemon:
     def look(self) -> None:
         """Slots missed while the daemon was down or busy, and runs abandoned by a process that died."""
         gen = self._gen
+        if self._stopping:
+            return
+        self.hub.look()
+        gen.due.check_late(list(gen.jobs.values()))
         idle = [job for job in gen.jobs.values() if job.name not in self._running]
-        if self._stopping or not idle:
+        if not idle:
             return
         try:
             for job in gen.due.needing_look(idle):
@@ -256,6 +283,9 @@ class Daemon:
         except Exception as exc:
             log.warning("looking for missed slots failed (state store %s): %s", type(exc).__name__,
                         logs.REDACTOR.scrub(str(exc)))
+        if self._pruned_at is None or clock.monotonic() - self._pruned_at >= PRUNE_SECONDS:
+            self._pruned_at = clock.monotonic()
+            prune_if_due(gen.due.ledger, gen.project.settings.history_days)
 
     # ------------------------------------------------------------------------------------ SIGHUP
     def reload(self) -> bool:
@@ -270,7 +300,8 @@ class Daemon:
                       len(exc.problems), len(old.jobs))
             return False
         logs.REDACTOR.add(passwords(project))
-        gen = _generation(project, jobs)
+        self.hub.update(project, jobs)
+        gen = _generation(project, jobs, self.hub)
         with self._cv:
             self._gen = gen
             self._retired.append(old)

@@ -21,24 +21,28 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import IO, Mapping, Sequence
+from typing import IO, Any, Mapping, Sequence
 
 from runner import clock, logs
 from runner.config.jobs import job_names, load_job, load_jobs
 from runner.cron import Schedule
 from runner.errors import ConfigError, JobLocked, UsageError
 from runner.model import Job, Project
+from runner.notify.hub import Hub
 from runner.run.executor import Runner, RunRequest, RunResult, new_run_id
 from runner.run.summary import print_summary
 from runner.schedule.slots import (
     DUE_FAILED_RERUNS,
     FailedReruns,
+    SlotPlan,
     grace_seconds,
     plan_slots,
     rerun_allowed,
     rerun_failed,
 )
+from runner.state.jobstate import JobState
 from runner.state.lock import Held, job_lock
+from runner.state.retention import prune_if_due
 from runner.state.slots import Claim, JobSlots, SlotLedger, SlotTaken, Unfinished
 
 log = logging.getLogger("runner.due")
@@ -51,6 +55,7 @@ class Outcome:
     job: str
     results: list[RunResult] = field(default_factory=list)
     missed: list[datetime] = field(default_factory=list)
+    paused: list[datetime] = field(default_factory=list)  # slots recorded as paused
     abandoned: list[Unfinished] = field(default_factory=list)
     locked: str | None = None  # the holder, when the job was running elsewhere
     taken: int = 0  # slots another process claimed first
@@ -61,7 +66,7 @@ class Outcome:
 
     @property
     def idle(self) -> bool:
-        return not (self.results or self.missed or self.abandoned or self.locked or self.taken)
+        return not (self.results or self.missed or self.paused or self.abandoned or self.locked or self.taken)
 
 
 @dataclass
@@ -80,15 +85,67 @@ def grace_of(project: Project, job: Job) -> float:
     return grace_seconds(job.catch_up, job.catch_up_window, project.settings.misfire_grace)
 
 
+def pause_reason(job: Job, pause: object | None) -> str | None:
+    """Why the job's slots are not run now (`enabled: false` in its file, or --pause), or None."""
+    if not job.enabled:
+        return f"enabled: false in {job.file}"
+    return pause.text() if pause is not None else None  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Look:
+    """What one look at a job's slots is to do (see `decide`); nothing is written by deciding."""
+
+    abandoned: tuple[tuple[Unfinished, bool], ...] = ()  # (run, whether its slot runs again)
+    plan: SlotPlan = SlotPlan()  # the slot to run, the slots to record as missed (or as paused)
+    paused: str | None = None  # the job is paused: why; its slots are recorded as paused, none runs
+    take_over: tuple[datetime, str, str, int] | None = None  # (slot, run holding its claim, its status,
+    # failed runs of the slot so far): the slot runs again
+    unseen: bool = False  # the state store never looked at the job before: nothing earlier is caught up
+
+    @property
+    def empty(self) -> bool:
+        return not (self.abandoned or self.plan.run or self.plan.missed or self.take_over or self.unseen)
+
+
+def decide(job: Job, schedule: Schedule, state: JobSlots, now: datetime, grace: float, *, paused: str | None,
+           first_seen: datetime | None, explicit: bool, failed: FailedReruns) -> Look:
+    """Pure: what a look at the job's slots does now. A job never claimed before is caught up only for
+    the slots after the state store first saw it (`first_seen`; none yet: the look records it and runs
+    nothing), unless asked for by name (`explicit`: `--due --job NAME`, the job's own cron line, runs
+    its latest slot within the grace). A paused job's slots are recorded as paused; after a resume,
+    asking by name runs a latest slot that was recorded as paused."""
+    abandoned = tuple((run, paused is None and rerun_allowed(job.rerun_abandoned, run.slot, now, grace))
+                      for run in state.unfinished)
+    last = state.last
+    if last is None and not explicit:
+        if first_seen is None:
+            return Look(abandoned, paused=paused, unseen=True)
+        last = first_seen
+    plan = plan_slots(schedule, now, last, grace)
+    if paused is not None:
+        return Look(abandoned, plan, paused)
+    take_over = None
+    if plan.run is None and not plan.missed and state.last is not None and state.last_run is not None:
+        if rerun_failed(failed, state.last_status, state.last, state.last_ended, state.last_failures, now, grace):
+            take_over = (state.last, state.last_run, state.last_status or "", state.last_failures)
+        elif explicit and state.last_status == "paused" and (now - state.last).total_seconds() <= grace:
+            take_over = (state.last, state.last_run, "paused", state.last_failures)
+    return Look(abandoned, plan, None, take_over)
+
+
 class DueRunner:
     """Looks at the slots of jobs and runs what is due; shared by every trigger of one process."""
 
-    def __init__(self, project: Project, runner: Runner, ledger: SlotLedger,
-                 failed_reruns: FailedReruns = DUE_FAILED_RERUNS):
+    def __init__(self, project: Project, runner: Runner | None, ledger: SlotLedger,
+                 failed_reruns: FailedReruns = DUE_FAILED_RERUNS, hub: Hub | None = None):
         self.project = project
         self.runner = runner
         self.ledger = ledger
         self.failed_reruns = failed_reruns
+        self.hub = hub
+        self.jobstate = JobState(ledger)
+        self.seen_at: datetime | None = None  # a daemon's start: the moment it first saw its jobs
         self._schedules: dict[tuple[str, str], Schedule] = {}
 
     def schedule(self, job: Job) -> Schedule:
@@ -97,26 +154,49 @@ class DueRunner:
             self._schedules[key] = Schedule(*key)
         return self._schedules[key]
 
+    def looks(self, jobs: Sequence[Job], now: datetime, explicit: bool = False,
+              record_seen: bool = True) -> dict[str, Look]:
+        """What a look at each job decides now, from three reads of the state store for all of them. The
+        jobs the store never saw are recorded as seen (unless `record_seen` is false: a dry run)."""
+        names = [job.name for job in jobs]
+        states = self.ledger.jobs_slots(names)
+        pauses = self.jobstate.paused(names)
+        unclaimed = [n for n in names if states[n].last is None]
+        seen = self.jobstate.first_seen(unclaimed) if unclaimed else {}
+        if record_seen and not explicit and len(seen) < len(unclaimed):
+            seen = self.jobstate.see(unclaimed, self.seen_at or now)
+        return {job.name: decide(job, self.schedule(job), states[job.name], now, grace_of(self.project, job),
+                                 paused=pause_reason(job, pauses.get(job.name)), first_seen=seen.get(job.name),
+                                 explicit=explicit, failed=self.failed_reruns)
+                for job in jobs}
+
     def needing_look(self, jobs: Sequence[Job]) -> list[Job]:
         """Without the locks: the jobs with a slot to run or record, a failed slot to run again, or a run
         that may be abandoned."""
-        states = self.ledger.jobs_slots([job.name for job in jobs])
-        now = clock.now()
-        out = []
-        for job in jobs:
-            state = states[job.name]
-            plan = plan_slots(self.schedule(job), now, state.last, grace_of(self.project, job))
-            if state.unfinished or plan.run is not None or plan.missed or self._failed_again(job, state, now):
-                out.append(job)
-        return out
+        looks = self.looks(jobs, clock.now())
+        return [job for job in jobs if not looks[job.name].empty and not looks[job.name].unseen]
 
-    def run_due(self, job: Job, trigger: str) -> Outcome:
-        prepared = self.prepare([job], trigger)[0]
+    def check_late(self, jobs: Sequence[Job], now: datetime | None = None) -> None:
+        """Raise `late` for the jobs whose slot has no success `late_after` past its time (once per slot)."""
+        watched = [job for job in jobs if job.late_after is not None and job.enabled]
+        if self.hub is None or not watched:
+            return
+        try:
+            paused = self.jobstate.paused([job.name for job in watched])  # a paused job is not late
+            watched = [job for job in watched if job.name not in paused]
+            self.hub.check_late(watched, self.ledger.first_slots([job.name for job in watched]), self.schedule, now)
+        except Exception as exc:
+            log.warning("looking for late slots failed (%s: %s); the next look tries again", type(exc).__name__,
+                        logs.REDACTOR.scrub(str(exc)))
+
+    def run_due(self, job: Job, trigger: str, explicit: bool = False) -> Outcome:
+        prepared = self.prepare([job], trigger, explicit)[0]
         return prepared if isinstance(prepared, Outcome) else self.execute(prepared)
 
-    def prepare(self, jobs: Sequence[Job], trigger: str) -> list[Prepared | Outcome]:
+    def prepare(self, jobs: Sequence[Job], trigger: str, explicit: bool = False) -> list[Prepared | Outcome]:
         """For each job: take its lock, settle abandoned runs and missed slots, claim what is to run.
-        The ledger is read, and the plain claims written, once for all the jobs."""
+        The ledger is read, and the plain claims written, once for all the jobs. `explicit`: the jobs
+        were asked for by name (see `decide`)."""
         held: list[tuple[Job, Held, contextlib.ExitStack]] = []
         out: dict[str, Prepared | Outcome] = {}
         try:
@@ -127,9 +207,9 @@ class DueRunner:
                                  release))
                 except JobLocked as exc:
                     out[job.name] = Outcome(job.name, locked=str(exc))
-            states = self.ledger.jobs_slots([job.name for job, _, _ in held]) if held else {}
             now = clock.now()
-            plans = {job.name: self._settle(job, trigger, states[job.name], now) for job, _, _ in held}
+            looks = self.looks([job for job, _, _ in held], now, explicit) if held else {}
+            plans = {job.name: self._settle(job, trigger, looks[job.name]) for job, _, _ in held}
             won = {c.run_id for c in self.ledger.claim_many([c for _, runs in plans.values() for c in runs
                                                               if isinstance(c, Claim)])}
             for job, lock, release in held:
@@ -158,6 +238,7 @@ class DueRunner:
         """Run the claimed slots in order, then release the job's lock."""
         job, out = prepared.job, prepared.outcome
         schedule = self.schedule(job)
+        assert self.runner is not None, "a DueRunner without a runner only looks"
         try:
             for run in prepared.runs:
                 req = RunRequest(job=job, run_date=date.fromisoformat(schedule.local_date(run.slot)),
@@ -168,58 +249,83 @@ class DueRunner:
             prepared.release.close()
         return out
 
-    def _settle(self, job: Job, trigger: str, state: JobSlots, now: datetime) -> tuple[Outcome, list[Claim | SlotRun]]:
-        """Under the job's lock: abandoned runs (taken over at once when they are to run again) and
-        missed slots are recorded; the claims still to make are returned, in the order to run."""
+    def _settle(self, job: Job, trigger: str, look: Look) -> tuple[Outcome, list[Claim | SlotRun]]:
+        """Under the job's lock: abandoned runs (taken over at once when they are to run again), missed
+        and paused slots are recorded; the claims still to make are returned, in the order to run."""
+        with logs.bound(job=job.name):
+            out, wanted = self._settle_job(job, trigger, look)
+        if self.hub is not None and (out.missed or out.abandoned):
+            self.hub.recorded(job, len(out.missed), [run.trigger for run in out.abandoned])
+        return out, wanted
+
+    def _settle_job(self, job: Job, trigger: str, look: Look) -> tuple[Outcome, list[Claim | SlotRun]]:
         out = Outcome(job.name)
         schedule = self.schedule(job)
         grace = grace_of(self.project, job)
         wanted: list[Claim | SlotRun] = []
-        for run in state.unfinished:  # we hold the lock, so whoever started these is gone
+        abandoned_alerts = self.hub.abandoned_alerts(job) if self.hub is not None else None
+        for run, again in look.abandoned:  # we hold the lock, so whoever started these is gone
             out.abandoned.append(run)
-            if run.slot is not None and rerun_allowed(job.rerun_abandoned, run.slot, now, grace):
-                rerun = self._take_over(job, schedule, run.slot, run.run_id, trigger)
+            if again and run.slot is not None:
+                rerun = self._take_over(job, schedule, run.slot, run.run_id, trigger, abandoned_alerts)
                 if rerun is not None:
                     log.warning("job %s: run %s (slot %s, %s pid %s) was abandoned; running its slot again",
                                 job.name, run.run_id[:8], _fmt(run.slot), run.host, run.pid)
                     wanted.append(rerun)
                     continue
-            if self.ledger.abandon(run, job.name):
+            if self.ledger.abandon(run, job.name, abandoned_alerts):
                 log.warning("job %s: run %s (slot %s, %s pid %s) was abandoned%s", job.name, run.run_id[:8],
                             _fmt(run.slot), run.host, run.pid,
                             "" if job.rerun_abandoned else "; not run again (rerun_abandoned: false)")
-        plan = plan_slots(schedule, now, state.last, grace)
+        plan = look.plan
+        if look.paused is not None:
+            self._record_paused(job, schedule, plan, trigger, look.paused, out)
+            return out, wanted
         if plan.missed:
             reason = (f"missed: no runner was up, or the job was still running, at the slot's time; only the "
                       f"latest slot within {grace:.0f}s is run (catch_up: {job.catch_up})")
             self.ledger.record_missed(job.name, [(s, schedule.local_date(s)) for s in plan.missed], trigger,
-                                      reason, plan.missed_before)
+                                      reason, plan.missed_before,
+                                      alerts=self.hub.missed_alerts(job) if self.hub is not None else None)
             out.missed.extend(plan.missed)
             log.warning("job %s: %d slot(s) missed and recorded as missed: %s", job.name, len(plan.missed),
                         ", ".join(_fmt(s) for s in plan.missed[-5:]) + (" ..." if len(plan.missed) > 5 else ""))
         if plan.run is not None:
             wanted.append(Claim(job.name, plan.run, new_run_id(), schedule.local_date(plan.run), trigger))
-        elif not plan.missed and state.last is not None and state.last_run is not None \
-                and self._failed_again(job, state, now):
-            rerun = self._take_over(job, schedule, state.last, state.last_run, trigger)
+        elif look.take_over is not None:
+            slot, holder, status, failures = look.take_over
+            rerun = self._take_over(job, schedule, slot, holder, trigger)
             if rerun is not None:
-                log.warning("job %s: run %s of slot %s %s; running its slot again (%d failed run(s) of the slot "
-                            "so far)", job.name, state.last_run[:8], _fmt(state.last), state.last_status,
-                            state.last_failures)
+                if status == "paused":
+                    log.info("job %s: its latest slot %s was recorded as paused; running it, as asked by name",
+                             job.name, _fmt(slot))
+                else:
+                    log.warning("job %s: run %s of slot %s %s; running its slot again (%d failed run(s) of the "
+                                "slot so far)", job.name, holder[:8], _fmt(slot), status, failures)
                 wanted.append(rerun)
         return out, wanted
 
-    def _failed_again(self, job: Job, state: JobSlots, now: datetime) -> bool:
-        """The latest slot's run failed, and the slot is to run again (see slots.rerun_failed)."""
-        return rerun_failed(self.failed_reruns, state.last_status, state.last, state.last_ended,
-                            state.last_failures, now, grace_of(self.project, job))
+    def _record_paused(self, job: Job, schedule: Schedule, plan: SlotPlan, trigger: str, why: str,
+                       out: Outcome) -> None:
+        """A paused job's slots are recorded as `paused` (not missed: nothing failed to run them), so they
+        are not caught up after a resume."""
+        slots = [*plan.missed, *([plan.run] if plan.run is not None else [])]
+        if not slots:
+            return
+        self.ledger.record_paused(job.name, [(s, schedule.local_date(s)) for s in slots], trigger, why,
+                                  plan.missed_before)
+        out.paused.extend(slots)
+        log.info("job %s is paused (%s): %d slot(s) recorded as paused, latest %s", job.name, why, len(slots),
+                 _fmt(slots[-1]))
 
-    def _take_over(self, job: Job, schedule: Schedule, slot: datetime, run_id: str, trigger: str) -> SlotRun | None:
+    def _take_over(self, job: Job, schedule: Schedule, slot: datetime, run_id: str, trigger: str,
+                   abandoned_alerts: Any = None) -> SlotRun | None:
         """Claim the slot again from the run holding its claim (abandoned or failed), in the transaction
         that starts the new run; None when another process took it over first."""
         new = new_run_id()
         try:
-            self.ledger.claim(job.name, slot, new, schedule.local_date(slot), trigger, takes_over=run_id)
+            self.ledger.claim(job.name, slot, new, schedule.local_date(slot), trigger, takes_over=run_id,
+                              abandoned_alerts=abandoned_alerts)
         except SlotTaken as exc:
             log.info("%s; not run again", exc)
             return None
@@ -249,22 +355,30 @@ def run_due(project: Project, out: IO[str], job: str | None = None) -> int:
     1 a run failed, 2 a job file is invalid, 3 a job was skipped because it is running elsewhere."""
     jobs, invalid = _due_jobs(project, job)
     ledger = SlotLedger(project.settings.state_url)
-    runner = Runner(project, ledger=ledger)
-    due = DueRunner(project, runner, ledger)
+    hub = Hub(project, ledger, {j.name: j for j in jobs})
+    runner = Runner(project, ledger=ledger, watchers=hub.watchers())
+    hub.pool_sources.append(runner.engines.pools)
+    hub.start()
+    due = DueRunner(project, runner, ledger, hub=hub)
     outcomes: list[Outcome] = []
     try:
         for j in jobs:
-            outcome = due.run_due(j, "cron" if job else "due")
+            outcome = due.run_due(j, "cron" if job else "due", explicit=job is not None)
             outcomes.append(outcome)
             for result in outcome.results:
                 print_summary(result, out)
             if outcome.missed:
                 out.write(f"{j.name}: {len(outcome.missed)} missed slot(s) recorded as missed\n")
+            if outcome.paused:
+                out.write(f"{j.name}: paused; {len(outcome.paused)} slot(s) recorded as paused\n")
             if outcome.abandoned:
                 out.write(f"{j.name}: {len(outcome.abandoned)} abandoned run(s) found\n")
             if outcome.locked:
                 log.warning("%s", outcome.locked)
+        due.check_late(jobs)
     finally:
+        prune_if_due(ledger, project.settings.history_days)
+        hub.close()
         runner.close()
     if all(o.idle for o in outcomes):
         out.write("nothing due\n")
@@ -291,3 +405,59 @@ def _due_jobs(project: Project, name: str | None) -> tuple[list[Job], list[str]]
     for n in invalid:
         log.error("job %s was not looked at: its file is invalid (see --check)", n)
     return [job for _, job in sorted(jobs.items()) if job.schedule], invalid
+
+
+def dry_run_due(project: Project, out: IO[str], job: str | None = None) -> int:
+    """`--due --dry-run`: what `--due` would do now and why, job by job; nothing is written, no lock is
+    taken, and a state store that does not exist yet is not created."""
+    jobs, invalid = _due_jobs(project, job)
+    ledger = SlotLedger(project.settings.state_url, create=False)
+    due = DueRunner(project, None, ledger)  # no runner: nothing runs
+    now = clock.now()
+    try:
+        if ledger.exists():
+            looks = due.looks(jobs, now, explicit=job is not None, record_seen=False)
+        else:
+            looks = {j.name: decide(j, due.schedule(j), JobSlots(None, ()), now, grace_of(project, j),
+                                    paused=pause_reason(j, None), first_seen=None, explicit=job is not None,
+                                    failed=due.failed_reruns) for j in jobs}
+    finally:
+        ledger.dispose()
+    out.write(f"as of {_fmt(now)}; nothing is run or recorded (--dry-run)\n")
+    for j in jobs:
+        for line in explain(j, looks[j.name], grace_of(project, j), now):
+            out.write(f"{j.name}: {line}\n")
+    for name in invalid:
+        out.write(f"{name}: not looked at: its file is invalid (see --check)\n")
+    return ConfigError.exit_code if invalid else 0
+
+
+def explain(job: Job, look: Look, grace: float, now: datetime) -> list[str]:
+    """What a look does, in words (for --due --dry-run)."""
+    lines = []
+    for run, again in look.abandoned:
+        lines.append(f"run {run.run_id[:8]} (slot {_fmt(run.slot)}, {run.host} pid {run.pid}) is recorded running: "
+                     "if its lock is free it is abandoned" + (" and its slot runs again" if again else ""))
+    if look.unseen:
+        lines.append("first look of this state store at the job: recorded as seen now; slots before now are not "
+                     "caught up (--due --job NAME runs its latest slot)")
+        return lines
+    plan = look.plan
+    if look.paused is not None:
+        slots = len(plan.missed) + (1 if plan.run else 0)
+        lines.append(f"{look.paused}: " + (f"{slots} slot(s) would be recorded as paused" if slots else "no slot due"))
+        return lines
+    if plan.missed:
+        lines.append(f"{len(plan.missed)} slot(s) would be recorded as missed ({_fmt(plan.missed[0])} .. "
+                     f"{_fmt(plan.missed[-1])}): only the latest slot within {grace:.0f}s runs")
+    if plan.run is not None:
+        age = (now - plan.run).total_seconds()
+        lines.append(f"would run slot {_fmt(plan.run)} ({age:.0f}s ago, within the grace of {grace:.0f}s)")
+    elif look.take_over is not None:
+        slot, holder, status, failures = look.take_over
+        lines.append(f"would run slot {_fmt(slot)} again: its run {holder[:8]} " +
+                     ("was recorded as paused, and the job is asked for by name" if status == "paused" else
+                      f"{status} ({failures} failed run(s) of the slot so far)"))
+    if not lines:
+        lines.append("nothing due")
+    return lines

@@ -6,18 +6,25 @@ one history. Failure is data: reports and `--history` read these rows.
 
 from __future__ import annotations
 
+import contextlib
+import getpass
+import json
+import logging
 import os
 import socket
 import threading
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy import event
 
 from runner import clock
 from runner.db.engines import create_tables
+from runner.errors import UsageError
+
+log = logging.getLogger("runner.ledger")
 
 metadata = sa.MetaData()
 
@@ -39,6 +46,11 @@ runs = sa.Table(
     sa.Index("ix_runner_runs_job_started", "job", "started_at"),
     sa.Index("ix_runner_runs_job_slot", "job", "slot"),
 )
+
+# What `--history` sorts and filters on, and what pruning finds old runs by: without them, `--history`
+# sorts every run of the ledger. Ledgers made before them get them when opened (UPGRADE_INDEXES).
+_started_index = sa.Index("ix_runner_runs_started", runs.c.started_at)
+_status_index = sa.Index("ix_runner_runs_status_started", runs.c.status, runs.c.started_at)
 
 attempts = sa.Table(
     "runner_task_attempts", metadata,
@@ -62,18 +74,89 @@ watermarks = sa.Table(
     sa.Column("updated_at", sa.DateTime, nullable=False),
 )
 
+# Where a run came from, when there is more to it than its row says: the --param values and
+# --from-task of a run by hand, and the run it re-ran (--rerun). A re-run repeats them.
+origins = sa.Table(
+    "runner_run_origins", metadata,
+    sa.Column("run_id", sa.String(32), primary_key=True),
+    sa.Column("params", sa.Text, nullable=True),  # JSON object of the --param values
+    sa.Column("from_task", sa.String(128), nullable=True),
+    sa.Column("rerun_of", sa.String(32), nullable=True, index=True),
+)
+
+UPGRADE_INDEXES = (_started_index, _status_index)
+# Alerts waiting to be sent, and those sent: one row per (event, target), written in the transaction
+# that records the outcome it tells of (state/outbox.py reads and leases them).
+notifications = sa.Table(
+    "runner_notifications", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job", sa.String(128), nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("run_id", sa.String(32), nullable=True, index=True),
+    sa.Column("slot", sa.DateTime, nullable=True),
+    sa.Column("target", sa.String(128), nullable=False),  # the target's label, never its URL
+    sa.Column("target_key", sa.String(32), nullable=False),  # digest of the URL (NotifyTarget.key)
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),  # pending | sent | expired | dropped
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("sent_at", sa.DateTime, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("lease_until", sa.DateTime, nullable=True),
+    sa.Column("lease_by", sa.String(300), nullable=True),  # "host pid" of the process sending it
+    sa.Column("detail", sa.Text, nullable=True),
+)
+
+# Slots that were reported late: one row per slot, so `late` is raised once whoever looks.
+late_slots = sa.Table(
+    "runner_late_slots", metadata,
+    sa.Column("job", sa.String(128), primary_key=True),
+    sa.Column("slot", sa.DateTime, primary_key=True),
+    sa.Column("raised_at", sa.DateTime, nullable=False),
+)
+
+# Where a failed attempt failed: the statement's file:line and its first line.
+attempt_statements = sa.Table(
+    "runner_attempt_statements", metadata,
+    sa.Column("attempt_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("run_id", sa.String(32), nullable=False, index=True),
+    sa.Column("statement", sa.String(600), nullable=False),
+    sa.Column("first_line", sa.Text, nullable=True),
+)
+
 HOST = socket.gethostname()
+
+
+def operator() -> str:
+    """Who asks, as the state store records it: user@host."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no name for this uid (a container without a passwd entry)
+        user = f"uid{os.getuid()}"
+    return f"{user}@{HOST}"
 
 # Built once: a statement built per call (`.values(...)`) costs its cache key every time, ~3x the write.
 _START_RUN = runs.insert()
 _FINISH_RUN = runs.update().where(runs.c.run_id == sa.bindparam("b_run_id"))
 _START_ATTEMPT = attempts.insert()
 _FINISH_ATTEMPT = attempts.update().where(attempts.c.id == sa.bindparam("b_id"))
+_ATTEMPT_STATEMENT = attempt_statements.insert()
+_ALERT = notifications.insert()
+_PREVIOUS = sa.select(runs.c.status).where(
+    runs.c.job == sa.bindparam("b_job"), runs.c.run_id != sa.bindparam("b_run_id"),
+    runs.c.status.in_(("success", "failed", "interrupted", "abandoned"))).order_by(runs.c.started_at.desc()).limit(1)
 
 
 def _utc(dt: datetime | None) -> datetime | None:
     """Naive UTC for storage (both SQLite and MySQL DATETIME store it unambiguously)."""
     return dt.replace(tzinfo=None) if dt is not None and dt.tzinfo is not None else dt
+
+
+def alert_row(alert: dict[str, Any]) -> dict[str, Any]:
+    """An outbox row from what an alert says (job, event, run_id, slot, target, target_key, detail)."""
+    return dict(job=alert["job"], event=alert["event"], run_id=alert.get("run_id"), slot=_utc(alert.get("slot")),
+                target=alert["target"], target_key=alert["target_key"], created_at=_utc(clock.now()),
+                status="pending", attempts=0, sent_at=None, error=None, lease_until=None, lease_by=None,
+                detail=alert.get("detail"))
 
 
 @dataclass(frozen=True)
@@ -92,17 +175,19 @@ class TaskAttempt:
 class Ledger:
     """Reads and writes the state store. Thread-safe; each write is its own short transaction."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, create: bool = True):
+        """`create`: make the folder of a SQLite state store (False for commands that only read)."""
         self.url = url
-        self.engine = self._engine(url)
+        self.engine = self._engine(url, create)
         self._ready = False
         self._lock = threading.Lock()
+        self._more_ready: set[str] = set()
 
     @staticmethod
-    def _engine(url: str) -> sa.Engine:
+    def _engine(url: str, create: bool = True) -> sa.Engine:
         u = sa.make_url(url)
         if u.get_backend_name() == "sqlite":
-            if u.database not in (None, "", ":memory:"):
+            if create and u.database not in (None, "", ":memory:"):
                 os.makedirs(os.path.dirname(u.database) or ".", exist_ok=True)
             engine = sa.create_engine(u, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -122,13 +207,39 @@ class Ledger:
             return
         with self._lock:
             if not self._ready:
-                create_tables(self.engine, *metadata.sorted_tables)
+                ensure_tables(self.engine, metadata.sorted_tables, UPGRADE_INDEXES)
                 self._ready = True
+
+    def ensure(self, *tables: sa.Table) -> None:
+        """Tables of the state store kept beside the ledger's own (pauses, watermark changes, ...),
+        created on first use by this ledger."""
+        self.ensure_schema()
+        wanted = [t for t in tables if t.name not in self._more_ready]
+        if wanted:
+            with self._lock:
+                ensure_tables(self.engine, wanted)
+                self._more_ready.update(t.name for t in wanted)
+
+    def exists(self) -> bool:
+        """Whether the state store holds a ledger yet; a read-only command (`--due --dry-run`, `--list`)
+        asks before reading, so that it creates nothing, not even an empty SQLite file."""
+        u = sa.make_url(self.url)
+        if u.get_backend_name() == "sqlite":
+            return bool(u.database) and u.database != ":memory:" and os.path.exists(u.database) \
+                and sa.inspect(self.engine).has_table(runs.name)
+        return sa.inspect(self.engine).has_table(runs.name)
 
     def _write(self, stmt: Any, params: dict[str, Any] | None = None) -> Any:
         self.ensure_schema()
         with self.engine.begin() as conn:
             return conn.execute(stmt, params)
+
+    @contextlib.contextmanager
+    def _begin(self, first: bool = False) -> Iterator[sa.Connection]:
+        """One transaction of several writes (SlotLedger: in this process's turn of writers)."""
+        self.ensure_schema()
+        with self.engine.begin() as conn:
+            yield conn
 
     # -- runs
     def start_run(self, run_id: str, job: str, run_date: str, trigger: str = "manual",
@@ -137,9 +248,24 @@ class Ledger:
                                      host=HOST, pid=os.getpid(), started_at=_utc(clock.now()), status=status,
                                      attempts=0, rows=0))
 
-    def finish_run(self, run_id: str, status: str, attempts_made: int, rows: int, error: str | None = None) -> None:
-        self._write(_FINISH_RUN, dict(b_run_id=run_id, ended_at=_utc(clock.now()), status=status,
-                                      attempts=attempts_made, rows=rows, error=error))
+    def finish_run(self, run_id: str, status: str, attempts_made: int, rows: int, error: str | None = None,
+                   alerts: Sequence[dict[str, Any]] = ()) -> None:
+        """Record the run's outcome, and the alerts that tell of it in the same transaction (an alert
+        is never lost between the two)."""
+        values = dict(b_run_id=run_id, ended_at=_utc(clock.now()), status=status, attempts=attempts_made, rows=rows,
+                      error=error)
+        if not alerts:
+            self._write(_FINISH_RUN, values)
+            return
+        with self._begin() as conn:
+            conn.execute(_FINISH_RUN, values)
+            conn.execute(_ALERT, [alert_row(a) for a in alerts])
+
+    def previous_outcome(self, job: str, run_id: str) -> str | None:
+        """How the job's run before `run_id` ended (success, failed, interrupted, abandoned)."""
+        self.ensure_schema()
+        with self.engine.connect() as conn:
+            return conn.execute(_PREVIOUS, {"b_job": job, "b_run_id": run_id}).scalar_one_or_none()
 
     # -- task attempts
     def start_attempt(self, run_id: str, task: str, attempt: int) -> int:
@@ -148,24 +274,95 @@ class Ledger:
         return int(result.inserted_primary_key[0])
 
     def finish_attempt(self, attempt_id: int, status: str, rows: int | None = None, errno: int | None = None,
-                       error: str | None = None) -> None:
-        self._write(_FINISH_ATTEMPT, dict(b_id=attempt_id, ended_at=_utc(clock.now()), status=status, rows=rows,
-                                          errno=errno, error=error))
+                       error: str | None = None, statement: tuple[str, str] | None = None,
+                       run_id: str | None = None) -> None:
+        """`statement`: (file:line, first line) of the statement a failed attempt failed in."""
+        values = dict(b_id=attempt_id, ended_at=_utc(clock.now()), status=status, rows=rows, errno=errno, error=error)
+        if statement is None or run_id is None:
+            self._write(_FINISH_ATTEMPT, values)
+            return
+        with self._begin() as conn:
+            conn.execute(_FINISH_ATTEMPT, values)
+            conn.execute(_ATTEMPT_STATEMENT, dict(attempt_id=attempt_id, run_id=run_id, statement=statement[0][:600],
+                                                  first_line=statement[1]))
+
+    def record_origin(self, run_id: str, params: dict[str, str] | None = None, from_task: str | None = None,
+                      rerun_of: str | None = None) -> None:
+        """What a later --rerun of this run needs and its row does not say; nothing for a plain run."""
+        if params or from_task or rerun_of:
+            self._write(origins.insert(), dict(run_id=run_id, params=json.dumps(params) if params else None,
+                                               from_task=from_task, rerun_of=rerun_of))
 
     # -- reading
-    def history(self, job: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    def history(self, job: str | None = None, limit: int = 50, status: str | None = None,
+                since: datetime | None = None) -> list[dict[str, Any]]:
+        """The latest runs, newest first; only the job's, the status's and those started since, when given."""
         self.ensure_schema()
         q = sa.select(runs).order_by(runs.c.started_at.desc()).limit(limit)
         if job:
             q = q.where(runs.c.job == job)
+        if status:
+            q = q.where(runs.c.status == status)
+        if since is not None:
+            q = q.where(runs.c.started_at >= _utc(since))
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        """The run with this id, or the one run whose id starts with it (`--history` shows 8 characters)."""
+        found = self.find_runs(run_id, 2) if len(run_id) >= 4 else []
+        exact = [r for r in found if r["run_id"] == run_id]
+        if len(found) > 1 and not exact:
+            raise UsageError(f"run id {run_id} is the start of more than one run: give more of it")
+        return (exact or found or [None])[0]
+
+    def origins_of(self, run_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """run id -> {params, from_task, rerun_of, rerun_as} for the runs that have an origin or a re-run."""
+        if not run_ids:
+            return {}
+        self.ensure_schema()
+        out: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(sa.select(origins).where(origins.c.run_id.in_(run_ids))):
+                out.setdefault(r.run_id, {}).update(params=json.loads(r.params) if r.params else {},
+                                                     from_task=r.from_task, rerun_of=r.rerun_of)
+            for r in conn.execute(sa.select(origins.c.run_id, origins.c.rerun_of)
+                                  .where(origins.c.rerun_of.in_(run_ids))):
+                out.setdefault(r.rerun_of, {}).setdefault("rerun_as", []).append(r.run_id)
+        return out
 
     def attempts_of(self, run_id: str) -> list[TaskAttempt]:
         self.ensure_schema()
         q = sa.select(attempts).where(attempts.c.run_id == run_id).order_by(attempts.c.id)
         with self.engine.connect() as conn:
             return [TaskAttempt(**{k: v for k, v in r._mapping.items() if k != "id"}) for r in conn.execute(q)]
+
+    def find_runs(self, prefix: str, limit: int = 5) -> list[dict[str, Any]]:
+        """The runs whose id starts with `prefix` (summaries show the first 8 characters)."""
+        self.ensure_schema()
+        q = sa.select(runs).where(runs.c.run_id.startswith(prefix, autoescape=True)).order_by(
+            runs.c.started_at.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def attempt_details(self, run_id: str) -> list[dict[str, Any]]:
+        """Every attempt of the run in order, with the statement a failed one failed in."""
+        self.ensure_schema()
+        q = sa.select(attempts, attempt_statements.c.statement, attempt_statements.c.first_line).select_from(
+            attempts.outerjoin(attempt_statements, attempt_statements.c.attempt_id == attempts.c.id)).where(
+            attempts.c.run_id == run_id).order_by(attempts.c.id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def last_successes(self, jobs: Sequence[str]) -> dict[str, datetime]:
+        """When each job's latest successful run ended (UTC, naive)."""
+        if not jobs:
+            return {}
+        self.ensure_schema()
+        q = sa.select(runs.c.job, sa.func.max(runs.c.ended_at)).where(
+            runs.c.job.in_(list(jobs)), runs.c.status == "success").group_by(runs.c.job)
+        with self.engine.connect() as conn:
+            return {job: ended for job, ended in conn.execute(q) if ended is not None}
 
     def last_attempts(self, run_ids: list[str]) -> list[TaskAttempt]:
         """The last attempt of each task of the given runs, in the order the tasks started."""
@@ -197,3 +394,23 @@ class Ledger:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def ensure_tables(engine: sa.Engine, tables: Any, indexes: Any = ()) -> None:
+    """Create the tables that are missing (with their indexes), and the `indexes` that a table made by
+    an earlier version lacks: one look at the schema, then only what is missing."""
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        present = set(inspector.get_table_names())
+        missing = [t for t in tables if t.name not in present]
+        named: dict[str, set[str]] = {}
+        for ix in indexes:
+            if ix.table.name in present and ix.table.name not in named:
+                named[ix.table.name] = {i["name"] for i in inspector.get_indexes(ix.table.name)}
+        upgrades = [ix for ix in indexes if ix.name not in named.get(ix.table.name, {ix.name})]
+    if missing:
+        create_tables(engine, *missing)
+    for index in upgrades:
+        log.info("state store: adding index %s to %s (once; a ledger made by an earlier version lacks it)",
+                 index.name, index.table.name)
+        create_tables(engine, index)

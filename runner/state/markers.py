@@ -23,7 +23,8 @@ from runner.db.engines import create_tables, transaction_ended
 log = logging.getLogger("runner.markers")
 
 TABLE = "runner_task_markers"
-KEEP_DAYS = 30
+KEEP_DAYS = 400  # the default of history_days: a run --history shows can be re-run without applying it twice
+PRUNE_BATCH = 1000  # markers deleted per transaction
 
 _metadata = sa.MetaData()
 markers_table = sa.Table(
@@ -34,6 +35,8 @@ markers_table = sa.Table(
     sa.Column("rows_affected", sa.BigInteger, nullable=False),
     sa.Column("committed_at", sa.DateTime, nullable=False),
 )
+# Old markers are found by it; a marker table made by an earlier version gets it when first used.
+_committed_index = sa.Index("ix_runner_task_markers_committed", markers_table.c.committed_at)
 
 _INSERT = (f"INSERT INTO {TABLE} (run_id, task, attempt, rows_affected, committed_at) "
            "VALUES (:run_id, :task, :attempt, :rows_affected, :committed_at)")
@@ -53,18 +56,33 @@ _ready: "weakref.WeakSet[Engine]" = weakref.WeakSet()
 _lock = threading.Lock()
 
 
-def ensure_table(engine: Engine) -> None:
-    """Create the marker table once per engine, and drop markers older than KEEP_DAYS."""
+def ensure_table(engine: Engine, keep_days: int = KEEP_DAYS) -> None:
+    """Create the marker table once per engine, and drop markers older than `keep_days` (the project's
+    history_days: markers live as long as the runs they belong to)."""
     if engine in _ready:
         return
     with _lock:
         if engine in _ready:
             return
-        create_tables(engine, markers_table)
-        cutoff = clock.now().replace(tzinfo=None) - timedelta(days=KEEP_DAYS)
-        with engine.begin() as conn:
-            conn.execute(markers_table.delete().where(markers_table.c.committed_at < cutoff))
+        create_tables(engine, markers_table, _committed_index)
+        prune(engine, clock.now().replace(tzinfo=None) - timedelta(days=keep_days))
         _ready.add(engine)
+
+
+def prune(engine: Engine, before: Any, batch: int = PRUNE_BATCH) -> int:
+    """Delete the markers committed before `before`, `batch` per transaction (the target database is a
+    user's: no long delete holds its locks). Returns how many."""
+    key = sa.tuple_(markers_table.c.run_id, markers_table.c.task)
+    deleted = 0
+    while True:
+        with engine.begin() as conn:
+            old = conn.execute(sa.select(markers_table.c.run_id, markers_table.c.task)
+                               .where(markers_table.c.committed_at < before).limit(batch)).all()
+            if old:
+                conn.execute(markers_table.delete().where(key.in_([tuple(r) for r in old])))
+        deleted += len(old)
+        if len(old) < batch:
+            return deleted
 
 
 def write(cursor: Any, dialect: Any, run_id: str, task: str, attempt: int, rows: int) -> None:

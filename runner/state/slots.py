@@ -15,7 +15,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import sqlalchemy as sa
 
@@ -23,7 +23,11 @@ from runner import clock
 from runner.db.engines import create_tables
 from runner.errors import RunnerError
 from runner.model import FAILED
-from runner.state.ledger import HOST, Ledger, attempts, runs
+from runner.state.ledger import HOST, Ledger, alert_row, attempts, notifications, runs
+
+# The alerts of an event that has no run of its own yet: (run id, slot) -> outbox rows.
+AlertsOf = Callable[[str, datetime | None], Sequence[dict[str, Any]]]
+_ALERT = notifications.insert()
 
 slots = sa.Table(
     "runner_slots", sa.MetaData(),
@@ -51,6 +55,17 @@ _LAST_SLOTS = sa.select(_latest.c.job, _latest.c.slot, runs.c.run_id, runs.c.sta
                         _FAILURES.label("failures")).select_from(
     _latest.join(slots, sa.and_(slots.c.job == _latest.c.job, slots.c.slot == _latest.c.slot))
     .outerjoin(runs, runs.c.run_id == slots.c.run_id))
+# SQLite reads MAX(slot) ... GROUP BY job by scanning every claim of the jobs (40 ms per job at 100k claims);
+# the MAX of one job is a single index lookup. So on SQLite the latest slots are looked up job by job,
+# then its claim and run (MySQL's GROUP BY reads one index entry per job already).
+_MAX_SLOT = sa.select(sa.func.max(slots.c.slot)).where(slots.c.job == sa.bindparam("b_job"))
+_HELD_FAILURES = sa.select(sa.func.count()).where(
+    _earlier.c.job == slots.c.job, _earlier.c.slot == slots.c.slot, _earlier.c.status.in_(FAILED),
+).correlate(slots).scalar_subquery()
+_CLAIM_OF = sa.select(slots.c.job, slots.c.slot, runs.c.run_id, runs.c.status, runs.c.ended_at,
+                      _HELD_FAILURES.label("failures")).select_from(
+    slots.outerjoin(runs, runs.c.run_id == slots.c.run_id)).where(
+    slots.c.job == sa.bindparam("b_job"), slots.c.slot == sa.bindparam("b_slot"))
 _UNFINISHED = sa.select(runs.c.job, runs.c.run_id, runs.c.slot, runs.c.host, runs.c.pid, runs.c.trigger,
                         runs.c.started_at).where(runs.c.job.in_(sa.bindparam("b_jobs", expanding=True)),
                                                  runs.c.status == "running")
@@ -167,8 +182,8 @@ class SlotLedger(Ledger):
     """The run ledger with slot claims. A scheduled run is recorded by `claim` (claim and run row in
     one transaction); `Runner.run` then finds it recorded and goes on with its tasks."""
 
-    def __init__(self, url: str):
-        super().__init__(url)
+    def __init__(self, url: str, create: bool = True):
+        super().__init__(url, create)
         self._turns = _Turns() if self.engine.dialect.name == "sqlite" else None
         self._claimed: set[str] = set()
         self._pending: list[_Ticket] = []
@@ -234,7 +249,14 @@ class SlotLedger(Ledger):
         self.ensure_schema()
         names = list(jobs)
         with self.engine.connect() as conn:
-            last = {r.job: r for r in conn.execute(_LAST_SLOTS, {"b_jobs": names})}
+            if self.engine.dialect.name == "sqlite":
+                last = {}
+                for job in names:
+                    slot = conn.execute(_MAX_SLOT, {"b_job": job}).scalar()
+                    if slot is not None:
+                        last[job] = conn.execute(_CLAIM_OF, {"b_job": job, "b_slot": slot}).one()
+            else:
+                last = {r.job: r for r in conn.execute(_LAST_SLOTS, {"b_jobs": names})}
             running = conn.execute(_UNFINISHED, {"b_jobs": names}).all()
         unfinished: dict[str, list[Unfinished]] = {}
         for r in running:
@@ -276,9 +298,10 @@ class SlotLedger(Ledger):
         return won
 
     def claim(self, job: str, slot: datetime, run_id: str, run_date: str, trigger: str,
-              takes_over: str | None = None) -> None:
+              takes_over: str | None = None, abandoned_alerts: AlertsOf | None = None) -> None:
         """Claim the slot and record its run as running, in one transaction; SlotTaken when another
-        process claimed it first. `takes_over`: the abandoned run whose claim this run takes over."""
+        process claimed it first. `takes_over`: the abandoned run whose claim this run takes over
+        (`abandoned_alerts` tell of it, when it was still recorded as running)."""
         now = _naive(clock.now())
         claim = dict(run_id=run_id, trigger=trigger, host=HOST, pid=os.getpid(), claimed_at=now)
         with self._begin(first=True) as conn:
@@ -288,9 +311,13 @@ class SlotLedger(Ledger):
                 except sa.exc.IntegrityError:
                     raise SlotTaken(f"job {job}: slot {slot.isoformat()} was claimed by another process") from None
             else:
-                conn.execute(_ABANDON, dict(b_run_id=takes_over, status="abandoned", ended_at=now,
-                                            error=f"abandoned: its process died or lost the job's lock; run again "
-                                                  f"as {run_id} by {HOST} pid {os.getpid()}"))
+                abandoned = conn.execute(_ABANDON, dict(
+                    b_run_id=takes_over, status="abandoned", ended_at=now,
+                    error=f"abandoned: its process died or lost the job's lock; run again as {run_id} by {HOST} "
+                          f"pid {os.getpid()}")).rowcount
+                alerts = abandoned_alerts(takes_over, slot) if abandoned and abandoned_alerts else ()
+                if alerts:
+                    conn.execute(_ALERT, [alert_row(a) for a in alerts])
                 taken = conn.execute(_TAKE_OVER, dict(claim, b_job=job, b_slot=_naive(slot),
                                                       b_run_id=takes_over)).rowcount
                 if taken != 1:
@@ -308,17 +335,24 @@ class SlotLedger(Ledger):
         super().start_run(run_id, job, run_date, trigger, slot, status)
 
     # -- what did not run
-    def abandon(self, run: Unfinished, job: str) -> bool:
-        """Mark a run whose process died (or lost the lock) as abandoned; False if it finished meanwhile."""
-        return self._write(_ABANDON, dict(
-            b_run_id=run.run_id, status="abandoned", ended_at=_naive(clock.now()),
-            error=f"abandoned: run by {run.host} pid {run.pid} ({run.trigger}) never finished and job {job}'s "
-                  f"lock was free; found by {HOST} pid {os.getpid()}")).rowcount == 1
+    def abandon(self, run: Unfinished, job: str, alerts: AlertsOf | None = None) -> bool:
+        """Mark a run whose process died (or lost the lock) as abandoned, with the alerts that tell of
+        it; False if it finished meanwhile."""
+        with self._begin() as conn:
+            done = conn.execute(_ABANDON, dict(
+                b_run_id=run.run_id, status="abandoned", ended_at=_naive(clock.now()),
+                error=f"abandoned: run by {run.host} pid {run.pid} ({run.trigger}) never finished and job {job}'s "
+                      f"lock was free; found by {HOST} pid {os.getpid()}")).rowcount == 1
+            rows = alerts(run.run_id, run.slot) if done and alerts else ()
+            if rows:
+                conn.execute(_ALERT, [alert_row(a) for a in rows])
+        return done
 
     def record_missed(self, job: str, missed: Sequence[tuple[datetime, str]], trigger: str, reason: str,
-                      missed_before: datetime | None = None, run_date: str = "") -> int:
-        """A claim and a `missed` run row for each (slot, run_date); slots claimed meanwhile are left alone.
-        `missed_before`: the slots between it and the first listed one were missed too (not listed)."""
+                      missed_before: datetime | None = None, run_date: str = "", alerts: AlertsOf | None = None) -> int:
+        """A claim and a `missed` run row for each (slot, run_date), each with its alerts in the same
+        transaction; slots claimed meanwhile are left alone. `missed_before`: the slots between it and
+        the first listed one were missed too (not listed)."""
         now = _naive(clock.now())
         recorded = 0
         for slot, date_ in missed:
@@ -330,15 +364,60 @@ class SlotLedger(Ledger):
                     conn.execute(_RUN, dict(run_id=run_id, job=job, run_date=date_, slot=_naive(slot),
                                             trigger=trigger, host=HOST, pid=os.getpid(), started_at=now,
                                             ended_at=now, status="missed", attempts=0, rows=0, error=reason))
+                    rows = alerts(run_id, slot) if alerts else ()
+                    if rows:
+                        conn.execute(_ALERT, [alert_row(a) for a in rows])
                 recorded += 1
             except sa.exc.IntegrityError:
                 continue
         if missed_before is not None and missed:
-            self._write(_RUN, dict(
-                run_id=uuid.uuid4().hex, job=job, run_date=run_date or missed[0][1], slot=None, trigger=trigger,
-                host=HOST, pid=os.getpid(), started_at=now, ended_at=now, status="missed", attempts=0, rows=0,
-                error=f"every slot after {missed_before.isoformat()} and before {missed[0][0].isoformat()} was "
-                      f"missed too ({reason}); too many to record one by one"))
+            run_id = uuid.uuid4().hex
+            with self._begin() as conn:
+                conn.execute(_RUN, dict(
+                    run_id=run_id, job=job, run_date=run_date or missed[0][1], slot=None, trigger=trigger,
+                    host=HOST, pid=os.getpid(), started_at=now, ended_at=now, status="missed", attempts=0, rows=0,
+                    error=f"every slot after {missed_before.isoformat()} and before {missed[0][0].isoformat()} was "
+                          f"missed too ({reason}); too many to record one by one"))
+                rows = alerts(run_id, None) if alerts else ()
+                if rows:
+                    conn.execute(_ALERT, [alert_row(a) for a in rows])
+        return recorded
+
+    def record_paused(self, job: str, paused: Sequence[tuple[datetime, str]], trigger: str, reason: str,
+                      paused_before: datetime | None = None) -> int:
+        """A claim and a `paused` run row for each (slot, run_date) of a paused job, all in one
+        transaction (one by one when another process claimed one of them meanwhile); like a missed
+        slot's, the claim keeps the slot from being caught up later. `paused_before`: the slots between
+        it and the first listed one fell in the pause too (too many to list; one row says so)."""
+        now = _naive(clock.now())
+        base = dict(trigger=trigger, host=HOST, pid=os.getpid())
+        rows = [dict(base, job=job, slot=_naive(slot), run_id=uuid.uuid4().hex, run_date=date_)
+                for slot, date_ in paused]
+        run_row = dict(started_at=now, ended_at=now, status="paused", attempts=0, rows=0, error=reason)
+
+        def write(conn: sa.Connection, batch: list[dict[str, Any]]) -> None:
+            conn.execute(_CLAIM, [dict(job=r["job"], slot=r["slot"], run_id=r["run_id"], claimed_at=now, **base)
+                                  for r in batch])
+            conn.execute(_RUN, [dict(r, **run_row) for r in batch])
+
+        recorded = 0
+        try:
+            with self._begin() as conn:
+                write(conn, rows)
+            recorded = len(rows)
+        except sa.exc.IntegrityError:
+            for row in rows:
+                try:
+                    with self._begin() as conn:
+                        write(conn, [row])
+                    recorded += 1
+                except sa.exc.IntegrityError:
+                    continue
+        if paused_before is not None and paused:
+            self._write(_RUN, dict(base, run_id=uuid.uuid4().hex, job=job, run_date=paused[0][1], slot=None,
+                                   **dict(run_row, error=f"{reason}; every slot after "
+                                          f"{paused_before.isoformat()} and before {paused[0][0].isoformat()} "
+                                          "fell in the pause too")))
         return recorded
 
     def earlier_runs(self, job: str, slot: datetime, run_id: str) -> dict[str, str]:
@@ -348,6 +427,21 @@ class SlotLedger(Ledger):
         with self.engine.connect() as conn:
             rows = conn.execute(_EARLIER, {"b_job": job, "b_slot": _naive(slot), "b_run_id": run_id}).all()
         return {r.run_id: r.status for r in rows}
+
+    def slot_holder(self, job: str, slot: datetime) -> str | None:
+        """The run holding the slot's claim, or None when the slot has none."""
+        self.ensure_schema()
+        q = sa.select(slots.c.run_id).where(slots.c.job == job, slots.c.slot == _naive(slot))
+        with self.engine.connect() as conn:
+            return conn.execute(q).scalar_one_or_none()
+
+    def first_slots(self, jobs: Sequence[str]) -> dict[str, datetime | None]:
+        """The earliest claimed slot of each job (None for a job that has none)."""
+        self.ensure_schema()
+        q = sa.select(slots.c.job, sa.func.min(slots.c.slot)).where(slots.c.job.in_(list(jobs))).group_by(slots.c.job)
+        with self.engine.connect() as conn:
+            found = {job: _aware(first) for job, first in conn.execute(q)}
+        return {job: found.get(job) for job in jobs}
 
     def slot_runs(self, job: str) -> list[dict[str, Any]]:
         """Every run of the job that has a slot, oldest slot first (for reports and tests)."""

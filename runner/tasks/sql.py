@@ -43,7 +43,7 @@ def run_sql(at: Attempt) -> int:
     use_markers = at.project.databases[task.database].markers
     if use_markers:
         try:
-            markers.ensure_table(engine)
+            markers.ensure_table(engine, at.project.settings.history_days)
         except Exception as exc:
             raise AttemptError(exc, classify_error(exc), None, "connect") from exc
     try:

@@ -116,15 +116,22 @@ def test_bad_command_line_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 # Options that only a run by hand uses: any other action would ignore them (--due --dry-run ran the jobs).
 MISUSED_OPTIONS = [
-    (["--due", "--dry-run"], "--dry-run is for a run by hand (--job NAME) and cannot be combined with --due"),
-    (["--due", "--job", "two", "--dry-run"], "--dry-run is for a run by hand (--job NAME) and cannot be combined "
-                                             "with --due"),
     (["--due", "--date", "2026-11-01"], "--date is for a run by hand (--job NAME) and cannot be combined with --due"),
     (["--due", "--job", "two", "--param", "x=1"], "--param is for a run by hand"),
     (["--due", "--from-task", "b"], "--from-task is for a run by hand"),
     (["--history", "--job", "two", "--date", "2026-11-01"], "cannot be combined with --history"),
-    (["--scheduler", "--dry-run"], "--dry-run is for a run by hand (--job NAME) and cannot be combined with "
-                                   "--scheduler"),
+    (["--scheduler", "--dry-run"], "--dry-run is for a run by hand (--job NAME) or --due and cannot be combined "
+                                   "with --scheduler"),
+    (["--history", "--reason", "x"], "--reason goes with --pause, not with --history"),
+    (["--job", "two", "--format", "json"], "--format goes with --list, --history, --check or --watermarks"),
+    (["--list", "--status", "failed"], "--status goes with --history"),
+    (["--pause", "two", "--job", "two"], "--pause names its job itself; leave out --job"),
+    (["--watermark", "two.a"], "--watermark JOB.TASK needs one of --set VALUE or --reset"),
+    (["--watermark", "two.a", "--set", "1", "--reset"], "needs one of --set VALUE or --reset"),
+    (["--crontab", "--install", "--uninstall"], "--crontab takes one of --install or --uninstall"),
+    (["--due", "--install"], "--install goes with --crontab"),
+    (["--history", "--limit", "0"], "--limit takes a whole number >= 1"),
+    (["--history", "--force"], "--force goes with a run by hand (--job NAME) or --rerun, not with --history"),
     (["--list", "--param", "x=1"], "cannot be combined with --list"),
     (["--check", "--from-task", "a"], "cannot be combined with --check"),
     (["--crontab", "--date", "2026-11-01"], "cannot be combined with --crontab"),
@@ -222,10 +229,16 @@ def test_list_shows_description_schedule_and_next_run(tmp_path: Path, monkeypatc
     code, out = run_main(copy_fixture("good", tmp_path), "--list")
     assert code == 0
     header, cleanup, sales = out.splitlines()
-    assert header.split() == ["JOB", "SCHEDULE", "TIMEZONE", "NEXT", "RUN", "DESCRIPTION"]
-    assert cleanup.split()[:4] == ["cleanup", "(manual)", "UTC", "-"]
-    assert cleanup.endswith("Remove sales older than a year; run by hand")
-    assert "sales_rollup  0 6 * * 1  Asia/Shanghai  2026-11-23 06:00 CST  Roll up one day of sales per region" in sales
+    assert header.split() == ["JOB", "SCHEDULE", "TIMEZONE", "NEXT", "RUN", "STATE", "DESCRIPTION"]
+    assert cleanup.split()[:5] == ["cleanup", "(manual)", "UTC", "-", "active"]
+    assert "  active  Remove sales older than a" in cleanup  # cut with … to fit 100 columns
+    assert "sales_rollup  0 6 * * 1  Asia/Shanghai  2026-11-23 06:00 CST  active  Roll up one day of sales" in sales
+    assert all(len(line) <= 100 for line in out.splitlines())
+    code, out = run_main(tmp_path, "--list", "--format", "json")
+    docs = {d["job"]: d for d in json.loads(out)["jobs"]}
+    assert docs["cleanup"]["description"] == "Remove sales older than a year; run by hand"
+    assert docs["sales_rollup"]["next_run"] == "2026-11-22T22:00:00Z" and not docs["sales_rollup"]["paused"]
+    assert not (tmp_path / "var").exists(), "--list creates no state store"
 
 
 def test_list_points_to_check_for_invalid_jobs(tmp_path: Path) -> None:
@@ -250,10 +263,10 @@ def test_dry_run_prints_the_plan_and_touches_no_database(tmp_path: Path, capsys:
     lines = out.splitlines()
     assert lines[0] == "job nightly_report for 2026-11-02 (3 tasks, max_parallel 1); nothing is run"
     tasks = [line for line in lines if line[:1].isdigit()]
-    assert [t.split()[1] for t in tasks] == ["demo_data", "rollup", "report"]
+    assert [t.split()[1] for t in tasks] == ["tables", "rollup", "report"]
     assert all("on warehouse (mysql+pymysql://etl:***@127.0.0.1:1/wh)" in t for t in tasks)
-    assert "after demo_data" in tasks[1] and "after rollup" in tasks[2]
-    assert "jobs/nightly_report.yml:39: DELETE FROM daily_sales WHERE day = :day" in out
+    assert "after tables" in tasks[1] and "after rollup" in tasks[2]
+    assert "jobs/nightly_report.yml:23: DELETE FROM daily_sales WHERE day = :day" in out
     assert "      bound: day='2026-11-01'" in out
     assert "   -> csv file reports/nightly_report_2026-11-01.csv" in out
     assert "Dry-Run-Secret-71" not in out + err
@@ -268,7 +281,7 @@ def test_dry_run_follows_dates_params_and_from_task(tmp_path: Path) -> None:
     heads = [line for line in out.splitlines() if line.startswith("job ")]
     assert heads == ["job nightly_report for 2026-11-01 (2 tasks, max_parallel 1); nothing is run",
                      "job nightly_report for 2026-11-02 (2 tasks, max_parallel 1); nothing is run"]
-    assert "demo_data [sql]" not in out
+    assert "tables [sql]" not in out
     assert out.count("bound: day='2026-11-01'") == 3 and out.count("bound: day='2026-11-02'") == 3
     assert not (project / "var" / "warehouse.db").exists()
 
@@ -387,11 +400,16 @@ def test_history_lists_runs_with_status_and_tasks(tmp_path: Path) -> None:
     code, out = run_main(project, "--history", "--job", "days")
     assert code == 0
     header, *rows = out.splitlines()
-    assert header.split()[:4] == ["STARTED", "(UTC)", "JOB", "DATE"]
-    assert len(rows) == 2
+    assert header.split() == ["RUN", "WHEN", "(UTC)", "JOB", "TRIGGER", "STATUS", "SECS", "NOTE"]
+    assert len(rows) == 2 and all(len(line) <= 100 for line in out.splitlines())
     newest, oldest = rows
-    assert "2026-11-03" in newest and " failed " in newest and "record:fail/1a/0r" in newest
-    assert "2026-11-02" in oldest and " success " in oldest and "setup:succ/1a/" in oldest
+    assert "date 2026-11-03" in newest and " failed " in newest and "record: " in newest
+    assert "date 2026-11-02" in oldest and " success " in oldest
+    code, out = run_main(project, "--history", "--job", "days", "--format", "json")
+    newest, oldest = json.loads(out)
+    assert [(t["task"], t["status"], t["attempts"]) for t in newest["tasks"]][-1] == ("record", "failed", 1)
+    assert (newest["run_date"], oldest["run_date"]) == ("2026-11-03", "2026-11-02")
+    assert oldest["tasks"][0]["task"] == "setup" and oldest["tasks"][0]["status"] == "success"
 
 
 def test_json_logs_are_one_object_per_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

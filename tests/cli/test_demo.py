@@ -17,11 +17,21 @@ from tests.fixtures.core import copy_repo_project, readme_commands, subprocess_e
 from tests.harness.mariadb import PrivateMariaDB
 
 
-def _readme_run_command() -> list[str]:
-    """The README's run command after its set-up step, with this interpreter for the venv's."""
-    run = readme_commands()[0].split("&&")[-1].split()
-    assert run[0] == ".venv/bin/python", run
-    return [sys.executable, *run[1:]]
+def _readme_run_steps() -> list[list[str]]:
+    """The README's run command after its set-up step (seed the demo, run the job), with this
+    interpreter for the venv's."""
+    steps = [step.split() for step in readme_commands()[0].split("&&")[1:]]
+    assert steps and all(step[0] == ".venv/bin/python" for step in steps), steps
+    return [[sys.executable, *step[1:]] for step in steps]
+
+
+def _run_readme(cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Every step of the README's run command in turn; the last one's result (or the first that failed)."""
+    for step in _readme_run_steps():
+        result = _run(step, cwd, env)
+        if result.returncode != 0:
+            return result
+    return result
 
 
 def _utc_yesterday() -> date:
@@ -59,11 +69,11 @@ def _assert_real_report(rows: list[dict[str, str]]) -> None:
 def test_demo_on_sqlite_from_the_project_folder(tmp_path: Path) -> None:
     project = copy_repo_project(tmp_path / "project")
     before = _utc_yesterday()
-    result = _run(_readme_run_command(), cwd=project)
+    result = _run_readme(project)
     assert result.returncode == 0, result.stdout + result.stderr
     summary = result.stdout.splitlines()
     assert summary[0].startswith("nightly_report ") and ": success in " in summary[0]
-    assert [line.split()[:2] for line in summary[1:4]] == [["demo_data", "success"], ["rollup", "success"],
+    assert [line.split()[:2] for line in summary[1:4]] == [["tables", "success"], ["rollup", "success"],
                                                           ["report", "success"]]
     _assert_real_report(_report(project, {before, _utc_yesterday()}))
     assert (project / "var" / "warehouse.db").exists() and (project / "var" / "runner-state.db").exists()
@@ -74,8 +84,9 @@ def test_demo_from_root_resolves_paths_against_the_project(tmp_path: Path) -> No
     strays = [Path("/var/warehouse.db"), Path("/var/runner-state.db"), Path("/reports")]
     already = {p for p in strays if p.exists()}
     before = _utc_yesterday()
-    result = _run([sys.executable, "-m", "runner", "--job", "nightly_report", "--conf", str(project / "conf")],
-                  cwd=Path("/"))
+    for job in ("demo_data", "nightly_report"):
+        result = _run([sys.executable, "-m", "runner", "--job", job, "--conf", str(project / "conf")], cwd=Path("/"))
+        assert result.returncode == 0, result.stdout + result.stderr
     assert result.returncode == 0, result.stdout + result.stderr
     _assert_real_report(_report(project, {before, _utc_yesterday()}))
     assert (project / "var" / "warehouse.db").exists() and (project / "var" / "runner-state.db").exists()
@@ -86,8 +97,9 @@ def test_demo_runs_unchanged_on_mariadb(tmp_path: Path, mdb: PrivateMariaDB, fre
     lite = copy_repo_project(tmp_path / "sqlite")
     maria = copy_repo_project(tmp_path / "mariadb")
     before = _utc_yesterday()
-    on_sqlite = _run(_readme_run_command(), cwd=lite)
-    on_mariadb = _run(_readme_run_command(), cwd=maria, env={"RUNNER_DB_WAREHOUSE_URL": mdb.url(fresh_db)})
+    on_sqlite = _run_readme(lite)
+    on_mariadb = _run_readme(maria, env={"RUNNER_DB_WAREHOUSE_URL": mdb.url(fresh_db),
+                                         "RUNNER_DB_DEMO_URL": mdb.url(fresh_db)})
     assert on_mariadb.returncode == 0, on_mariadb.stdout + on_mariadb.stderr
     days = {before, _utc_yesterday()}
     rows = _report(maria, days)
@@ -108,8 +120,35 @@ def test_dry_run_as_a_process_touches_no_database(tmp_path: Path) -> None:
     project = copy_repo_project(tmp_path / "project")
     result = _run([sys.executable, "-m", "runner", "--job", "nightly_report", "--dry-run"], cwd=project)
     assert result.returncode == 0, result.stderr
-    assert "1. demo_data" in result.stdout and "3. report" in result.stdout
+    assert "1. tables" in result.stdout and "3. report" in result.stdout
     assert not (project / "var").exists()
+
+
+def test_the_report_job_brings_no_made_up_rows_to_a_real_warehouse(tmp_path: Path, mdb: PrivateMariaDB,
+                                                                   fresh_db: str) -> None:
+    """Pointed at a server whose orders table has none for the day, nightly_report writes an empty report
+    and leaves the table as it was: the made-up orders are demo_data's, in the embedded demo database."""
+    project = copy_repo_project(tmp_path / "project")
+    conn = mdb.connect(db=fresh_db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE orders (order_day DATE NOT NULL, order_no INT NOT NULL, region VARCHAR(16) "
+                        "NOT NULL, customer_id INT NOT NULL, amount DECIMAL(12,2) NOT NULL, "
+                        "PRIMARY KEY (order_day, order_no))")
+        conn.commit()
+        env = {"RUNNER_DB_WAREHOUSE_URL": mdb.url(fresh_db)}
+        before = _utc_yesterday()
+        result = _run([sys.executable, "-m", "runner", "--job", "nightly_report"], cwd=project, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert _report(project, {before, _utc_yesterday()}) == []
+        seeded = _run([sys.executable, "-m", "runner", "--job", "demo_data"], cwd=project, env=env)
+        assert seeded.returncode == 0, seeded.stdout + seeded.stderr
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM orders")
+            assert cur.fetchone()[0] == 0, "the demo seeds the embedded demo database, not the warehouse"
+    finally:
+        conn.close()
+    assert (project / "var" / "warehouse.db").exists()
 
 
 @pytest.mark.parametrize("argv, code", [(["--job", "nope"], 2), (["--check"], 0)])

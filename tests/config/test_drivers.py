@@ -29,9 +29,8 @@ def test_check_names_the_database_and_the_package(tmp_path: Path, capsys: pytest
     project = _project(tmp_path)
     code, out = run_main(project, "--check")
     assert code == 2
-    assert ("conf/databases.yml:2 [legacy.url]: database legacy (mysql://etl:***@db.example:3306/legacy) cannot "
-            "be used: its driver MySQLdb (mysql+mysqldb) is not installed: pip install mysqlclient, or write "
-            "mysql+pymysql:// to use PyMySQL") in out
+    assert ("conf/databases.yml [legacy.url]: the driver of mysql+mysqldb (MySQLdb) is not installed: pip install "
+            "mysqlclient (conda: mysqlclient), or write mysql+pymysql:// to use PyMySQL") in out
     assert "jobs/old.yml" in out and "task 'a' uses database legacy" in out
     assert "Legacy-Secret-4" not in out + capsys.readouterr().err
 

@@ -122,9 +122,9 @@ def test_postgresql_urls_use_psycopg_3_by_default(url, expected) -> None:
     ("postgresql+psycopg://etl@db/wh", True, None),
     ("mysql+pymysql://etl@db/wh", True, None),
     ("sqlite:///x.db", True, None),
-    ("mysql://etl@db/wh", False, "pip install mysqlclient, or write mysql+pymysql://"),
+    ("mysql://etl@db/wh", False, "pip install mysqlclient (conda: mysqlclient), or write mysql+pymysql://"),
     ("postgresql+pg8000://etl@db/wh", False, "pip install pg8000"),
-    ("nosuchdb://etl@db/wh", False, "no SQLAlchemy dialect is installed for nosuchdb"),
+    ("nosuchdb://etl@db/wh", False, "unknown database kind 'nosuchdb'"),
 ])
 def test_a_missing_driver_names_what_to_install(url, installed, says) -> None:
     found = missing_driver(url)

@@ -236,7 +236,7 @@ def test_incremental_loads_across_three_runs_with_new_and_updated_rows(
         loaded.append([a.rows for a in outcome.of("orders")])
         assert target_orders(target) == source_orders(mdb, fresh_db)
     assert loaded == [[100], [30], [10]]
-    assert stored_watermark(project, "orders") == {"value": {"type": "text", "text": "2024-07-01 12:00:00.000001"}}
+    assert stored_watermark(project, "orders")["value"] == {"type": "text", "text": "2024-07-01 12:00:00.000001"}
 
 
 def test_incremental_run_failing_halfway_neither_skips_nor_repeats_rows(
@@ -279,7 +279,7 @@ def test_commit_lost_in_flight_is_applied_once_and_the_watermark_follows(
     assert [(a.status, a.rows) for a in outcome.of("orders")] == [("retrying", None), ("success", 60000)]
     assert "committed by attempt 1, confirmed by its marker" in outcome.output
     assert rows_of(mdb, other_db, "SELECT COUNT(*), COUNT(DISTINCT id) FROM orders_copy") == [(60000, 60000)]
-    assert stored_watermark(project, "orders") == {"value": {"type": "text", "text": "2024-01-01 16:40:00.000000"}}
+    assert stored_watermark(project, "orders")["value"] == {"type": "text", "text": "2024-01-01 16:40:00.000000"}
 
 
 def test_history_shows_the_rows_of_each_load(tmp_path: Path, mdb: PrivateMariaDB, fresh_db: str,
@@ -289,7 +289,11 @@ def test_history_shows_the_rows_of_each_load(tmp_path: Path, mdb: PrivateMariaDB
     assert project.run(project.job("copy", load("copy", "SELECT id FROM src", "t"))).code == 0
     out = io.StringIO()
     assert main(["--conf", str(project.root / "conf"), "--history", "--job", "copy"], out=out) == 0
-    assert "copy:succ/1a/77r" in out.getvalue()
+    assert " success " in out.getvalue() and "77 rows" in out.getvalue()
+    out = io.StringIO()
+    assert main(["--conf", str(project.root / "conf"), "--history", "--job", "copy", "--format", "json"], out=out) == 0
+    (run,) = json.loads(out.getvalue())
+    assert [(t["task"], t["status"], t["rows"]) for t in run["tasks"]] == [("copy", "success", 77)]
 
 
 def test_a_load_past_its_timeout_is_killed_on_both_servers(tmp_path: Path, mdb: PrivateMariaDB, fresh_db: str,

@@ -200,7 +200,8 @@ def test_watermark_never_moves_back(current, seen, expected):
 
 def test_pending_watermark_is_promoted_or_dropped():
     state = wm.State(1, "run", 9)
-    assert (state.promoted(), state.dropped()) == (wm.State(9), wm.State(1))
+    assert (state.promoted("2026-11-30T02:31:00Z"), state.dropped()) == (
+        wm.State(9, by="run", at="2026-11-30T02:31:00Z"), wm.State(1))
     assert wm.loads("2024-01-01") == wm.State("2024-01-01")  # set by hand: taken as text
     assert wm.loads(None) == wm.State()
 

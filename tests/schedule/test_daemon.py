@@ -14,7 +14,7 @@ from runner.run.executor import new_run_id
 from runner.state.ledger import runs
 from runner.state.slots import SlotLedger
 from tests.harness.mariadb import PrivateMariaDB
-from tests.schedkit import SchedProject, stop, wait_for
+from tests.schedkit import SchedProject, seen_since, stop, wait_for
 from tests.schedule.test_due import seed_success, two_hours_ago
 
 SLOTS = 22  # slots covered by the three-daemon test, at one a second
@@ -75,6 +75,7 @@ def test_sigterm_lets_the_running_job_finish_records_it_and_exits_0(tmp_path: Pa
     expr, latest = two_hours_ago()
     p.job("slow", {"schedule": expr, "database": "mdb", "tasks": [{"name": "nap", "sql": "DO SLEEP(2)"}]})
     p.job("tick", {"schedule": "* * * * * *", "database": "mdb", "tasks": [{"name": "t", "sql": "SELECT 1"}]})
+    seen_since(ledger.url, ["slow"], latest - timedelta(minutes=1))
     daemon = p.start("--scheduler", log=tmp_path / "daemon.log")
     try:
         wait_for("the slow run", lambda: runs_of(ledger, "slow", "running"), 30)
@@ -152,6 +153,7 @@ def test_a_run_longer_than_stop_grace_is_cut_off_with_exit_130_and_found_abandon
     expr, latest = two_hours_ago()
     slow = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000000) SELECT COUNT(*) FROM n"
     p.job("long", {"schedule": expr, "database": "wh", "tasks": [{"name": "count", "sql": slow}]})
+    seen_since(ledger.url, ["long"], latest - timedelta(minutes=1))
     daemon = p.start("--scheduler", log=tmp_path / "daemon.log")
     try:
         wait_for("the long run", lambda: runs_of(ledger, "long", "running"), 30)

@@ -16,7 +16,7 @@ from runner.cron import Schedule
 from runner.state.slots import SlotLedger
 from tests.harness.mariadb import PrivateMariaDB
 from tests.harness.proxy import TcpProxy
-from tests.schedkit import SchedProject, stop, wait_for
+from tests.schedkit import SchedProject, seen_since, stop, wait_for
 
 
 def two_hours_ago() -> tuple[str, datetime]:
@@ -124,6 +124,7 @@ def test_an_invalid_job_file_does_not_stop_due_from_running_the_valid_jobs(
     p.job("good", {"schedule": expr, "database": "wh", "tasks": [{"name": "t", "sql": sql}]})
     p.job("broken", {"schedule": expr, "database": "wh", "tasks": [{"name": "t", "sql": "SELECT 1"}],
                      "no_such_key": 1})
+    seen_since(ledger.url, ["good", "broken"], latest - timedelta(hours=1))
     done = p.run("--due")
     assert done.returncode == code, done.stderr
     assert "jobs/broken.yml" in done.stderr and "no_such_key" in done.stderr, done.stderr
@@ -211,7 +212,7 @@ def test_a_rerun_of_a_failed_slot_leaves_the_tasks_it_committed_alone(
     p.job("two", {"schedule": expr, "database": "wh", "tasks": [
         {"name": "a", "sql": "INSERT INTO hits VALUES ('a', :run_id)"},
         {"name": "b", "depends_on": ["a"], "sql": "INSERT INTO hits SELECT 'b', :run_id FROM gate"}]})
-    failed = p.run("--due")
+    failed = p.run("--due", "--job", "two")
     assert failed.returncode == 1 and "no such table: gate" in failed.stdout, failed.stdout + failed.stderr
     wh.execute("CREATE TABLE gate (x INT)")
     wh.execute("INSERT INTO gate VALUES (1)")

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
 
 import pymysql
 import pytest
 
+from runner.cron import Schedule
 from runner.state.ledger import HOST, Ledger
 from runner.state.lock import lock_name
 from tests.harness.mariadb import PrivateMariaDB
-from tests.schedkit import SchedProject, stop, wait_for
+from tests.schedkit import SchedProject, seen_since, stop, wait_for
 
 HOLDER = re.compile(rf"job (\w+) is already running: host {re.escape(HOST)} pid (\d+) \((\w+)\) since "
                     r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC)")
@@ -65,6 +67,8 @@ def test_two_overlapping_due_starts_the_second_exits_3(tmp_path: Path, mdb: Priv
     """Cron mode: the catch-up line starts while a job's own line still runs it."""
     p = slow_project(tmp_path, mdb, fresh_db, "sqlite:///var/state.db")
     ledger = Ledger(f"sqlite:///{tmp_path / 'var' / 'state.db'}")
+    latest = Schedule("30 2 * * *", "UTC").latest_at_or_before(datetime.now(timezone.utc))
+    seen_since(ledger.url, ["nightly"], latest - timedelta(minutes=1))  # deployed before its latest slot
     second_start_is_skipped(p, ledger, ("--due",), "nightly", "due")
 
 
