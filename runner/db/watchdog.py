@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from sqlalchemy.engine import Engine
 
@@ -87,17 +88,26 @@ class Watchdog:
             log.error("%s: %s but the statement could not be killed: %s", self.label, why, exc)
 
 
-def kill_query(engine: Engine, thread_id: int) -> None:
-    """KILL QUERY from a fresh, unpooled connection (the pool may be exhausted or unhealthy)."""
+@contextmanager
+def _side_connection(engine: Engine) -> Iterator[Any]:
+    """A cursor on a fresh, unpooled connection to the engine's server (the pool may be exhausted or
+    unhealthy), made with the engine's own driver arguments."""
     cargs, cparams = engine.dialect.create_connect_args(engine.url)
     cparams = {**cparams, **connect_args_of(engine), "connect_timeout": 5}
     conn = engine.dialect.loaded_dbapi.connect(*cargs, **cparams)
     try:
         cur = conn.cursor()
-        cur.execute(f"KILL QUERY {int(thread_id)}")
+        yield cur
         cur.close()
+        conn.commit()
     finally:
         conn.close()
+
+
+def kill_query(engine: Engine, thread_id: int) -> None:
+    """KILL QUERY for a MySQL/MariaDB connection, from a connection of its own."""
+    with _side_connection(engine) as cur:
+        cur.execute(f"KILL QUERY {int(thread_id)}")
 
 
 def backend_pid(dbapi_conn: Any) -> int | None:
@@ -110,16 +120,7 @@ def backend_pid(dbapi_conn: Any) -> int | None:
 
 
 def cancel_backend(engine: Engine, pid: int) -> bool:
-    """pg_cancel_backend from a fresh, unpooled connection; whether the backend was there to signal."""
-    cargs, cparams = engine.dialect.create_connect_args(engine.url)
-    cparams = {**cparams, **connect_args_of(engine), "connect_timeout": 5}
-    conn = engine.dialect.loaded_dbapi.connect(*cargs, **cparams)
-    try:
-        cur = conn.cursor()
+    """pg_cancel_backend from a connection of its own; whether the backend was there to signal."""
+    with _side_connection(engine) as cur:
         cur.execute("SELECT pg_cancel_backend(%s)", (int(pid),))
-        done = bool(cur.fetchone()[0])
-        cur.close()
-        conn.commit()
-        return done
-    finally:
-        conn.close()
+        return bool(cur.fetchone()[0])

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness.mariadb import HOST, pick_free_port
+from tests.harness.server import PrivateServer
 
 STARTUP_TIMEOUT = 30.0
 SHUTDOWN_TIMEOUT = 30.0
@@ -79,13 +80,14 @@ def _tail(path: Path, lines: int = 40) -> str:
         return ""
 
 
-class PrivatePostgres:
+class PrivatePostgres(PrivateServer):
     """A PostgreSQL server owned by the test session, living in a temp directory.
 
     Attributes: ``host`` (127.0.0.1), ``port``, ``socket_dir``, ``datadir``, ``basedir``, ``log``.
     """
 
     user = "postgres"
+    shutdown_signal = signal.SIGINT  # fast shutdown: sessions are disconnected, as a restart does
 
     def __init__(self, port: int | None = None, settings: dict[str, str] | None = None,
                  startup_timeout: float = STARTUP_TIMEOUT) -> None:
@@ -118,13 +120,6 @@ class PrivatePostgres:
                                "install postgresql (apt-get install postgresql), which creates it") from None
 
     # ------------------------------------------------------------------ state
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self.is_running() and self._proc else None
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     def url(self, db: str = "postgres", driver: str = "psycopg") -> str:
         """SQLAlchemy-style URL for ``db`` over TCP as the superuser."""
         scheme = f"postgresql+{driver}" if driver else "postgresql"
@@ -158,34 +153,12 @@ class PrivatePostgres:
         self._spawn()
         self._wait_ready()
 
-    def stop(self, timeout: float = SHUTDOWN_TIMEOUT) -> None:
-        """Fast shutdown (SIGINT: sessions are disconnected, as a restart does), SIGKILL after `timeout`."""
-        if not self.is_running():
-            self._proc = None
-            return
-        assert self._proc is not None
-        self._proc.send_signal(signal.SIGINT)
-        try:
-            self._proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        self._proc = None
-
-    def kill(self) -> None:
-        """SIGKILL the postmaster (a crash); its backends exit when they notice it is gone."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait(timeout=SHUTDOWN_TIMEOUT)
-        self._proc = None
+    def _after_kill(self) -> None:
         # Backends of a killed postmaster linger for a moment; a new one cannot start on the same data
         # directory until they are gone.
         deadline = time.monotonic() + SHUTDOWN_TIMEOUT
         while self._backends() and time.monotonic() < deadline:
             time.sleep(0.05)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
     def ensure_healthy(self) -> None:
         """Running, with the settings tests may change (ALTER SYSTEM) reset and the `test` database there."""
@@ -207,21 +180,6 @@ class PrivatePostgres:
         return [r[0] for r in self.rows("postgres", "SELECT pid FROM pg_stat_activity WHERE datname = %s AND "
                                         "query LIKE %s AND pid <> pg_backend_pid() AND pg_terminate_backend(pid)",
                                         (db, like))]
-
-    def cleanup(self) -> None:
-        try:
-            self.stop(timeout=15)
-        finally:
-            self.kill()
-            shutil.rmtree(self.basedir, ignore_errors=True)
-            atexit.unregister(self.cleanup)
-
-    def __enter__(self) -> "PrivatePostgres":
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.cleanup()
 
     # -------------------------------------------------------------- internals
     def _popen_args(self) -> dict[str, Any]:

@@ -13,21 +13,14 @@ import pytest
 from tests.faultkit import FaultProject, digest, wait_until
 from tests.harness.postgres import PrivatePostgres
 from tests.harness.proxy import TcpProxy
-from tests.run.test_faults import attempts_by_task, chain
+from tests.run.test_faults import attempts_by_task, chain, facts_rows
+from tests.run.test_faults import facts_task as mysql_facts_task
 
 FACTS = "CREATE TABLE facts (id INT PRIMARY KEY, task VARCHAR(16) NOT NULL, v INT NOT NULL)"
 
 
 def facts_task(name: str, first_id: int, pause: str) -> dict[str, str]:
-    a, b, c = first_id, first_id + 1, first_id + 2
-    return {"name": name, "sql": (f"INSERT INTO facts VALUES ({a}, '{name}', 10), ({b}, '{name}', 20);\n"
-                                  f"SELECT pg_sleep({pause});\n"
-                                  f"INSERT INTO facts VALUES ({c}, '{name}', 30);\n"
-                                  f"UPDATE facts SET v = v + 1 WHERE task = '{name}';\n")}
-
-
-def facts_rows(name: str, first_id: int) -> list[tuple[int, str, int]]:
-    return [(first_id, name, 11), (first_id + 1, name, 21), (first_id + 2, name, 31)]
+    return mysql_facts_task(name, first_id, pause, sleep="pg_sleep")
 
 
 def running(pg: PrivatePostgres, db: str, like: str) -> list[int]:
