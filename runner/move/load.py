@@ -42,17 +42,18 @@ from runner.model import LoadSpec, Statement, Task
 from runner.move import watermark as wm
 from pymysql import err
 
-from runner.move.coltypes import SourceColumn, pg_column, table_for
+from runner.move.coltypes import SourceColumn, pg_column, reflected_column, table_for
 from runner.move.encode import csv_chunks, line_encoders, load_data_lines
 from runner.move.fastcopy import CHUNK_BYTES, REFUSED, CopyResult, RowReader, SourceError, check_load_data, copy_high
 from runner.move.fastcopy import copy as fast_copy
 from runner.move.fastcopy import say_refused as _say_refused
 from runner.move.loadsql import (CREATE, GRANTS, MERGE, PG_STAGE, WritePlan, copy_sql, encoded_select, insert_sql,
-                                 load_data_sql, merge_sql, mysql_quote, qualified, split_name, wrapped, write_plan)
+                                 load_data_sql, merge_sql, mysql_quote, qualified, split_name, sqlite_lines_select,
+                                 wrapped, write_plan)
 from runner.move.probe import mysql_columns
 from runner.move.progress import Progress, human_rate
 from runner.move.rowcopy import (NotExact, Writer, abandon, adapters, batches, complete_columns, executemany,
-                                 source_cursor, sqlite_declared, text_affinity)
+                                 prefetched, source_cursor, sqlite_declared, text_affinity)
 from runner.state import markers
 from runner.tasks.base import Attempt, AttemptError, timeout_error
 
@@ -547,6 +548,12 @@ def _probe_postgres(dbapi_conn: Any, sql: str, args: Any) -> list[SourceColumn]:
 def _generic_stream(load: _Load, src_conn: sa.Connection, state: wm.State | None) -> tuple[int, str]:
     dialect = load.src.dialect.name
     dbapi = src_conn.connection.dbapi_connection
+    if dialect == "sqlite" and _is_mysql(load.dst) and load.spec.mode != "upsert":
+        done = _sqlite_into_mysql(load, src_conn, state)
+        if done is None:
+            _say_refused(load.ctx.engines.display(load.task.database))  # the rows go by INSERT instead
+        elif done is not _NOT_HERE:
+            return done
     sql, args = load.params(None)
     probed = None
     if _is_mysql(load.src):
@@ -600,6 +607,88 @@ def _generic_into_target(load: _Load, columns: list[SourceColumn], first: Sequen
         _say_refused(load.ctx.engines.display(load.task.database))
         return _executemany_into_target(load, columns, batches_, progress, wm_index)
     return _executemany_into_target(load, columns, all_batches(), progress, wm_index)
+
+
+_NOT_HERE = (-1, "")  # _sqlite_into_mysql: this result is for the runner's own encoding
+
+
+def _sqlite_into_mysql(load: _Load, src_conn: sa.Connection, state: wm.State | None) -> tuple[int, str] | None:
+    """SQLite renders each row as a LOAD DATA line itself (loadsql.sqlite_lines_select); the runner joins
+    them and feeds LOAD DATA LOCAL INFILE, read ahead by a thread of its own. None: the target refused
+    LOCAL INFILE before a row was read; _NOT_HERE: the rows have a floating-point column."""
+    dbapi = src_conn.connection.dbapi_connection
+    sql, args = load.params(None)
+    cur = dbapi.cursor()
+    try:
+        cur.execute(wrapped(sql, limit0=True), args)
+        names = [d[0] for d in cur.description]
+        declared = sqlite_declared(src_conn, load.spec.query.sql)
+        probe: list[Any] = []
+        if any(reflected_column(n, declared.get(n)) is None for n in names):  # an expression: typed by its values
+            probe = cur.execute(wrapped(sql, select="*") + " LIMIT 100", args).fetchall()
+    except Exception as exc:
+        raise SourceError(exc) from exc
+    finally:
+        cur.close()
+    columns = complete_columns(names, declared, probe)
+    if any(c.kind == "float" for c in columns):
+        return _NOT_HERE  # SQLite's printf is not exact to 17 digits: the runner encodes such rows itself
+    inc = _watermark_column(load, names)
+    if state is not None:
+        sql, args = load.params(_bind(load, state, None))
+    progress = Progress(load.label)
+    load.state = state
+    reader = dbapi.cursor()
+    tally = {"rows": 0, "high": None}
+
+    def lines() -> Iterator[bytes]:
+        try:
+            reader.execute(sqlite_lines_select(sql, columns, inc), args)
+            while True:
+                batch = reader.fetchmany(load.spec.batch_rows)
+                if not batch:
+                    return
+                if inc is not None:
+                    seen = [r[1] for r in batch if r[1] is not None]
+                    top = max(seen) if seen else None
+                    if top is not None and (tally["high"] is None or top > tally["high"]):
+                        tally["high"] = top
+                tally["rows"] += len(batch)
+                progress.add(len(batch))
+                yield ("\n".join([r[0] for r in batch]) + "\n").encode("utf-8")
+        except Exception as exc:
+            raise SourceError(exc) from exc
+
+    started = []
+
+    def feed() -> Iterator[bytes]:
+        started.append(True)
+        yield from prefetched(lines())
+
+    def write(dst: StreamingConnection, cur: Any, into: str) -> CopyResult | None:
+        try:
+            with dst.armed(feed):
+                cur.execute(load_data_sql(into, columns, escaped=False))
+        except err.MySQLError as exc:
+            if exc.args and exc.args[0] in REFUSED and not started:
+                return None
+            raise
+        check_load_data(cur, tally["rows"])
+        return CopyResult(tally["rows"], tally["high"], "LOAD DATA LOCAL INFILE")
+
+    try:
+        with ExitStack() as stack:
+            load.watch(stack, load.src, dbapi)
+            result = _into_mysql(load, columns, progress, write)
+    except BaseException:
+        progress.finish()
+        raise
+    finally:
+        reader.close()
+    if result is None:
+        progress.finish()
+        return None
+    return result.rows, _finish(load, progress, result.rows, result.method)
 
 
 def _rows_into_mysql(load: _Load, columns: list[SourceColumn], stream: Iterator[Sequence[Sequence[Any]]],

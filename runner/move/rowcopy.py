@@ -8,8 +8,10 @@ multi-row INSERT per megabyte, sqlite3 runs it in C). Memory holds one batch, wh
 from __future__ import annotations
 
 import decimal
+import queue
+import threading
 import uuid
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import sqlalchemy as sa
 
@@ -189,3 +191,51 @@ class Writer:
 
 def executemany(cursor: Any, sql: str) -> Callable[[list[Sequence[Any]]], Any]:
     return lambda rows: cursor.executemany(sql, rows)
+
+
+T = TypeVar("T")
+_END = object()
+
+
+class _Failed:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+def prefetched(items: Iterator[T], depth: int = 4) -> Iterator[T]:
+    """The items, produced ahead by a thread of their own (at most `depth` waiting), so that reading the
+    source overlaps with writing the target; the producer's failure is raised in the consumer."""
+    waiting: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                waiting.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_END)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(_Failed(exc))
+
+    thread = threading.Thread(target=produce, name="load-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = waiting.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        thread.join()

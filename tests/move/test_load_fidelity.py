@@ -127,3 +127,21 @@ def test_an_empty_result_creates_the_table_and_loads_nothing(tmp_path: Path, mdb
     assert [a.rows for a in outcome.of("copy")] == [0]
     found = mariadb_rows(mdb, other_db, "empty_copy") if target == "mariadb" else sqlite_rows(str(lite), "empty_copy")
     assert found == [] and len(COLUMNS) == 8
+
+
+def test_sqlite_to_mariadb_rendered_by_sqlite_keeps_every_value(tmp_path: Path, mdb: PrivateMariaDB,
+                                                                fresh_db: str) -> None:
+    """Without a floating-point column, SQLite renders the LOAD DATA lines itself (its printf is exact to 15
+    digits, not 17): NULL, '', 'NULL', tabs, newlines, backslashes, quotes, NUL, 4-byte UTF-8, binary and
+    38-digit decimals kept as text all arrive as they were."""
+    source = tmp_path / "source.db"
+    columns = tuple(c for c in COLUMNS if c != "f")
+    rows = [tuple(v for c, v in zip(COLUMNS, r) if c != "f") for r in create_fidelity_sqlite(str(source))]
+    project = FaultProject(tmp_path, {"src": {"url": f"sqlite:///{source}"}, "dst": mysql_db(mdb, fresh_db)})
+    outcome = project.run(project.job("copy", load_job("copy_of_src", f"SELECT {', '.join(columns)} FROM src",
+                                                       batch_rows=7)))
+    assert outcome.code == 0, outcome.output
+    assert "by LOAD DATA LOCAL INFILE" in outcome.output
+    got = mariadb_rows(mdb, fresh_db, "copy_of_src", columns)
+    assert table_digest(got, columns) == table_digest(rows, columns)
+    assert any(r[1] is not None and "\x00" in r[1] for r in got) and any(r[1] == "" for r in got)

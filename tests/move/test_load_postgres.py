@@ -174,3 +174,18 @@ def test_a_missing_source_table_names_the_source_and_the_phase(tmp_path: Path) -
     assert "during: reading the rows of the load's source src" in outcome.output
     assert f"database: src (sqlite:///{tmp_path / 'src.db'})" in outcome.output
     assert "no such table: nosuch" in outcome.output and "connecting" not in outcome.output
+
+
+def test_a_load_within_one_sqlite_file_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "one.db"
+    conn = sqlite3.connect(path)
+    conn.executescript("CREATE TABLE src (id INTEGER PRIMARY KEY); INSERT INTO src VALUES (1);")
+    conn.close()
+    project = FaultProject(tmp_path, {"src": {"url": f"sqlite:///{path}"}, "dst": {"url": f"sqlite:///{path}"}})
+    outcome = project.run(project.job("copy", load_job("t", "SELECT id FROM src")))
+    assert outcome.code == 1
+    assert ("source src and the target database dst are the same SQLite file; copy within it with an sql task "
+            "(INSERT INTO t SELECT ...) instead of a load") in outcome.output
+    assert [a.status for a in outcome.attempts] == ["failed"]
