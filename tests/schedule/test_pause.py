@@ -30,6 +30,7 @@ def test_a_pause_from_another_process_is_honoured_by_the_daemon(tmp_path: Path, 
         assert paused.returncode == 0, paused.stderr
         paused_at = datetime.now(timezone.utc)
         wait_for("two paused slots", lambda: len(runs("paused")) >= 2, 30)
+        resuming_at = datetime.now(timezone.utc)  # slots from here on may run: the resume is under way
         resumed = p.run("--resume", "tick")
         assert resumed.returncode == 0, resumed.stderr
         resumed_at = datetime.now(timezone.utc)
@@ -40,7 +41,7 @@ def test_a_pause_from_another_process_is_honoured_by_the_daemon(tmp_path: Path, 
     log = (tmp_path / "daemon.log").read_text()
     every = ledger.slot_runs("tick")
     assert not [r for r in every if r["status"] == "missed"], log
-    in_pause = [r for r in every if paused_at + timedelta(seconds=0.5) < r["slot"] < resumed_at]
+    in_pause = [r for r in every if paused_at + timedelta(seconds=0.5) < r["slot"] < resuming_at]
     assert in_pause and {r["status"] for r in in_pause} == {"paused"}, [(r["slot"], r["status"]) for r in every]
     assert all("warehouse migration" in r["error"] for r in in_pause)
     slots = [r["slot"] for r in every]
