@@ -14,15 +14,9 @@ from typing import Any
 
 from runner.config import notify as notify_keys
 from runner.config.checks import Checker, display
-from runner.config.plan import (
-    SCHEDULED_FIX,
-    find_cycle,
-    path_leaves_project,
-    refused_override,
-    unfilled_paths,
-    unknown_placeholders,
-    unset_params,
-)
+from runner.config.exact import exact
+from runner.config.plan import (SCHEDULED_FIX, find_cycle, path_leaves_project, refused_override, unfilled_paths,
+                                unknown_placeholders, unset_params)
 from runner.config.sqltext import placeholders, split_statements
 from runner.config.yamlfile import KeyPath, YamlDoc, read_text, read_yaml
 from runner.errors import ConfigError, Problem
@@ -37,7 +31,7 @@ TASK_KEYS = {"name", "description", "sql", "sql_file", "export", "load", "depend
              "retry", "idempotent", "retry_timeouts"}
 EXPORT_KEYS = {"query", "path", "format", "compress", "outside_project"}
 LOAD_KEYS = {"source", "query", "table", "mode", "key", "incremental", "create", "batch_rows"}
-PARAM_TYPES = (str, int, float, bool, type(None), date)  # date covers datetime
+PARAM_TYPES = (str, int, float, bool, type(None), date)  # date covers datetime; float: written with a point
 
 
 SUFFIXES = (".yml", ".yaml")  # a job file is NAME.yml or NAME.yaml
@@ -176,14 +170,15 @@ def _hide_secrets(job: Job) -> None:
 
 
 def _params(c: Checker, params: dict[Any, Any]) -> dict[str, object]:
-    """Job parameters with their YAML types: `n: 2` binds the number 2 (LIMIT :n), not the text '2'."""
+    """Job parameters with their YAML types: `n: 2` binds the number 2 (LIMIT :n), not the text '2';
+    `d: 0.06` binds the decimal 0.06 exactly as written."""
     out: dict[str, object] = {}
     for key, value in params.items():
         if not isinstance(value, PARAM_TYPES):
             c.add(("params", key), f"invalid value {value!r}: a parameter is one value (text, number, true/false, "
                                    "null or a date)")
             continue
-        out[str(key)] = value
+        out[str(key)] = exact(value)
     return out
 
 
@@ -336,7 +331,7 @@ def _load(doc: YamlDoc, c: Checker, value: Any, path: KeyPath) -> LoadSpec | Non
         if col is None:
             c.add(path + ("incremental", "column"), "incremental needs column: the watermark column")
         else:
-            inc = IncrementalSpec(column=col, initial=im.get("initial"))
+            inc = IncrementalSpec(column=col, initial=exact(im.get("initial")))
     batch = c.typed(m, "batch_rows", path, int, 10000, lambda v: v >= 1, "a whole number >= 1")
     if query is None or source is None or table is None:
         return None
@@ -361,6 +356,11 @@ def _check_meaning(project: Project, job: Job, tasks: list[Task], c: Checker) ->
                                              f"{', '.join(project.databases) or 'none'})")
         if t.export is not None:
             _check_export_path(project, job, t, path + ("export", "path"), c)
+        for used, key in ((t.database, ("database",)), (t.load.source if t.load else None, ("load", "source"))):
+            db = project.databases.get(used or "")
+            if db is not None and db.driver_missing:
+                c.add(path + (key if c.doc.line(path + key) else ()),
+                      f"task '{t.name}' uses database {used}, which cannot be used: {db.driver_missing}")
         for dep in t.depends_on:
             if dep not in names:
                 c.add(path + ("depends_on",), f"task '{t.name}' depends on unknown task '{dep}' "

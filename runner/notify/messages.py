@@ -71,7 +71,7 @@ def missed_message(job: str, slots: Sequence[datetime | None], reasons: Sequence
     stand for, when some of them are stretches recorded as one row (their reason names first and last)."""
     total = len(slots) if total is None else total
     listed = [slot_text(s, tz) for s in slots if s is not None][:20]
-    lines = [f"job: {job}", f"status: missed", f"host: {host}", f"slots missed: {total}"]
+    lines = [f"job: {job}", "status: missed", f"host: {host}", f"slots missed: {total}"]
     lines += [f"  {s}" for s in listed]
     if len(slots) > len(listed):
         lines.append(f"  ... and {len(slots) - len(listed)} more")

@@ -268,7 +268,6 @@ class DueRunner:
     def _settle_job(self, job: Job, trigger: str, look: Look) -> tuple[Outcome, list[Claim | SlotRun]]:
         out = Outcome(job.name)
         schedule = self.schedule(job)
-        grace = grace_of(self.project, job)
         wanted: list[Claim | SlotRun] = []
         abandoned_alerts = self.hub.abandoned_alerts(job) if self.hub is not None else None
         for run, again in look.abandoned:  # we hold the lock, so whoever started these is gone

@@ -1,9 +1,9 @@
 """One run of a job at a time, whatever started it (daemon, cron, hand), on one host or several.
 
-The lock lives with the state store: on MySQL/MariaDB a named lock (GET_LOCK) held on a lock
-connection outside the ledger's pool, which carries the locks of up to 50 jobs; on SQLite an flock()
-on a file beside the state database. A second start fails with JobLocked (exit 3) naming the holder:
-host, pid and since when.
+The lock lives with the state store: on MySQL/MariaDB a named lock (GET_LOCK), on PostgreSQL a session
+advisory lock (pg_try_advisory_lock), each held on a lock connection outside the ledger's pool that
+carries the locks of up to 50 jobs; on SQLite an flock() on a file beside the state database. A second
+start fails with JobLocked (exit 3) naming the holder: host, pid and since when.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import logging
 import os
 import tempfile
 import threading
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
@@ -88,7 +89,10 @@ def _holder_text(info: dict[str, Any] | None) -> str:
 def job_lock(project: Project, ledger: Ledger, job: str, trigger: str = "manual") -> Iterator[Held]:
     """Hold the job's lock for the duration of the block, or raise JobLocked naming the holder."""
     if ledger.engine.dialect.name in ("mysql", "mariadb"):
-        with _mysql_lock(ledger, job, trigger) as held:
+        with _server_lock(ledger, job, trigger, _MYSQL) as held:
+            yield held
+    elif ledger.engine.dialect.name == "postgresql":
+        with _server_lock(ledger, job, trigger, _POSTGRES) as held:
             yield held
     else:
         with _file_lock(ledger, job, trigger) as held:
@@ -154,22 +158,58 @@ def _write_note(fd: int, doc: dict[str, Any]) -> None:
     os.pwrite(fd, json.dumps(doc).encode()[:_NOTE_SIZE].ljust(_NOTE_SIZE), 0)
 
 
-_STILL_HELD = sa.text("SELECT IS_USED_LOCK(:n) = CONNECTION_ID()")
-_set_holder: list[Any] = []
+_set_holder: dict[str, Any] = {}
 
 
-def _holder_upsert() -> Any:
-    """The holder row written in one statement (built on first use: only MySQL state stores need the
-    MySQL dialect, which a run on SQLite should not pay to import)."""
-    if not _set_holder:
-        from sqlalchemy.dialects.mysql import insert
+def _holder_upsert(dialect: str) -> Any:
+    """The holder row written in one statement (built on first use: only MySQL and PostgreSQL state
+    stores need their dialect, which a run on SQLite should not pay to import)."""
+    stmt = _set_holder.get(dialect)
+    if stmt is None:
+        columns = [c.name for c in _holders.c if c.name != "job"]
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        new = insert(_holders)
-        _set_holder.append(new.on_duplicate_key_update({c.name: new.inserted[c.name] for c in _holders.c
-                                                        if c.name != "job"}))
-    return _set_holder[0]
+            new = pg_insert(_holders)
+            stmt = new.on_conflict_do_update(index_elements=["job"], set_={c: new.excluded[c] for c in columns})
+        else:
+            from sqlalchemy.dialects.mysql import insert as my_insert
+
+            new = my_insert(_holders)
+            stmt = new.on_duplicate_key_update({c: new.inserted[c] for c in columns})
+        _set_holder[dialect] = stmt
+    return stmt
 _holders_ready: set[str] = set()
 _lock_engines: dict[str, sa.Engine] = {}
+
+
+@dataclass(frozen=True)
+class _LockSql:
+    """A server's named lock: take it without waiting, see that this session still holds it, release it."""
+
+    take: str
+    held: str
+    release: str
+    session: str
+
+
+_MYSQL = _LockSql("SELECT GET_LOCK(:n, 0)", "SELECT IS_USED_LOCK(:n) = CONNECTION_ID()", "SELECT RELEASE_LOCK(:n)",
+                  "SELECT CONNECTION_ID()")
+# An advisory lock's 64-bit key shows in pg_locks as classid (high half) and objid (low half).
+_POSTGRES = _LockSql("SELECT pg_try_advisory_lock(:k)::int",
+                     "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() "
+                     "AND granted AND classid = :hi AND objid = :lo AND objsubid = 1",
+                     "SELECT pg_advisory_unlock(:k)", "SELECT pg_backend_pid()")
+
+
+def advisory_key(name: str) -> int:
+    """The signed 64-bit key of an advisory lock, from the lock's name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def _lock_params(name: str) -> dict[str, Any]:
+    key = advisory_key(name)
+    return {"n": name, "k": key, "hi": (key >> 32) & 0xFFFFFFFF, "lo": key & 0xFFFFFFFF}
 
 
 def _lock_engine(ledger: Ledger) -> sa.Engine:
@@ -261,15 +301,16 @@ def close_idle_locks(ledger: Ledger) -> None:
         _discard(c.conn)
 
 
-def _get_lock(ledger: Ledger, name: str) -> tuple[_Carrier, Any]:
-    """GET_LOCK on a carrier; a connection the server closed while it held no lock is replaced."""
+def _get_lock(ledger: Ledger, take: Any, session: str) -> tuple[_Carrier, Any]:
+    """The lock taken on a carrier (`take`, without waiting); a connection the server closed while it
+    held no lock is replaced."""
     while True:
         c = _carrier(ledger)
         try:
             with c.turn:
-                got = c.conn.execute(sa.text("SELECT GET_LOCK(:n, 0)"), {"n": name}).scalar()
+                got = c.conn.execute(take).scalar()
                 if c.conn_id is None:
-                    c.conn_id = c.conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar()
+                    c.conn_id = c.conn.execute(sa.text(session)).scalar()
             reused, c.used = c.used, True
             return c, got
         except sa.exc.DBAPIError:
@@ -281,7 +322,7 @@ def _get_lock(ledger: Ledger, name: str) -> tuple[_Carrier, Any]:
 
 
 @contextlib.contextmanager
-def _mysql_lock(ledger: Ledger, job: str, trigger: str) -> Iterator[Held]:
+def _server_lock(ledger: Ledger, job: str, trigger: str, sql: _LockSql) -> Iterator[Held]:
     ledger.ensure_schema()
     if ledger.url not in _holders_ready:
         create_tables(ledger.engine, _holders)
@@ -292,8 +333,10 @@ def _mysql_lock(ledger: Ledger, job: str, trigger: str) -> Iterator[Held]:
                             "this start was skipped")
         _held_here.add((ledger.url, job))
     try:
-        name = lock_name(_store_name(ledger), job)
-        c, got = _get_lock(ledger, name)
+        params = _lock_params(lock_name(_store_name(ledger), job))
+        take, still, release = (sa.text(s).bindparams(**{k: v for k, v in params.items() if f":{k}" in s})
+                                for s in (sql.take, sql.held, sql.release))
+        c, got = _get_lock(ledger, take, sql.session)
         try:
             conn = c.conn
             if got != 1:
@@ -302,8 +345,9 @@ def _mysql_lock(ledger: Ledger, job: str, trigger: str) -> Iterator[Held]:
                 raise JobLocked(f"job {job} is already running: {_holder_text(dict(row) if row else None)}; "
                                 "this start was skipped")
             with c.turn:
-                conn.execute(_holder_upsert(), dict(job=job, host=HOST, pid=os.getpid(), trigger=trigger,
-                                               connection_id=c.conn_id, since=clock.now().replace(tzinfo=None)))
+                conn.execute(_holder_upsert(ledger.engine.dialect.name),
+                             dict(job=job, host=HOST, pid=os.getpid(), trigger=trigger, connection_id=c.conn_id,
+                                  since=clock.now().replace(tzinfo=None)))
 
             # Task threads of a job with max_parallel > 1, and the jobs sharing the connection, check their
             # locks at once, and a connection serves one statement at a time: they take turns.
@@ -312,7 +356,7 @@ def _mysql_lock(ledger: Ledger, job: str, trigger: str) -> Iterator[Held]:
                     if not c.usable:
                         return False
                     try:
-                        return conn.execute(_STILL_HELD, {"n": name}).scalar() == 1
+                        return conn.execute(still).scalar() == 1
                     except sa.exc.SQLAlchemyError:  # lost, or not usable since it was lost (PendingRollbackError)
                         return False
 
@@ -324,7 +368,7 @@ def _mysql_lock(ledger: Ledger, job: str, trigger: str) -> Iterator[Held]:
                         try:
                             conn.execute(_holders.delete().where(_holders.c.job == job,
                                                                  _holders.c.connection_id == c.conn_id))
-                            if conn.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": name}).scalar() != 1:
+                            if conn.execute(release).scalar() not in (1, True):
                                 _discard(conn)  # not released: the connection must not take other locks
                         except sa.exc.SQLAlchemyError:
                             _discard(conn)

@@ -374,7 +374,10 @@ def test_job_params_reach_the_driver_with_their_yaml_types(tmp_path: Path) -> No
         code, out = run_main(project, "--job", "typed", "--date", "2026-11-02", "--param", "given=7")
         assert code == 0, out
     assert _rows(project, "SELECT * FROM seen") == [
-        ("integer", "real", 1, "null", "2026-01-05", "2026-11-02", "text")] * 2  # LIMIT :n kept two rows
+        ("integer", "real", 1, "null", "2026-01-05", "2026-11-02", "integer")] * 2  # LIMIT :n kept two rows
+    code, out = run_main(project, "--job", "typed", "--date", "2026-11-02", "--param", "given='7'", "--param", "n=3")
+    assert code == 0, out
+    assert _rows(project, "SELECT given FROM seen") == [("integer",), ("integer",), ("text",)]  # quoted: text
 
 
 def test_database_url_override_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
