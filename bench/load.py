@@ -16,7 +16,15 @@ pandas is slow (about 5k rows/s): it runs on the first --pandas-rows rows, once 
 --scale-rows N also loads N rows with the runner alone and prints its peak RSS, to show memory does
 not grow with the row count.
 
+Two more paths, each against its baseline in the same run, on the same rows (`--paths-only` runs just these):
+
+  SQLite -> MariaDB     the runner loading t from a SQLite file      vs  mariadb client LOAD DATA LOCAL INFILE
+                                                                         of the same rows as CSV       (baseline d)
+  MariaDB -> PostgreSQL the runner loading src.t into a private PostgreSQL  vs  psql \copy of the same rows
+                                                                         as CSV                        (baseline e)
+
 Targets (issue 5): runner >= 0.7x dump and >= 3x pymysql; runner peak RSS <= 150 MiB.
+Targets (issue 10): SQLite -> MariaDB >= 0.7x (d); MariaDB -> PostgreSQL >= 0.5x (e); peak RSS <= 150 MiB.
 
     .venv/bin/python bench/load.py                      # 1,000,000 rows, 3 rounds
     .venv/bin/python bench/load.py --rows 100000 --rounds 1 --pandas-rows 20000   # quick
@@ -26,6 +34,7 @@ Targets (issue 5): runner >= 0.7x dump and >= 3x pymysql; runner peak RSS <= 150
 from __future__ import annotations
 
 import argparse
+import csv
 import statistics
 import subprocess
 import sys
@@ -38,6 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.harness.mariadb import PrivateMariaDB  # noqa: E402
+from tests.harness.postgres import PrivatePostgres  # noqa: E402
 
 MIB = 1024 * 1024
 TABLE = """CREATE TABLE {db}.t (
@@ -128,9 +138,9 @@ class Bench:
             "database: dst\ntasks:\n  - name: copy\n    load: {source: src, query: 'SELECT * FROM t', table: t}\n")
         return root
 
-    def run_runner(self) -> tuple[float, float]:
+    def run_runner(self, root: Path | None = None) -> tuple[float, float]:
         """Seconds and peak RSS (MiB) of `python -m runner --job copy` in a subprocess."""
-        root = self.runner_project()
+        root = root or self.runner_project()
         cmd = [sys.executable, "-m", "runner", "--conf", str(root / "conf"), "--job", "copy", "-q"]
         start = time.perf_counter()
         with tempfile.TemporaryFile() as out:
@@ -198,6 +208,139 @@ class Bench:
         return time.perf_counter() - start
 
 
+class Paths:
+    """SQLite -> MariaDB and MariaDB -> PostgreSQL, each with its baseline, on the rows of src.t."""
+
+    def __init__(self, bench: Bench, pg: "PrivatePostgres", rows: int):
+        self.bench, self.pg, self.rows = bench, pg, rows
+        self.work = bench.workdir / "paths"
+        self.work.mkdir(exist_ok=True)
+        self.lite = self.work / "src.db"
+        self.mysql_csv = self.work / "rows_mysql.csv"
+        self.pg_csv = self.work / "rows_pg.csv"
+
+    def setup(self) -> None:
+        """The SQLite source and the two CSV files, all from src.t's rows (not timed)."""
+        import sqlite3
+
+        import pymysql.cursors
+
+        conn = sqlite3.connect(self.lite)
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, qty INTEGER NOT NULL, price NUMERIC(12,2) NOT NULL, "
+                     "code VARCHAR(16) NOT NULL, created DATETIME NOT NULL, note VARCHAR(64))")
+        src = self.bench.server.connect(db="src", cursorclass=pymysql.cursors.SSCursor)
+        with src.cursor() as cur, self.mysql_csv.open("w", newline="") as my, self.pg_csv.open("w", newline="") as pg:
+            pg_out = csv.writer(pg, lineterminator="\n")
+            cur.execute("SELECT id, qty, price, code, created, note FROM t ORDER BY id")
+            while True:
+                batch = cur.fetchmany(10000)
+                if not batch:
+                    break
+                conn.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?)",
+                                 [(i, q, float(pr), c, str(cr), n) for i, q, pr, c, cr, n in batch])
+                for i, q, pr, c, cr, n in batch:
+                    my.write(f"{i},{q},{pr},{_my_csv(c)},{cr},{_my_csv(n)}\n")
+                    pg_out.writerow((i, q, pr, c, cr, n))
+        src.close()
+        conn.commit()
+        conn.close()
+        self.pg.execute("postgres", "DROP DATABASE IF EXISTS bench WITH (FORCE)", "CREATE DATABASE bench")
+
+    def project(self, name: str, source: str, target: str) -> Path:
+        root = self.work / name
+        (root / "conf").mkdir(parents=True, exist_ok=True)
+        (root / "jobs").mkdir(exist_ok=True)
+        base = f"mysql+pymysql://root:@{self.bench.server.host}:{self.bench.server.port}"
+        (root / "conf" / "databases.yml").write_text(
+            f"lite: {{url: 'sqlite:///{self.lite}'}}\nsrc: {{url: '{base}/src'}}\ndst: {{url: '{base}/dst'}}\n"
+            f"pg: {{url: '{self.pg.url('bench')}'}}\n")
+        (root / "conf" / "runner.yml").write_text("state_url: 'sqlite:///var/state.db'\n")
+        (root / "jobs" / "copy.yml").write_text(
+            f"database: {target}\ntasks:\n  - name: copy\n    load: {{source: {source}, query: 'SELECT * FROM t', "
+            "table: t}\n")
+        return root
+
+    def fresh_pg(self) -> None:
+        self.pg.execute("bench", "DROP TABLE IF EXISTS t", "CREATE TABLE t (id BIGINT NOT NULL PRIMARY KEY, qty INT NOT "
+                        "NULL, price NUMERIC(12,2) NOT NULL, code VARCHAR(16) NOT NULL, created TIMESTAMP NOT NULL, "
+                        "note VARCHAR(64))", "CHECKPOINT")
+
+    def check_pg(self) -> None:
+        digest = "SELECT COUNT(*), SUM(id), SUM(qty), SUM(price), COUNT(note), SUM(LENGTH(note)) FROM {t}"
+        want = [tuple(int(v) for v in r) for r in self.bench.sql(digest.format(t="src.t"))]
+        got = [tuple(int(v) for v in r) for r in self.pg.rows("bench", digest.format(t="t"))]
+        if want != got:
+            raise SystemExit(f"copy into PostgreSQL is wrong: source {want}, target {got}")
+
+    # ---------------------------------------------------------------------------------------- methods
+    def sqlite_runner(self, rss: list[float]) -> float:
+        seconds, peak = self.bench.run_runner(self.project("lite_to_mariadb", "lite", "dst"))
+        rss.append(peak)
+        return seconds
+
+    def mariadb_load_data(self) -> float:
+        sql = (f"LOAD DATA LOCAL INFILE '{self.mysql_csv}' INTO TABLE dst.t FIELDS TERMINATED BY ',' "
+               "OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'")
+        start = time.perf_counter()
+        subprocess.run(["mariadb", *self.bench.cli, "--local-infile=1", "-e", sql], check=True)
+        return time.perf_counter() - start
+
+    def postgres_runner(self, rss: list[float]) -> float:
+        seconds, peak = self.bench.run_runner(self.project("mariadb_to_pg", "src", "pg"))
+        rss.append(peak)
+        return seconds
+
+    def psql_copy(self) -> float:
+        start = time.perf_counter()
+        subprocess.run(["psql", "-q", "-h", self.pg.host, "-p", str(self.pg.port), "-U", "postgres", "-d", "bench",
+                        "-c", f"\\copy t FROM '{self.pg_csv}' WITH (FORMAT csv)"], check=True)
+        return time.perf_counter() - start
+
+
+def _my_csv(value: str | None) -> str:
+    """A field of the CSV the mariadb client loads: NULL as \\N, text quoted with backslash escapes."""
+    if value is None:
+        return "\\N"
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def measure_paths(paths: Paths, rounds: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    results: dict[str, list[float]] = {}
+    rss: dict[str, list[float]] = {"sqlite": [], "postgres": []}
+    bench = paths.bench
+    mysql_side = [("sqlite-runner", lambda: paths.sqlite_runner(rss["sqlite"])), ("mariadb-load-data",
+                                                                                 paths.mariadb_load_data)]
+    pg_side = [("pg-runner", lambda: paths.postgres_runner(rss["postgres"])), ("psql-copy", paths.psql_copy)]
+    for r in range(rounds):
+        for name, run in mysql_side[r % 2:] + mysql_side[:r % 2]:
+            bench.fresh_target()
+            results.setdefault(name, []).append(run())
+            bench.check(paths.rows)
+        for name, run in pg_side[r % 2:] + pg_side[:r % 2]:
+            paths.fresh_pg()
+            results.setdefault(name, []).append(run())
+            paths.check_pg()
+    return results, rss
+
+
+def report_paths(rows: int, rounds: int, results: dict[str, list[float]], rss: dict[str, list[float]]) -> None:
+    rate = {name: rows / statistics.median(times) for name, times in results.items()}
+    print(f"load paths: {rows:,} rows (BIGINT, INT, DECIMAL(12,2), VARCHAR, DATETIME, nullable VARCHAR), median of "
+          f"{rounds} round(s)")
+    labels = {"sqlite-runner": "runner SQLite -> MariaDB", "mariadb-load-data": "(d) mariadb client LOAD DATA LOCAL, CSV",
+              "pg-runner": "runner MariaDB -> PostgreSQL", "psql-copy": "(e) psql \\copy of the same CSV"}
+    for name, label in labels.items():
+        print(f"  {label:<42} {rate[name]:>10,.0f} rows/s  median {statistics.median(results[name]):7.2f}s")
+    a = rate["sqlite-runner"] / rate["mariadb-load-data"]
+    b = rate["pg-runner"] / rate["psql-copy"]
+    print(f"SQLite -> MariaDB / (d)    = {a:.2f}x (target >= 0.7) {'OK' if a >= 0.7 else 'MISSED'}")
+    print(f"MariaDB -> PostgreSQL / (e) = {b:.2f}x (target >= 0.5) {'OK' if b >= 0.5 else 'MISSED'}")
+    for path, peaks in (("SQLite -> MariaDB", rss["sqlite"]), ("MariaDB -> PostgreSQL", rss["postgres"])):
+        peak = max(peaks)
+        print(f"runner peak RSS {path} at {rows:,} rows: {peak:.1f} MiB (target <= 150) "
+              f"{'OK' if peak <= 150 else 'MISSED'}")
+
+
 def measure(bench: Bench, rows: int, name: str, run: Callable[[], float | None],
             results: dict[str, list[float]]) -> float | None:
     bench.fresh_target()
@@ -215,6 +358,7 @@ def main() -> int:
     ap.add_argument("--pandas-rows", type=int, default=100_000)
     ap.add_argument("--scale-rows", type=int, default=0, help="also load this many rows with the runner alone")
     ap.add_argument("--buffer-pool", default="1G", help="innodb_buffer_pool_size of the private server")
+    ap.add_argument("--paths-only", action="store_true", help="only SQLite -> MariaDB and MariaDB -> PostgreSQL")
     args = ap.parse_args()
     results: dict[str, list[float]] = {}
     rss: list[float] = []
@@ -222,6 +366,13 @@ def main() -> int:
             PrivateMariaDB(extra_args=(f"--innodb-buffer-pool-size={args.buffer_pool}",)) as server:
         bench = Bench(server, Path(tmp))
         bench.setup(args.rows)
+        with PrivatePostgres(settings={"shared_buffers": "256MB", "max_wal_size": "2GB"}) as pg:
+            paths = Paths(bench, pg, args.rows)
+            paths.setup()
+            path_results, path_rss = measure_paths(paths, args.rounds)
+        report_paths(args.rows, args.rounds, path_results, path_rss)
+        if args.paths_only:
+            return 0
         pandas_rows = min(args.pandas_rows, args.rows)
         pandas_missing = False
 

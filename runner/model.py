@@ -36,6 +36,7 @@ class Database:
     pool: PoolSpec = PoolSpec()
     connect_args: Mapping[str, object] = field(default_factory=dict)
     markers: bool = True  # exactly-once commit markers in this database
+    driver_missing: str | None = None  # what to install when the url's driver is not installed
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,35 @@ def _normalise(requirement: str) -> tuple[str, str]:
     return name, spec
 
 
+# PyPI name -> conda-forge name, where they differ. Checked against conda-forge's package index: every other
+# dependency has the same name there. conda-forge's `tzdata` is the IANA database itself, not the Python
+# module, and its `psycopg` is the driver with its C extension and libpq (what psycopg[binary] brings on PyPI).
+CONDA_FORGE_NAMES = {"tzdata": "python-tzdata", "psycopg[binary]": "psycopg"}
+
+
+_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*(?:\[[^\]]*\])?)(.*)$")
+
+
+def _pypi_name(requirement: str) -> str:
+    """The distribution name with its extras ('psycopg[binary]'), PEP 503 normalised."""
+    m = _NAME.match(requirement)
+    assert m, requirement
+    return re.sub(r"[-_.]+", "-", m.group(1)).lower()
+
+
+def _conda_forge(requirement: str) -> tuple[str, str]:
+    """A pyproject requirement as conda-forge knows it: (conda-forge name, sorted specifiers)."""
+    m = _NAME.match(requirement)
+    assert m, requirement
+    name = _pypi_name(requirement)
+    return _normalise(CONDA_FORGE_NAMES.get(name, name) + m.group(2))
+
+
 def _pyproject_dependencies() -> dict[str, str]:
+    """Runtime dependencies and the optional PostgreSQL driver, under their conda-forge names."""
     data = tomllib.loads((REPO / "pyproject.toml").read_text())
-    return dict(_normalise(r) for r in data["project"]["dependencies"])
+    reqs = [*data["project"]["dependencies"], *data["project"]["optional-dependencies"]["postgresql"]]
+    return dict(_conda_forge(r) for r in reqs)
 
 
 def _environment() -> dict:
@@ -47,6 +73,20 @@ def test_environment_is_the_etl_runner_env_on_python_311_with_pip() -> None:
     assert "pip" in deps
     pip_lists = [d["pip"] for d in deps if isinstance(d, dict) and "pip" in d]
     assert pip_lists and any(line in ("-e .", ".") for line in pip_lists[0]), "the env installs the runner"
+
+
+def test_pypi_names_map_to_conda_forge_names() -> None:
+    assert _conda_forge("tzdata>=2024.1") == ("python-tzdata", ">=2024.1")
+    assert _conda_forge("psycopg[binary]>=3.1,<4") == ("psycopg", "<4,>=3.1")
+    assert _conda_forge("SQLAlchemy>=2.0.30,<2.2") == ("sqlalchemy", "<2.2,>=2.0.30")
+    conda = [d for d in _environment()["dependencies"] if isinstance(d, str)]
+    assert "tzdata" not in {_normalise(d)[0] for d in conda}, "conda-forge's tzdata is not the Python module"
+
+
+def test_the_postgresql_extra_is_psycopg_3_and_the_test_tools_include_it() -> None:
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert [_pypi_name(r) for r in extras["postgresql"]] == ["psycopg[binary]"]
+    assert set(extras["postgresql"]) <= set(extras["test"])
 
 
 def test_normalise() -> None:

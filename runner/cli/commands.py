@@ -9,6 +9,7 @@ from typing import IO, Sequence
 from zoneinfo import ZoneInfo
 
 from runner import clock
+from runner.config.exact import shown
 from runner.config.jobs import load_job, load_jobs
 from runner.cli.output import iso, write_json, write_table
 from runner.config.plan import (
@@ -146,7 +147,7 @@ def dry_run(project: Project, name: str, *, params: Sequence[str] = (), dates: s
                 out.write(_statement_text(s, whole))
                 bound = bound_preview(s.sql, values)
                 if bound:
-                    out.write(f"      bound: {', '.join(f'{k}={v!r}' for k, v in bound.items())}\n")
+                    out.write(f"      bound: {', '.join(f'{k}={shown(v)}' for k, v in bound.items())}\n")
             if t.export is not None:
                 path = fill_path(t.export.path, values, f"{job.file} task {t.name}", project.root,
                                  t.export.outside_project)

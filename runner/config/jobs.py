@@ -14,15 +14,9 @@ from typing import Any
 
 from runner.config import notify as notify_keys
 from runner.config.checks import Checker, display
-from runner.config.plan import (
-    SCHEDULED_FIX,
-    find_cycle,
-    path_leaves_project,
-    refused_override,
-    unfilled_paths,
-    unknown_placeholders,
-    unset_params,
-)
+from runner.config.exact import exact
+from runner.config.plan import (SCHEDULED_FIX, find_cycle, path_leaves_project, refused_override, unfilled_paths,
+                                unknown_placeholders, unset_params)
 from runner.config.sqltext import placeholders, split_statements
 from runner.config.yamlfile import KeyPath, YamlDoc, read_text, read_yaml
 from runner.errors import ConfigError, Problem
@@ -37,7 +31,7 @@ TASK_KEYS = {"name", "description", "sql", "sql_file", "export", "load", "depend
              "retry", "idempotent", "retry_timeouts"}
 EXPORT_KEYS = {"query", "path", "format", "compress", "outside_project"}
 LOAD_KEYS = {"source", "query", "table", "mode", "key", "incremental", "create", "batch_rows"}
-PARAM_TYPES = (str, int, float, bool, type(None), date)  # date covers datetime
+PARAM_TYPES = (str, int, float, bool, type(None), date)  # date covers datetime; float: written with a point
 
 
 SUFFIXES = (".yml", ".yaml")  # a job file is NAME.yml or NAME.yaml
@@ -139,9 +133,9 @@ def _build_job(project: Project, name: str, path: Path, problems: list[Problem])
     retry = c.retry(m.get("retry"), ("retry",), s.retry)
     params = c.typed(m, "params", (), dict, {})
     schedule = c.typed(m, "schedule", (), str, None)
-    if schedule is not None and not _valid_cron(schedule):
-        c.add(("schedule",), f"invalid cron expression {schedule!r}: five fields, e.g. \"30 2 * * *\", or six "
-                             f"with a leading seconds field, e.g. \"*/10 * * * * *\"")
+    wrong = _cron_problem(schedule) if schedule is not None else None
+    if wrong is not None:
+        c.add(("schedule",), f"invalid cron expression {schedule!r}: {wrong}")
     job = Job(
         name=name,
         file=doc.file,
@@ -181,23 +175,22 @@ def _hide_secrets(job: Job) -> None:
 
 
 def _params(c: Checker, params: dict[Any, Any]) -> dict[str, object]:
-    """Job parameters with their YAML types: `n: 2` binds the number 2 (LIMIT :n), not the text '2'."""
+    """Job parameters with their YAML types: `n: 2` binds the number 2 (LIMIT :n), not the text '2';
+    `d: 0.06` binds the decimal 0.06 exactly as written."""
     out: dict[str, object] = {}
     for key, value in params.items():
         if not isinstance(value, PARAM_TYPES):
             c.add(("params", key), f"invalid value {value!r}: a parameter is one value (text, number, true/false, "
                                    "null or a date)")
             continue
-        out[str(key)] = value
+        out[str(key)] = exact(value)
     return out
 
 
-def _valid_cron(expr: str) -> bool:
-    from runner.cron import (
-        is_valid,  # imported here: only jobs with a schedule pay for croniter
-    )
+def _cron_problem(expr: str) -> str | None:
+    from runner.cron import problem  # imported here: only jobs with a schedule pay for reading cron
 
-    return is_valid(expr)
+    return problem(expr)
 
 
 def _build_tasks(project: Project, job: Job, doc: YamlDoc, c: Checker, value: Any) -> list[Task]:
@@ -343,7 +336,7 @@ def _load(doc: YamlDoc, c: Checker, value: Any, path: KeyPath) -> LoadSpec | Non
         if col is None:
             c.add(path + ("incremental", "column"), "incremental needs column: the watermark column")
         else:
-            inc = IncrementalSpec(column=col, initial=im.get("initial"))
+            inc = IncrementalSpec(column=col, initial=exact(im.get("initial")))
     batch = c.typed(m, "batch_rows", path, int, 10000, lambda v: v >= 1, "a whole number >= 1")
     if query is None or source is None or table is None:
         return None
@@ -368,6 +361,11 @@ def _check_meaning(project: Project, job: Job, tasks: list[Task], c: Checker) ->
                                              f"{', '.join(project.databases) or 'none'})")
         if t.export is not None:
             _check_export_path(project, job, t, path + ("export", "path"), c)
+        for used, key in ((t.database, ("database",)), (t.load.source if t.load else None, ("load", "source"))):
+            db = project.databases.get(used or "")
+            if db is not None and db.driver_missing:
+                c.add(path + (key if c.doc.line(path + key) else ()),
+                      f"task '{t.name}' uses database {used}, which cannot be used: {db.driver_missing}")
         for dep in t.depends_on:
             if dep not in names:
                 c.add(path + ("depends_on",), f"task '{t.name}' depends on unknown task '{dep}' "

@@ -17,19 +17,6 @@ from runner.config.project import env_file_path
 from runner.errors import Problem
 from runner.model import Job, Project
 
-# Where to get the driver of a SQLAlchemy dialect+driver, by the module it imports.
-INSTALL_HINTS = {
-    "pymysql": "pip install pymysql (conda: pymysql)",
-    "MySQLdb": "pip install mysqlclient (conda: mysqlclient)",
-    "mysql.connector": "pip install mysql-connector-python (conda: mysql-connector-python)",
-    "psycopg": "pip install 'psycopg[binary]' (conda: psycopg)",
-    "psycopg2": "pip install psycopg2-binary (conda: psycopg2)",
-    "asyncpg": "pip install asyncpg",
-    "pyodbc": "pip install pyodbc (conda: pyodbc)",
-    "oracledb": "pip install oracledb (conda: oracledb)",
-}
-
-
 @dataclass
 class Findings:
     errors: list[Problem] = field(default_factory=list)
@@ -57,29 +44,12 @@ def lint(project: Project, jobs: Mapping[str, Job]) -> Findings:
 
 
 def _drivers(project: Project, found: Findings) -> None:
-    """Each database's driver can be imported (else every task on it fails at its first connect)."""
-    import sqlalchemy as sa
-
+    """Each database's driver can be imported (else every task on it fails at its first connect); the
+    state store's is checked when the settings are read, for every command."""
     conf = display(project.conf_dir / "databases.yml", project.root)
-    urls = {name: db.url for name, db in project.databases.items()}
-    urls["(state_url)"] = project.settings.state_url
-    for name, url in urls.items():
-        where = ("conf/runner.yml", "state_url") if name == "(state_url)" else (conf, f"{name}.url")
-        try:
-            parsed = sa.make_url(url)
-        except Exception:
-            continue  # an unparsable url is reported where it is written
-        try:
-            parsed.get_dialect().import_dbapi()
-        except sa.exc.NoSuchModuleError:
-            found.errors.append(Problem(where[0], where[1], f"unknown database kind "
-                                        f"{parsed.drivername!r}: use a SQLAlchemy url such as "
-                                        "mysql+pymysql://, postgresql+psycopg:// or sqlite:///"))
-        except ImportError as exc:
-            module = getattr(exc, "name", None) or str(exc)
-            hint = INSTALL_HINTS.get(module or "", f"install the Python package that provides {module}")
-            found.errors.append(Problem(where[0], where[1], f"the driver of {parsed.drivername} "
-                                        f"({module}) is not installed: {hint}"))
+    for name, db in project.databases.items():
+        if db.driver_missing:
+            found.errors.append(Problem(conf, f"{name}.url", db.driver_missing))
 
 
 def _shared_exports(project: Project, jobs: Mapping[str, Job], found: Findings) -> None:

@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from graphlib import CycleError, TopologicalSorter
 from typing import Iterable, Mapping, Sequence
 
+from runner.config.exact import param_value
 from runner.config.sqltext import placeholders
 from runner.errors import Problem, UsageError
 from runner.model import Job, Statement, Task
@@ -103,10 +104,12 @@ def builtin_params(job: Job, run_date: date, run_id: str = "") -> dict[str, str]
 
 def resolve_params(job: Job, run_date: date, cli: Mapping[str, str], run_id: str = "") -> dict[str, object]:
     """Built-ins, then the job's params, then --param; `{name}` in a text value refers to a built-in.
-    Job params keep their YAML type (a number stays a number); --param values are text."""
+    Job params keep their YAML type (a number stays a number, 0.06 is a decimal); --param values are typed
+    the same way (exact.param_value), unless quoted or the job's own value of the param is text."""
     builtins = builtin_params(job, run_date, run_id)
     out: dict[str, object] = dict(builtins)
-    for source, values in (("params", job.params), ("--param", cli)):
+    typed = {k: param_value(v, job.params.get(k)) if isinstance(v, str) else v for k, v in cli.items()}
+    for source, values in (("params", job.params), ("--param", typed)):
         for key, value in values.items():
             out[key] = _fill(value, builtins, f"{job.file} {source}.{key}") if isinstance(value, str) else value
     return out

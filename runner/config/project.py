@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 from runner.config import notify as notify_keys
 from runner.config.checks import Checker, display, expand_vars
+from runner.config.drivers import missing_driver, with_default_driver
 from runner.config.yamlfile import KeyPath, YamlDoc, read_yaml
 from runner.errors import ConfigError, Problem
 from runner.model import Database, PoolSpec, Project, Settings, WebSpec
@@ -40,7 +41,9 @@ def env_override_name(db_name: str) -> str:
 
 
 def resolve_url(url: str, root: Path) -> str:
-    """Make a relative SQLite file path absolute against the project root (cron starts jobs from /)."""
+    """Make a relative SQLite file path absolute against the project root (cron starts jobs from /); a
+    `postgresql://` url gets its default driver, psycopg 3."""
+    url = with_default_driver(url)
     m = re.match(r"^(sqlite(?:\+\w+)?):///(.*)$", url)
     if not m or not m.group(2) or m.group(2).startswith((":memory:", "/")) or m.group(2).startswith("file:"):
         return url
@@ -67,6 +70,8 @@ def load_project(conf_dir: Path | None = None, jobs_dir: Path | None = None,
         YamlDoc(display(settings_path, root), None)
     env, secrets = _with_env_file(settings_doc, root, env, problems)
     settings = _load_settings(settings_doc, root, env, problems)
+    # A database whose driver is missing stops only the jobs that use it (load_job says so; --check's
+    # lint names the database itself).
     databases = _load_databases(conf_dir, root, env, problems)
     if problems and collect is None:
         raise ConfigError(problems)
@@ -155,6 +160,8 @@ def _load_settings(doc: YamlDoc | None, root: Path, env: Mapping[str, str], prob
     if invalid:
         c.add(("state_url",), invalid)
         state_url = base.state_url
+    elif (missing := missing_driver(with_default_driver(state_url))) is not None:
+        c.add(("state_url",), f"the state store cannot be opened: {missing}")
     for _, key in local_infile_keys(_url_query(state_url)):
         c.add(("state_url",), LOCAL_INFILE_REFUSED.format(key=key, where="the state store url's query")
               + (" (the url comes from RUNNER_STATE_URL)" if env_url else ""))
@@ -262,8 +269,9 @@ def _load_databases(conf_dir: Path, root: Path, env: Mapping[str, str], problems
         if refused:
             continue
         markers = c.typed(m, "markers", path_, bool, True)
-        out[str(name)] = Database(name=str(name), url=resolve_url(url, root), pool=pool,
-                                  connect_args=connect_args, markers=markers)
+        full_url = resolve_url(url, root)
+        out[str(name)] = Database(name=str(name), url=full_url, pool=pool, connect_args=connect_args,
+                                  markers=markers, driver_missing=missing_driver(full_url))
     problems.extend(c.problems)
     return out
 

@@ -21,6 +21,7 @@ from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
+from runner.config.exact import keep_written_numbers
 from runner.errors import ConfigError, Problem
 
 KeyPath = tuple[Any, ...]
@@ -79,6 +80,9 @@ class _Constructor(SafeConstructor):
             except TypeError:  # an unhashable key: the constructor says so below
                 continue
         return super().construct_mapping(node, deep)
+
+
+keep_written_numbers(_Constructor)  # a number with a decimal point keeps its text (exact.py)
 
 
 class _Loader(Composer, _Constructor, Resolver, _Parser):

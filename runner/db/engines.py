@@ -56,6 +56,15 @@ def guard_local_infile(engine: Engine) -> None:
         guard(engine)
 
 
+# Hosts a connection reached in this process: a name that stops resolving later is DNS failing for a
+# while, not a typo (see Kind.UNKNOWN_HOST).
+_reached: set[tuple[str | None, int | None]] = set()
+
+
+def _host_of(url: sa.URL) -> tuple[str | None, int | None]:
+    return url.host, url.port
+
+
 def is_mysql(engine: Engine) -> bool:
     return engine.dialect.name in ("mysql", "mariadb")
 
@@ -145,6 +154,7 @@ class PoolGuard:
         now = clock.monotonic()
         record.info["born"] = now
         record.info["last_used"] = now
+        _reached.add(_host_of(self.engine.url))
         if not self.mysql:
             return
         cur = dbapi_conn.cursor()
@@ -316,7 +326,10 @@ def make_engine(db: Database) -> tuple[Engine, PoolGuard]:
     if url.get_backend_name() not in ("mysql", "mariadb"):
         # The MySQL socket timeouts mean nothing to other drivers; keep one databases.yml for both.
         for key in MYSQL_ONLY_ARGS:
-            connect_args.pop(key, None)
+            if not (key == "connect_timeout" and url.get_backend_name() == "postgresql"):  # libpq has it too
+                connect_args.pop(key, None)
+    if url.get_backend_name() == "postgresql":
+        connect_args.setdefault("connect_timeout", 10)
     if url.get_backend_name() in ("mysql", "mariadb"):
         connect_args.setdefault("connect_timeout", 10)
         connect_args.setdefault("charset", "utf8mb4")
@@ -348,8 +361,10 @@ def create_tables(engine: Engine, *tables: Any, attempts: int = 6) -> None:
         except sa_exc.DBAPIError as exc:
             errno = getattr(exc.orig, "args", (None,))[0]
             text = str(exc.orig)
-            if attempt == attempts or not (errno in (1050, 1061) or "already exists" in text
-                                           or "database is locked" in text):
+            # PostgreSQL: two CREATE TABLEs at once may collide on the type the table gets (pg_type's key)
+            raced = errno in (1050, 1061) or "already exists" in text or "database is locked" in text \
+                or "pg_type_typname" in text
+            if attempt == attempts or not raced:
                 raise
             if "database is locked" in text:
                 clock.sleep(0.05 * attempt)
@@ -374,6 +389,10 @@ class Engines:
             if name not in self._engines:
                 self._engines[name] = make_engine(self.project.databases[name])
             return self._engines[name]
+
+    def reached(self, name: str) -> bool:
+        """Whether a connection to the host of database `name` succeeded earlier in this process."""
+        return _host_of(make_url(self.project.databases[name].url)) in _reached
 
     def display(self, name: str) -> str:
         return f"{name} ({redact(self.project.databases[name].url)})"

@@ -2,16 +2,18 @@
 to stop, the running statement is killed there.
 
 Abandoning the client socket would leave the query running on the server; instead a separate
-connection sends KILL QUERY for the task's connection (MySQL/MariaDB), or the SQLite connection is
-interrupted. The log says what happened on the server: killed, nothing running any more, or the
-connection already gone.
+connection sends KILL QUERY for the task's connection (MySQL/MariaDB) or pg_cancel_backend for its
+backend (PostgreSQL), or the SQLite connection is interrupted. The log says what happened on the
+server (killed, nothing running any more, the connection already gone), and only that: on a database
+the runner cannot stop a statement on, it says so.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from sqlalchemy.engine import Engine
 
@@ -38,6 +40,7 @@ class Watchdog:
         self._killed = False
         self._thread_id = dbapi_conn.thread_id() if is_mysql(engine) else None
         self._on_stop = stop.on_stop(self.interrupt)
+        self._backend_pid = backend_pid(dbapi_conn) if engine.dialect.name == "postgresql" else None
 
     def __enter__(self) -> "Watchdog":
         stop.check()  # a run asked to stop starts no statement
@@ -77,11 +80,14 @@ class Watchdog:
         try:
             if self._thread_id is not None:
                 outcome = kill_query(self.engine, self._thread_id)
+            elif self._backend_pid is not None:
+                outcome = cancel_backend(self.engine, self._backend_pid)
             elif self.engine.dialect.name == "sqlite":
                 self.dbapi_conn.interrupt()
                 outcome = "; statement interrupted (SQLite)"
             else:
-                outcome = "; the statement runs on until it ends (no way to stop it on this database)"
+                outcome = (f"; the runner cannot stop a statement on a {self.engine.dialect.name} database: it runs "
+                           "on until it ends")
             where = f" (connection {self._thread_id} to {self.engine.url.database})" if self._thread_id else ""
             log.warning("%s: %s%s%s", self.label, why, outcome, where)
         except Exception as exc:  # the task still fails on its own when the server answers
@@ -94,9 +100,10 @@ GONE = "; its connection had already ended on the server, and the statement with
 _UNKNOWN_THREAD = 1094
 
 
-def kill_query(engine: Engine, thread_id: int) -> str:
-    """KILL QUERY from a fresh, unpooled connection (the pool may be exhausted or unhealthy); says what
-    it found on the server (KILLED, IDLE or GONE)."""
+@contextmanager
+def _side_connection(engine: Engine) -> Iterator[Any]:
+    """A cursor on a fresh, unpooled connection to the engine's server (the pool may be exhausted or
+    unhealthy), made with the engine's own driver arguments."""
     cargs, cparams = engine.dialect.create_connect_args(engine.url)
     cparams = {**cparams, **connect_args_of(engine), "connect_timeout": 5}
     connect = engine.dialect.loaded_dbapi.connect
@@ -105,6 +112,17 @@ def kill_query(engine: Engine, thread_id: int) -> str:
     conn = connect(*cargs, **cparams)
     try:
         cur = conn.cursor()
+        yield cur
+        cur.close()
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def kill_query(engine: Engine, thread_id: int) -> str:
+    """KILL QUERY for a MySQL/MariaDB connection, from a connection of its own; says what it found on
+    the server (KILLED, IDLE or GONE)."""
+    with _side_connection(engine) as cur:
         cur.execute(f"SELECT COMMAND FROM information_schema.PROCESSLIST WHERE ID = {int(thread_id)}")
         row = cur.fetchone()
         if row is None:
@@ -117,7 +135,28 @@ def kill_query(engine: Engine, thread_id: int) -> str:
             if getattr(exc, "args", (None,))[0] == _UNKNOWN_THREAD:  # it ended between the two statements
                 return GONE
             raise
-        cur.close()
         return KILLED
-    finally:
-        conn.close()
+
+
+def backend_pid(dbapi_conn: Any) -> int | None:
+    """The PostgreSQL backend serving a connection (psycopg 3, or psycopg2)."""
+    info = getattr(dbapi_conn, "info", None)
+    pid = getattr(info, "backend_pid", None)
+    if pid is None and hasattr(dbapi_conn, "get_backend_pid"):
+        pid = dbapi_conn.get_backend_pid()
+    return int(pid) if pid else None
+
+
+def cancel_backend(engine: Engine, pid: int) -> str:
+    """pg_cancel_backend from a connection of its own; says what it found on the server."""
+    with _side_connection(engine) as cur:
+        cur.execute("SELECT state FROM pg_stat_activity WHERE pid = %s", (int(pid),))
+        row = cur.fetchone()
+        if row is None:
+            return GONE
+        if row[0] != "active":
+            return IDLE
+        cur.execute("SELECT pg_cancel_backend(%s)", (int(pid),))
+        if not cur.fetchone()[0]:
+            return GONE
+        return f"; the server was asked to cancel the statement (pg_cancel_backend({int(pid)}))"

@@ -5,9 +5,11 @@ of the query (wrapped as `SELECT * FROM (query) LIMIT 0`), or on SQLite from a t
 query reflected by SQLAlchemy, completed from the values of the first rows. Each column gets a `kind`
 (how its values are encoded on the way) and a type (how a missing target column is declared).
 
-Types keep their precision where the target can hold it: DECIMAL(p,s) stays DECIMAL(p,s) and
-DATETIME(6) stays DATETIME(6) on MySQL/MariaDB. On SQLite, DECIMAL is declared VARCHAR(p+2), a type
-with TEXT affinity, because NUMERIC affinity would turn the exact digits into a binary float.
+Types keep their precision where the target can hold it: DECIMAL(p,s) stays DECIMAL(p,s) (NUMERIC on
+PostgreSQL), DATETIME(6) stays DATETIME(6) on MySQL/MariaDB, INTEGER and CHAR(n) stay INTEGER and CHAR(n),
+NOT NULL stays NOT NULL. On SQLite, DECIMAL is declared NUMERIC(p,s): its values are stored as numbers
+(64-bit integers or floats), so they compare, sum and sort as numbers; a value no such number holds
+exactly is refused when it is written (see rowcopy.adapters).
 """
 
 from __future__ import annotations
@@ -52,8 +54,7 @@ def _variant(generic: Any, on_mysql: Any, on_sqlite: Any = None) -> Any:
 def decimal_type(precision: int, scale: int, unsigned: bool = False) -> Any:
     precision = max(1, min(precision, 65))
     scale = max(0, min(scale, 30, precision))
-    return _variant(sa.Numeric(precision, scale), mysql.DECIMAL(precision, scale, unsigned=unsigned),
-                    sa.String(precision + 2))
+    return _variant(sa.Numeric(precision, scale), mysql.DECIMAL(precision, scale, unsigned=unsigned))
 
 
 def datetime_type(fsp: int = 6) -> Any:
@@ -116,7 +117,10 @@ def _fsp(scale: int) -> int:
 def _mysql_string(name: str, type_code: int, length: int, charsetnr: int, nullable: bool) -> SourceColumn:
     if charsetnr == _BINARY_CHARSET and type_code != F.JSON:
         return SourceColumn(name, "binary", binary_type(length, fixed=type_code == F.STRING), nullable)
-    return SourceColumn(name, "text", text_type(length // _MAXLEN.get(charsetnr, 4)), nullable)
+    chars = length // _MAXLEN.get(charsetnr, 4)
+    if type_code == F.STRING and 0 < chars <= 255:  # CHAR(n) (ENUM and SET arrive as STRING too: CHAR holds them)
+        return SourceColumn(name, "text", sa.CHAR(chars), nullable)
+    return SourceColumn(name, "text", text_type(chars), nullable)
 
 
 def _int(generic: Any, on_mysql: Any, wider: Any) -> Any:
@@ -130,7 +134,8 @@ _INTEGER_TYPES = {
     F.SHORT: _int(sa.SmallInteger(), mysql.SMALLINT, sa.Integer()),
     F.INT24: _int(sa.Integer(), mysql.MEDIUMINT, sa.Integer()),
     F.LONG: _int(sa.Integer(), mysql.INTEGER, sa.BigInteger()),
-    F.LONGLONG: _int(sa.BigInteger(), mysql.BIGINT, sa.BigInteger()),
+    # BIGINT UNSIGNED reaches 2^64-1: NUMERIC(20) where no unsigned 64-bit type exists (SQLite: 64-bit INTEGER)
+    F.LONGLONG: _int(sa.BigInteger(), mysql.BIGINT, sa.Numeric(20, 0).with_variant(sa.BigInteger(), "sqlite")),
     F.YEAR: lambda unsigned: _variant(sa.SmallInteger(), mysql.YEAR()),
 }
 
@@ -145,7 +150,7 @@ def reflected_column(name: str, reflected: Any) -> SourceColumn | None:
     if isinstance(t, sa.Numeric):
         return SourceColumn(name, "decimal", decimal_type(t.precision or 38, t.scale if t.scale is not None else 10))
     if isinstance(t, sa.Integer):
-        return SourceColumn(name, "int", sa.BigInteger())
+        return SourceColumn(name, "int", sa.BigInteger())  # SQLite's INTEGER is 64-bit
     if isinstance(t, sa.DateTime):
         return SourceColumn(name, "temporal", datetime_type(6))
     if isinstance(t, sa.Date):
@@ -154,9 +159,43 @@ def reflected_column(name: str, reflected: Any) -> SourceColumn | None:
         return SourceColumn(name, "temporal", time_type(6))
     if isinstance(t, sa.types._Binary):
         return SourceColumn(name, "binary", binary_type(getattr(t, "length", None) or 2 ** 32 - 1))
+    if isinstance(t, sa.CHAR) and t.length and t.length <= 255:
+        return SourceColumn(name, "text", sa.CHAR(t.length))
     if isinstance(t, sa.String):
         return SourceColumn(name, "text", text_type(t.length or 2 ** 32 - 1))
     return None
+
+
+# PostgreSQL type OIDs (pg_type.dat) of a result's columns, as psycopg describes them.
+_PG_INT = {20: sa.BigInteger, 21: sa.SmallInteger, 23: sa.Integer, 26: sa.BigInteger}
+_PG_TEXT = {25, 1043, 114, 3802, 2950, 142, 1042, 19, 18}  # text, varchar, json, jsonb, uuid, xml, bpchar, name, char
+
+
+def pg_column(name: str, oid: int, precision: int | None, scale: int | None, size: int | None) -> SourceColumn:
+    """A result column as psycopg 3 describes it (type OID, numeric precision and scale, string length)."""
+    if oid in _PG_INT:
+        return SourceColumn(name, "int", _PG_INT[oid]())
+    if oid == 16:
+        return SourceColumn(name, "int", _variant(sa.Boolean(), mysql.TINYINT(1)))
+    if oid == 1700:
+        return SourceColumn(name, "decimal", decimal_type(precision or 65, scale if precision else 30))
+    if oid == 700:
+        return SourceColumn(name, "float", _variant(sa.Float(), mysql.FLOAT()))
+    if oid == 701:
+        return SourceColumn(name, "float", _variant(sa.Double(), mysql.DOUBLE()))
+    if oid in (1114, 1184):
+        return SourceColumn(name, "temporal", datetime_type(6))
+    if oid == 1082:
+        return SourceColumn(name, "temporal", sa.Date())
+    if oid in (1083, 1266):
+        return SourceColumn(name, "temporal", time_type(6))
+    if oid == 17:
+        return SourceColumn(name, "binary", binary_type(0))
+    if oid == 1042 and size and size <= 255:
+        return SourceColumn(name, "text", sa.CHAR(size))
+    if oid == 1043 and size:
+        return SourceColumn(name, "text", text_type(size))
+    return SourceColumn(name, "text", text_type(0))
 
 
 def value_column(name: str, values: Sequence[Any]) -> SourceColumn:
@@ -183,9 +222,10 @@ def value_column(name: str, values: Sequence[Any]) -> SourceColumn:
 
 
 def table_for(name: str, schema: str | None, columns: Sequence[SourceColumn], key: Sequence[str] = ()) -> sa.Table:
-    """A SQLAlchemy table for CREATE TABLE: the source columns, nullable, `key` as the primary key."""
+    """A SQLAlchemy table for CREATE TABLE: the source columns, NOT NULL where the source said so, `key`
+    as the primary key."""
     cols = [sa.Column(c.name, _key_type(c) if c.name in key else c.type, primary_key=c.name in key,
-                      nullable=c.name not in key, autoincrement=False, quote=True) for c in columns]
+                      nullable=c.nullable and c.name not in key, autoincrement=False, quote=True) for c in columns]
     return sa.Table(name, sa.MetaData(), *cols, schema=schema, quote=True, quote_schema=True)
 
 

@@ -191,7 +191,7 @@ class CopyResult:
     method: str
 
 
-def _high(reader: RowReader, kind: str | None) -> Any:
+def copy_high(reader: RowReader, kind: str | None) -> Any:
     """The highest watermark value the reader saw, as a Python value (dates and times as text)."""
     if reader.high is None or kind is None:
         return None
@@ -220,16 +220,22 @@ def _load_data(src: Any, dst: StreamingConnection, columns: Sequence[SourceColum
         raise
     finally:
         reader.close()
+    check_load_data(cur, reader.rows)
+    return CopyResult(reader.rows, copy_high(reader, kind), "LOAD DATA LOCAL INFILE")
+
+
+def check_load_data(cur: Any, sent: int) -> None:
+    """LOAD DATA LOCAL stored every row sent, without a warning; else the load fails (and rolls back)."""
     if cur.warning_count:
         _raise_warnings(cur, cur.warning_count)
-    if cur.rowcount != reader.rows:
-        raise LoadWarnings(1261, f"LOAD DATA stored {cur.rowcount} of {reader.rows} rows")
-    return CopyResult(reader.rows, _high(reader, kind), "LOAD DATA LOCAL INFILE")
+    if cur.rowcount != sent:
+        raise LoadWarnings(1261, f"LOAD DATA stored {cur.rowcount} of {sent} rows")
 
 
 def _raise_warnings(cur: Any, count: int) -> None:
     cur.execute("SHOW WARNINGS LIMIT 3")
-    shown = [w for w in cur.fetchall() if w[0] != "Note"] or [("Warning", 1261, "see SHOW WARNINGS")]
+    found = cur.fetchall()
+    shown = [w for w in found if w[0] != "Note"] or list(found) or [("Warning", 1261, "see SHOW WARNINGS")]
     level, code, message = shown[0]
     raise LoadWarnings(int(code), f"{message} ({count} warning(s) while loading; LOAD DATA LOCAL skips such "
                                   f"rows instead of failing, so the load was rolled back)")
@@ -261,7 +267,7 @@ def _inserts(src: Any, dst: StreamingConnection, columns: Sequence[SourceColumn]
         reader.close()
     if reader.error is not None:
         raise SourceError(reader.error)
-    return CopyResult(reader.rows, _high(reader, kind), "multi-row INSERT")
+    return CopyResult(reader.rows, copy_high(reader, kind), "multi-row INSERT")
 
 
 def copy(src: Any, dst: StreamingConnection, columns: Sequence[SourceColumn], into: str, inner_sql: str, args: Any,
@@ -272,11 +278,11 @@ def copy(src: Any, dst: StreamingConnection, columns: Sequence[SourceColumn], in
         done = _load_data(src, dst, columns, into, inner_sql, args, progress, watermark)
         if done is not None:
             return done
-        _say_refused(target_name)
+        say_refused(target_name)
     return _inserts(src, dst, columns, into, inner_sql, args, progress, watermark, mode, key)
 
 
-def _say_refused(target: str) -> None:
+def say_refused(target: str) -> None:
     with _warned_lock:
         if target in _warned:
             return

@@ -20,7 +20,8 @@ Quote = Callable[[str], str]
 _TAB = "CHAR(9 USING utf8mb4)"
 _NL = "CHAR(10 USING utf8mb4)"
 
-STREAM_NAME = "runner-stream"  # the name in LOAD DATA LOCAL INFILE; no file of that name is ever opened
+STREAM_NAME = "runner-stream"
+_ESCAPE, _NO_ESCAPE = "X'5C'", "''"  # backslash, or no escape character  # the name in LOAD DATA LOCAL INFILE; no file of that name is ever opened
 
 
 def mysql_quote(name: str) -> str:
@@ -72,11 +73,21 @@ def tsv_field(col: SourceColumn) -> str:
     return sql_field(col)
 
 
+def csv_field(col: SourceColumn) -> str:
+    """A column as one field of PostgreSQL's COPY CSV (quote ', escape \\, NULL as the word NULL): text as
+    QUOTE() renders it, binary as bytea's hex input (\\x0a1b)."""
+    if col.kind == "binary":
+        return f"IF({_ref(col.name)} IS NULL, 'NULL', CONCAT(CHAR(92 USING utf8mb4), 'x', HEX({_ref(col.name)})))"
+    return sql_field(col)
+
+
 def encoded_select(inner_sql: str, columns: Sequence[SourceColumn], fmt: str, watermark: str | None = None) -> str:
     """The source query that returns each row already encoded: one LOAD DATA line (fmt "tsv", newline
-    included) or one SQL tuple (fmt "sql"); plus the raw watermark column when the load is incremental."""
-    if fmt == "tsv":
-        parts = [p for c in columns for p in (tsv_field(c), _TAB)]
+    included), one line of PostgreSQL's COPY CSV (fmt "csv") or one SQL tuple (fmt "sql"); plus the raw
+    watermark column when the load is incremental."""
+    if fmt in ("tsv", "csv"):
+        field = tsv_field if fmt == "tsv" else csv_field
+        parts = [p for c in columns for p in (field(c), _TAB)]
         parts[-1] = _NL
     else:
         parts = ["'('"] + [p for c in columns for p in (sql_field(c), "','")]
@@ -87,10 +98,42 @@ def encoded_select(inner_sql: str, columns: Sequence[SourceColumn], fmt: str, wa
     return wrapped(inner_sql, select)
 
 
+def sqlite_quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sqlite_field(col: SourceColumn) -> str:
+    """A column as one LOAD DATA field rendered by SQLite itself (for `load_data_sql(escaped=False)`), by
+    each value's storage class: NULL as the word NULL, numbers as SQLite's own text of them (quote():
+    integers exactly, floats with 15 significant digits, so every decimal a SQLite number holds exactly
+    reads back digit for digit), text enclosed in quotes with a quote inside doubled, a binary column
+    as hex."""
+    ref = "runner_q." + sqlite_quote(col.name)
+    if col.kind == "binary":
+        return f"CASE WHEN {ref} IS NULL THEN 'NULL' ELSE hex({ref}) END"
+    return (f"CASE WHEN {ref} IS NULL THEN 'NULL' WHEN typeof({ref}) IN ('integer', 'real') THEN quote({ref}) "
+            f"ELSE " + _QUOTED.format(ref=ref) + " END")
+
+
+# SQL text that encloses a value in single quotes, doubling a quote inside it
+_QUOTED = "'''' || replace(CAST({ref} AS TEXT), '''', '''''') || ''''"
+
+
+def sqlite_lines_select(inner_sql: str, columns: Sequence[SourceColumn], watermark: str | None = None) -> str:
+    """The SQLite source query returning each row as one LOAD DATA line (without its newline), plus the raw
+    watermark column when the load is incremental."""
+    select = " || char(9) || ".join(_sqlite_field(c) for c in columns) + " AS runner_row"
+    if watermark is not None:
+        select += f", runner_q.{sqlite_quote(watermark)} AS runner_wm"
+    return f"SELECT {select} FROM (\n{inner_sql}\n) AS runner_q"
+
+
 # ---------------------------------------------------------------------------------------- target side
 
-def load_data_sql(table: str, columns: Sequence[SourceColumn]) -> str:
-    """LOAD DATA LOCAL INFILE for lines made by `tsv_field`; binary columns arrive as hex."""
+def load_data_sql(table: str, columns: Sequence[SourceColumn], escaped: bool = True) -> str:
+    """LOAD DATA LOCAL INFILE for lines made by `tsv_field` (backslash escapes) or, not `escaped`, by
+    `sqlite_lines_select` (no escape character: a quote inside an enclosed field is doubled); binary
+    columns arrive as hex."""
     targets, sets = [], []
     for i, c in enumerate(columns):
         if c.kind == "binary":
@@ -99,10 +142,27 @@ def load_data_sql(table: str, columns: Sequence[SourceColumn]) -> str:
         else:
             targets.append(mysql_quote(c.name))
     sql = (f"LOAD DATA LOCAL INFILE '{STREAM_NAME}' INTO TABLE {qualified(table, mysql_quote)} "
-           f"CHARACTER SET utf8mb4 FIELDS TERMINATED BY X'09' OPTIONALLY ENCLOSED BY X'27' ESCAPED BY X'5C' "
+           f"CHARACTER SET utf8mb4 FIELDS TERMINATED BY X'09' OPTIONALLY ENCLOSED BY X'27' "
+           f"ESCAPED BY {_ESCAPE if escaped else _NO_ESCAPE} "
            f"LINES TERMINATED BY X'0A' "
            f"({', '.join(targets)})")
     return sql + (f" SET {', '.join(sets)}" if sets else "")
+
+
+COPY_CSV = "FORMAT csv, DELIMITER E'\\t', QUOTE '''', ESCAPE E'\\\\', NULL 'NULL'"
+
+
+def copy_sql(table: str, names: Sequence[str], quote: Quote, csv: bool = False) -> str:
+    """COPY FROM STDIN into `table`: psycopg's own rows (text format), or the CSV a MySQL source renders."""
+    sql = f"COPY {qualified(table, quote)} ({', '.join(quote(n) for n in names)}) FROM STDIN"
+    return sql + (f" WITH ({COPY_CSV})" if csv else "")
+
+
+def merge_sql(table: str, staging: str, names: Sequence[str], key: Sequence[str], quote: Quote) -> str:
+    """The upsert of a staged load into its table on PostgreSQL."""
+    cols = ", ".join(quote(n) for n in names)
+    return (f"INSERT INTO {qualified(table, quote)} ({cols}) SELECT {cols} FROM {quote(staging)}"
+            + upsert_tail("postgresql", names, key, quote))
 
 
 def insert_head(table: str, names: Sequence[str], quote: Quote) -> str:
@@ -147,6 +207,7 @@ class WritePlan:
     before: tuple[str, ...]  # statements before the rows ("CREATE" stands for the table's CREATE TABLE)
     after: tuple[str, ...]  # statements after the rows committed (MySQL's swap)
     staging: str | None = None  # a table to drop when the load fails
+    finish: tuple[str, ...] = ()  # statements after the rows, in their transaction (PostgreSQL swap, MERGE)
 
 
 def side_names(table: str) -> tuple[str, str]:
@@ -158,6 +219,9 @@ def side_names(table: str) -> tuple[str, str]:
 
 
 CREATE = "CREATE"  # placeholder in WritePlan.before for the CREATE TABLE of the table being written
+MERGE = "MERGE"  # placeholder in WritePlan.finish for the upsert of the staged rows (merge_sql)
+GRANTS = "GRANTS"  # placeholder in WritePlan.finish for the old table's grants, given to the new one
+PG_STAGE = "runner_stage"  # the temporary table an upsert into PostgreSQL is staged in
 
 
 def write_plan(dialect: str, mode: str, table: str, exists: bool, create: bool, quote: Quote) -> WritePlan:
@@ -168,6 +232,8 @@ def write_plan(dialect: str, mode: str, table: str, exists: bool, create: bool, 
     (SQLite) replace inside the load's one transaction: DELETE, then the rows; readers see the old or
     the new table, never a half one. A missing table is created when `create` is on.
     """
+    if dialect == "postgresql":
+        return _pg_plan(mode, table, exists, create, quote)
     if dialect in ("mysql", "mariadb") and mode == "replace":
         new, old = side_names(table)
         q_new, q_old, q_table = (qualified(t, quote) for t in (new, old, table))
@@ -185,6 +251,26 @@ def write_plan(dialect: str, mode: str, table: str, exists: bool, create: bool, 
     elif exists and mode == "replace":
         before = (f"DELETE FROM {qualified(table, quote)}",)
     return WritePlan(table, before, ())
+
+
+def _pg_plan(mode: str, table: str, exists: bool, create: bool, quote: Quote) -> WritePlan:
+    """PostgreSQL has transactional DDL: the whole load, swap or merge included, is one transaction.
+    replace: the rows go into a table made LIKE the old one (columns, defaults, constraints, indexes),
+    which takes its name and grants; upsert: into a temporary staging table, then INSERT ... ON CONFLICT."""
+    make = (CREATE,) if not exists and create else ()
+    q_table = qualified(table, quote)
+    if mode == "replace" and exists:
+        new, old = side_names(table)
+        q_new = qualified(new, quote)
+        before = (f"DROP TABLE IF EXISTS {q_new}", f"CREATE TABLE {q_new} (LIKE {q_table} INCLUDING ALL)")
+        finish = (GRANTS, f"ALTER TABLE {q_table} RENAME TO {quote(split_name(old)[1])}",
+                  f"ALTER TABLE {q_new} RENAME TO {quote(split_name(table)[1])}",
+                  f"DROP TABLE {qualified(old, quote)}")
+        return WritePlan(new, before, (), staging=None, finish=finish)
+    if mode == "upsert":
+        stage = (f"CREATE TEMPORARY TABLE {quote(PG_STAGE)} (LIKE {q_table} INCLUDING DEFAULTS) ON COMMIT DROP",)
+        return WritePlan(PG_STAGE, make + stage, (), finish=(MERGE,))
+    return WritePlan(table, make, ())
 
 
 def params_as_null(sql: str) -> str:

@@ -23,6 +23,7 @@ from runner.model import Job, NotifyTarget, Project, targets_of
 from runner.notify.messages import Message, late_message, missed_message, run_message
 from runner.state.ledger import HOST, Ledger
 from runner.state.outbox import Alert, Outbox
+from runner.state.slots import missed_counts
 
 log = logging.getLogger("runner.notify")
 
@@ -228,8 +229,10 @@ class Courier:
         tz = job.timezone if job is not None else self.project.settings.timezone
         if first.event == "missed":
             runs = {r["run_id"]: r for r in self._runs(a.run_id for a in alerts)}
+            stretches = missed_counts(self.ledger, [a.run_id or "" for a in alerts])
             return missed_message(first.job, [a.slot for a in alerts],
-                                  [runs[a.run_id]["error"] or "" for a in alerts if a.run_id in runs], HOST, tz)
+                                  [runs[a.run_id]["error"] or "" for a in alerts if a.run_id in runs], HOST, tz,
+                                  total=sum(stretches.get(a.run_id or "", 1) for a in alerts))
         if first.event == "late":
             assert first.slot is not None
             runs = [dict(zip(("run_id", "status", "started_at"), r)) for r in self.outbox.slot_runs(first.job,

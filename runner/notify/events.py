@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from runner.model import NotifyTarget
 
-if TYPE_CHECKING:  # croniter is imported only by jobs with a schedule
+if TYPE_CHECKING:  # runner.cron is imported only by jobs with a schedule
     from runner.cron import Schedule
 
 UNSUCCESSFUL = ("failed", "interrupted", "abandoned")

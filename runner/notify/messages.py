@@ -66,16 +66,18 @@ def run_message(event: str, run: Mapping[str, Any], attempts: Sequence[Mapping[s
 
 
 def missed_message(job: str, slots: Sequence[datetime | None], reasons: Sequence[str], host: str,
-                   tz: str) -> Message:
-    """Every missed slot of one job waiting to be told, in one message."""
+                   tz: str, total: int | None = None) -> Message:
+    """Every missed slot of one job waiting to be told, in one message. `total`: how many slots they
+    stand for, when some of them are stretches recorded as one row (their reason names first and last)."""
+    total = len(slots) if total is None else total
     listed = [slot_text(s, tz) for s in slots if s is not None][:20]
-    lines = [f"job: {job}", f"status: missed", f"host: {host}", f"slots missed: {len(slots)}"]
+    lines = [f"job: {job}", "status: missed", f"host: {host}", f"slots missed: {total}"]
     lines += [f"  {s}" for s in listed]
     if len(slots) > len(listed):
         lines.append(f"  ... and {len(slots) - len(listed)} more")
     lines += [f"why: {r}" for r in dict.fromkeys(reasons)][:3]
     lines.append(f"more: {_more(None, job)}")
-    return _message(f"runner: {job} MISSED {len(slots)} slot(s)", lines, "missed")
+    return _message(f"runner: {job} MISSED {total} slot(s)", lines, "missed")
 
 
 def late_message(job: str, slot: datetime, late_after: float, runs: Sequence[Mapping[str, Any]], host: str,

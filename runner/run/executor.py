@@ -18,7 +18,7 @@ from tenacity import RetryCallState
 
 from runner import clock, logs, stop
 from runner.config.plan import from_task, graph, order_tasks, resolve_params
-from runner.db.classify import HINTS, Kind, classify_error, server_away
+from runner.db.classify import HINTS, Kind, Verdict, classify_error, server_away
 from runner.db.engines import Engines, current_context
 from runner.errors import LedgerWriteFailed, OutcomeUnknown, StateStoreError, TaskFailed
 from runner.model import Job, Project, RetrySpec, Task
@@ -27,6 +27,7 @@ from runner.run.retry import build_retrying, describe_attempts
 from runner.state import markers
 from runner.state.failures import failure_of
 from runner.state.ledger import Ledger
+from runner.state.lock import close_idle_locks
 from runner.tasks.base import Attempt, AttemptError
 from runner.tasks.sql import non_atomic
 
@@ -109,6 +110,7 @@ class Runner:
 
     def close(self) -> None:
         self.engines.dispose()
+        close_idle_locks(self.ledger)
         self.ledger.dispose()
 
     # ------------------------------------------------------------------------------------------- job
@@ -280,7 +282,7 @@ class Runner:
             result.statement = exc.statement.where if exc.statement is not None else None
             if exc.attempt_id is not None and self._should_retry(task, exc):  # attempts or window ran out
                 self.ledger.finish_attempt(exc.attempt_id, "failed", errno=exc.verdict.errno,
-                                           error=_one_line(exc.verdict.message))
+                                           error=_ledger_error(exc.verdict))
             result.error = self._failure_message(ctx, task, exc, result.attempts, clock.monotonic() - started, spec,
                                                  retried)
             log.error("%s", result.error)
@@ -307,12 +309,19 @@ class Runner:
         if exc.timed_out or v.kind is Kind.TIMEOUT:
             return task.retry_timeouts
         if not v.retryable:
-            return False
+            # A host name that does not resolve is a typo unless the host was reached earlier in this
+            # process: then it is DNS failing for a while, and is waited out like a server that is away.
+            return v.kind is Kind.UNKNOWN_HOST and self.engines.reached(self._database_of(task, exc))
         if non_atomic(task) and not task.idempotent and exc.phase != "connect":
             return False
         if exc.ambiguous and not self.project.databases[task.database].markers:
             return False
         return True
+
+    @staticmethod
+    def _database_of(task: Task, exc: AttemptError) -> str:
+        """The database an attempt's error came from: a load's source, or the task's database."""
+        return task.load.source if task.load is not None and exc.phase == "source" else task.database
 
     def _log_retry(self, ctx: "_RunContext", task: Task, spec: RetrySpec, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -322,8 +331,9 @@ class Runner:
             limit = f"{state.attempt_number}/{spec.attempts}"
             if spec.window and server_away(v, exc.phase):  # waited out until the window closes
                 limit = f"{state.attempt_number} ({state.seconds_since_start or 0:.0f}s of the {spec.window:g}s window)"
-            log.warning("job %s task %s: error %s (%s) on attempt %s; retrying in %.2fs: %s",
-                        ctx.job.name, task.name, v.errno, v.kind.value, limit, delay, _one_line(v.message),
+            log.warning("job %s task %s: error %s(%s) on attempt %s; retrying in %.2fs: %s",
+                        ctx.job.name, task.name, f"{v.code} " if v.code else "", v.kind.value, limit, delay,
+                        _one_line(v.message),
                         extra={"job": ctx.job.name, "task": task.name, "errno": v.errno,
                                "attempt": state.attempt_number, "next_delay": round(delay, 3)})
 
@@ -353,7 +363,7 @@ class Runner:
             v = exc.verdict
             status = "retrying" if self._should_retry(task, exc) else "failed"
             where = (exc.statement.where, exc.statement.first_line[:300]) if exc.statement is not None else None
-            self.ledger.finish_attempt(attempt_id, status, errno=v.errno, error=_one_line(v.message), statement=where,
+            self.ledger.finish_attempt(attempt_id, status, errno=v.errno, error=_ledger_error(v), statement=where,
                                        run_id=ctx.run_id)
             exc.attempt_id = attempt_id
             if exc.ambiguous and not self.project.databases[task.database].markers:
@@ -452,13 +462,15 @@ class Runner:
         stmt = exc.statement
         if stmt is not None:
             lines.append(f"  statement: {stmt.where}: {stmt.first_line[:160]}")
+            if exc.phase == "source":
+                lines.append(f"  during: reading the rows of the load's source {task.load.source if task.load else ''}")
         elif exc.phase == "commit":
             lines.append("  during: COMMIT")
         elif exc.phase == "connect":
             lines.append("  during: connecting")
-        database = task.load.source if task.load and exc.phase == "source" else task.database
+        database = self._database_of(task, exc)
         lines.append(f"  database: {self.engines.display(database)}")
-        code = f"{v.errno} " if v.errno is not None else ""
+        code = f"{v.code} " if v.code is not None else ""
         if attempts > 1:
             lines.append(f"  last error: {code}{_one_line(v.message)} ({v.kind.value})")
             verdicts = [e.verdict for e in retried][-(attempts - 1):] + [v]
@@ -531,5 +543,11 @@ def _ledger_failed(job: Job, run_id: str, store: str, results: Mapping[str, Task
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
+
+
+def _ledger_error(v: Verdict) -> str:
+    """The error as the ledger keeps it: its errno has a column; a SQLSTATE (not a number) leads the text."""
+    text = _one_line(v.message)
+    return f"SQLSTATE {v.sqlstate}: {text}" if v.errno is None and v.sqlstate else text
 
 

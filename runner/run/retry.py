@@ -83,7 +83,7 @@ def describe_attempts(verdicts: Sequence[Verdict], seconds: float, spec: RetrySp
     error the policy retries (then attempts or the window ran out), `away` whether it said the server
     was away (`server_away`: only the window limits those).
     """
-    counts = Counter(f"{v.errno} {v.kind.value}" if v.errno is not None else v.kind.value for v in verdicts)
+    counts = Counter(f"{v.code} {v.kind.value}" if v.code is not None else v.kind.value for v in verdicts)
     errors = ", ".join(f"{text} x{n}" for text, n in counts.items())
     if not retried_last:
         stop = "the last error is not retried"

@@ -20,6 +20,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from runner.config.jobs import load_jobs
+from runner.cron import cron_reads_it
 from runner.errors import ConfigError, UsageError
 from runner.model import Job, Project
 
@@ -135,7 +136,8 @@ def _job_lines(job: Job, line: _Line) -> list[str]:
     about = " ".join(job.description.split())
     head = f"# {job.name}" + (f": {about}" if about else "")
     assert job.schedule is not None
-    if len(job.schedule.split()) == 6:
-        return [head, f"# {job.name}: schedule \"{job.schedule}\" has a seconds field, which cron cannot express: "
-                      f"run it with --scheduler (the catch-up line runs its latest slot every five minutes)"]
+    lacking = cron_reads_it(job.schedule)
+    if lacking is not None:
+        return [head, f"# {job.name}: schedule \"{job.schedule}\" uses {lacking}, which cron does not read: run it "
+                      f"with --scheduler (the catch-up line runs its latest slot every five minutes)"]
     return [head, f"{job.schedule} {line.command(f'--due --job {job.name}', job.name)}"]

@@ -1,7 +1,8 @@
 """The scheduler daemon (`--scheduler`). The only module that imports APScheduler.
 
-The daemon gives every job with a schedule one APScheduler job (at most one instance, coalesced,
-misfire grace from the job's catch-up policy) whose trigger fires at the slots of `cron.Schedule`,
+The daemon gives every schedule (expression, timezone, misfire grace from the catch-up policy) one
+APScheduler job (at most one instance, coalesced) naming every job that shares it, whose trigger
+fires at the slots of `cron.Schedule`,
 so it wakes exactly when cron lines and `--due` expect, across DST changes too. APScheduler only wakes
 it: what runs is decided under the job's lock by `due.DueRunner`, from the ledger, so a slot is run
 once across hosts and a missed one is recorded, never dropped. A periodic look (at start-up too)
@@ -55,7 +56,7 @@ LOOK_SECONDS = 30.0  # how often the daemon looks for missed slots and abandoned
 STOP_AFTER_GRACE = 15.0  # how long jobs stopped at the end of stop_grace may take to record it
 PRUNE_SECONDS = 3600.0  # how often it asks whether runs are past history_days
 MAX_WORKERS = 128
-MAX_BATCH = 200  # jobs claimed in one go by the dispatch thread
+MAX_BATCH = 1000  # jobs claimed in one go by the dispatch thread
 QUIET = 0.002  # the jobs due at one moment are all queued when the queue has been quiet this long
 SWITCH_INTERVAL = 0.0005
 
@@ -144,7 +145,8 @@ class Daemon:
         self._wake = threading.Event()
         self._reload_asked = False
         self._stop_asked: str | None = None
-        self._due: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._due: queue.SimpleQueue[tuple[str, ...] | None] = queue.SimpleQueue()
+        self._groups: dict[tuple[str, str, int], tuple[str, ...]] = {}
         self.look_seconds = look_seconds
         self._pruned_at: float | None = None
         self._pool = futures.ThreadPoolExecutor(max(10, min(MAX_WORKERS, len(jobs) + 2)), "runner-job")
@@ -155,8 +157,7 @@ class Daemon:
     # ------------------------------------------------------------------------------------ lifecycle
     def serve(self) -> int:
         self._install_signals()
-        for job in self._gen.jobs.values():
-            self._add(job)
+        self._schedule_groups(self._gen)
         self.scheduler.add_job(self._pool.submit, IntervalTrigger(seconds=self.look_seconds, timezone=UTC),
                                args=[self.look], id="runner:look", next_run_time=clock.now(), misfire_grace_time=None)
         watchdog = systemd.watchdog_every()
@@ -239,25 +240,37 @@ class Daemon:
         return code
 
     # ------------------------------------------------------------------------------------ jobs
-    def _add(self, job: Job) -> None:
-        schedule = self._gen.due.schedule(job)
-        self.scheduler.add_job(self._fire, SlotTrigger(schedule), args=[job.name], id=job.name, name=job.name,
-                               misfire_grace_time=max(1, int(grace_of(self._gen.project, job))),
-                               coalesce=True, max_instances=1, replace_existing=True)
+    def _schedule_groups(self, gen: _Generation) -> None:
+        """One APScheduler job per schedule (expression, timezone, misfire grace), naming every job that
+        shares it: 1,000 jobs due each minute are one wake-up and one queue entry, not a thousand."""
+        groups: dict[tuple[str, str, int], list[Job]] = {}
+        for job in gen.jobs.values():
+            key = (job.schedule or "", job.timezone, max(1, int(grace_of(gen.project, job))))
+            groups.setdefault(key, []).append(job)
+        wanted = {key: tuple(j.name for j in jobs) for key, jobs in groups.items()}
+        for key in self._groups.keys() - wanted.keys():
+            self.scheduler.remove_job(_group_id(key))
+        for key, names in wanted.items():
+            if self._groups.get(key) != names:
+                self.scheduler.add_job(self._fire, SlotTrigger(gen.due.schedule(groups[key][0])), args=[names],
+                                       id=_group_id(key), name=f"{len(names)} job(s) [{key[0]} {key[1]}]",
+                                       misfire_grace_time=key[2], coalesce=True, max_instances=1,
+                                       replace_existing=True)
+        self._groups = wanted
 
-    def _fire(self, name: str) -> None:
-        priority.SCHEDULE.hold()  # the web holds back until this slot's run is handed to the pool
-        self._due.put(name)
+    def _fire(self, names: tuple[str, ...]) -> None:
+        priority.SCHEDULE.hold()  # the web holds back until this slot's runs are handed to the pool
+        self._due.put(names)
 
     def _dispatch(self) -> None:
         """Take the locks of the jobs due and claim their slots, all the jobs due at that moment at once;
         hand the runs to the pool."""
-        while (name := self._due.get()) is not None:
-            names = [name]
+        while (item := self._due.get()) is not None:
+            names = list(item)
             with contextlib.suppress(queue.Empty):
-                while len(names) < MAX_BATCH and (name := self._due.get(timeout=QUIET)) is not None:
-                    names.append(name)
-            if name is None:
+                while len(names) < MAX_BATCH and (item := self._due.get(timeout=QUIET)) is not None:
+                    names.extend(item)
+            if item is None:
                 self._due.put(None)  # stop after this batch
             with self._cv:
                 gen = self._gen
@@ -293,7 +306,7 @@ class Daemon:
             self._done(name, gen)
         latest = gen.due.schedule(prepared.job).latest_at_or_before(clock.now())
         if latest is not None and latest > prepared.runs[-1].slot:  # it ran past its next slot
-            self._due.put(name)
+            self._due.put((name,))
 
     def _done(self, name: str, gen: _Generation) -> None:
         with self._cv:
@@ -313,8 +326,9 @@ class Daemon:
         if not idle:
             return
         try:
-            for job in gen.due.needing_look(idle):
-                self._due.put(job.name)
+            looked = tuple(job.name for job in gen.due.needing_look(idle))
+            if looked:
+                self._due.put(looked)
         except Exception as exc:
             log.warning("looking for missed slots failed (state store %s): %s", type(exc).__name__,
                         logs.REDACTOR.scrub(str(exc)))
@@ -344,13 +358,7 @@ class Daemon:
         with self._cv:
             self._gen = gen
             self._retired.append(old)
-        for name in old.jobs.keys() - jobs.keys():
-            self.scheduler.remove_job(name)
-        for name, job in jobs.items():
-            was = old.jobs.get(name)
-            if was is None or (was.schedule, was.timezone, grace_of(old.project, was)) != (
-                    job.schedule, job.timezone, grace_of(project, job)):
-                self._add(job)
+        self._schedule_groups(gen)
         log.info("reloaded: %d scheduled job(s): %s", len(jobs), ", ".join(jobs) or "none")
         self._retire()
         return not invalid
@@ -362,6 +370,10 @@ class Daemon:
             self._retired = [g for g in self._retired if g.active > 0]
         for gen in done:
             gen.runner.close()
+
+
+def _group_id(key: tuple[str, str, int]) -> str:
+    return f"runner:slots:{key[0]}|{key[1]}|{key[2]}"
 
 
 def run_daemon(project: Project) -> int:

@@ -6,7 +6,8 @@ or the catch-up command `--due`.
    are marked `abandoned`, and run again when the job says `rerun_abandoned: true` and their slot is
    within the job's grace;
 2. slots after the latest recorded one are planned by `slots.plan_slots`: the latest runs once
-   (coalesced) when it is within the grace, every other one is recorded as `missed`; when there are
+   (coalesced) when it is within the grace, every other one is recorded as `missed` (a long stretch
+   of them as one row with its count, first and last slot); when there are
    none, a latest slot whose run failed runs again as `slots.rerun_failed` says (its claim taken
    over, as from an abandoned run);
 3. each slot to run is claimed with its run row in one transaction, so a slot another host claimed
@@ -20,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import IO, Any, Mapping, Sequence
 
 from runner import clock, logs
@@ -34,6 +35,7 @@ from runner.run.summary import print_summary
 from runner.schedule.slots import (
     DUE_FAILED_RERUNS,
     FailedReruns,
+    Missed,
     SlotPlan,
     grace_seconds,
     plan_slots,
@@ -43,7 +45,7 @@ from runner.schedule.slots import (
 from runner.state.jobstate import JobState
 from runner.state.lock import Held, job_lock
 from runner.state.retention import prune_if_due
-from runner.state.slots import Claim, JobSlots, SlotLedger, SlotTaken, Unfinished
+from runner.state.slots import Claim, JobSlots, MissedRecord, SlotLedger, SlotTaken, Unfinished
 
 log = logging.getLogger("runner.due")
 
@@ -54,7 +56,7 @@ class Outcome:
 
     job: str
     results: list[RunResult] = field(default_factory=list)
-    missed: list[datetime] = field(default_factory=list)
+    missed: Missed | None = None  # slots recorded as missed
     paused: list[datetime] = field(default_factory=list)  # slots recorded as paused
     abandoned: list[Unfinished] = field(default_factory=list)
     locked: str | None = None  # the holder, when the job was running elsewhere
@@ -210,8 +212,13 @@ class DueRunner:
             now = clock.now()
             looks = self.looks([job for job, _, _ in held], now, explicit) if held else {}
             plans = {job.name: self._settle(job, trigger, looks[job.name]) for job, _, _ in held}
+            missed = {job.name: (job, self._missed_record(job, outcome.missed, trigger))
+                      for job, _, _ in held if (outcome := plans[job.name][0]).missed is not None}
             won = {c.run_id for c in self.ledger.claim_many([c for _, runs in plans.values() for c in runs
-                                                              if isinstance(c, Claim)])}
+                                                              if isinstance(c, Claim)],
+                                                             [record for _, record in missed.values()])}
+            for job, record in missed.values():
+                self._told_missed(job, record)
             for job, lock, release in held:
                 outcome, wanted = plans[job.name]
                 runs = []
@@ -254,14 +261,13 @@ class DueRunner:
         and paused slots are recorded; the claims still to make are returned, in the order to run."""
         with logs.bound(job=job.name):
             out, wanted = self._settle_job(job, trigger, look)
-        if self.hub is not None and (out.missed or out.abandoned):
-            self.hub.recorded(job, len(out.missed), [run.trigger for run in out.abandoned])
+        if self.hub is not None and out.abandoned:  # missed slots are told once `prepare` has recorded them
+            self.hub.recorded(job, 0, [run.trigger for run in out.abandoned])
         return out, wanted
 
     def _settle_job(self, job: Job, trigger: str, look: Look) -> tuple[Outcome, list[Claim | SlotRun]]:
         out = Outcome(job.name)
         schedule = self.schedule(job)
-        grace = grace_of(self.project, job)
         wanted: list[Claim | SlotRun] = []
         abandoned_alerts = self.hub.abandoned_alerts(job) if self.hub is not None else None
         for run, again in look.abandoned:  # we hold the lock, so whoever started these is gone
@@ -281,15 +287,7 @@ class DueRunner:
         if look.paused is not None:
             self._record_paused(job, schedule, plan, trigger, look.paused, out)
             return out, wanted
-        if plan.missed:
-            reason = (f"missed: no runner was up, or the job was still running, at the slot's time; only the "
-                      f"latest slot within {grace:.0f}s is run (catch_up: {job.catch_up})")
-            self.ledger.record_missed(job.name, [(s, schedule.local_date(s)) for s in plan.missed], trigger,
-                                      reason, plan.missed_before,
-                                      alerts=self.hub.missed_alerts(job) if self.hub is not None else None)
-            out.missed.extend(plan.missed)
-            log.warning("job %s: %d slot(s) missed and recorded as missed: %s", job.name, len(plan.missed),
-                        ", ".join(_fmt(s) for s in plan.missed[-5:]) + (" ..." if len(plan.missed) > 5 else ""))
+        out.missed = plan.missed  # recorded by `prepare`, in one transaction with the claims of all the jobs
         if plan.run is not None:
             wanted.append(Claim(job.name, plan.run, new_run_id(), schedule.local_date(plan.run), trigger))
         elif look.take_over is not None:
@@ -305,15 +303,41 @@ class DueRunner:
                 wanted.append(rerun)
         return out, wanted
 
+    def _missed_record(self, job: Job, missed: Missed, trigger: str) -> MissedRecord:
+        """Each missed slot in a row of its own when they are few; a longer stretch in one row with its
+        count, first and last slot (a day of a per-minute job is one write, not 1,440)."""
+        schedule = self.schedule(job)
+        reason = (f"missed: no runner was up, or the job was still running, at the slot's time; only the "
+                  f"latest slot within {grace_of(self.project, job):.0f}s is run (catch_up: {job.catch_up})")
+        alerts = self.hub.missed_alerts(job) if self.hub is not None else None
+        if missed.slots:
+            return MissedRecord(job.name, trigger, reason, alerts=alerts,
+                                listed=tuple((s, schedule.local_date(s)) for s in missed.slots))
+        return MissedRecord(job.name, trigger, reason, first=missed.first, last=missed.last, count=missed.count,
+                            run_date=schedule.local_date(missed.last), schedule=schedule.expr,
+                            timezone=schedule.timezone, alerts=alerts)
+
+    def _told_missed(self, job: Job, record: MissedRecord) -> None:
+        count = record.count or len(record.listed)
+        shown = (", ".join(_fmt(s) for s, _ in record.listed[-5:]) + (" ..." if len(record.listed) > 5 else "")
+                 if record.listed else f"{_fmt(record.first)} to {_fmt(record.last)}")
+        log.warning("job %s: %d slot(s) missed and recorded as missed: %s", job.name, count, shown)
+        if self.hub is not None:
+            self.hub.recorded(job, count)
+
     def _record_paused(self, job: Job, schedule: Schedule, plan: SlotPlan, trigger: str, why: str,
                        out: Outcome) -> None:
         """A paused job's slots are recorded as `paused` (not missed: nothing failed to run them), so they
-        are not caught up after a resume."""
-        slots = [*plan.missed, *([plan.run] if plan.run is not None else [])]
+        are not caught up after a resume. Of a long stretch only the last slot gets a row, and a row
+        saying that the slots before it, back to the last one recorded, fell in the pause too."""
+        missed, before = plan.missed, None
+        listed = list(missed.slots) if missed is not None else []
+        if missed is not None and not listed:
+            listed, before = [missed.last], schedule.latest_at_or_before(missed.first - timedelta(microseconds=1))
+        slots = [*listed, *([plan.run] if plan.run is not None else [])]
         if not slots:
             return
-        self.ledger.record_paused(job.name, [(s, schedule.local_date(s)) for s in slots], trigger, why,
-                                  plan.missed_before)
+        self.ledger.record_paused(job.name, [(s, schedule.local_date(s)) for s in slots], trigger, why, before)
         out.paused.extend(slots)
         log.info("job %s is paused (%s): %d slot(s) recorded as paused, latest %s", job.name, why, len(slots),
                  _fmt(slots[-1]))
@@ -362,13 +386,15 @@ def run_due(project: Project, out: IO[str], job: str | None = None) -> int:
     due = DueRunner(project, runner, ledger, hub=hub)
     outcomes: list[Outcome] = []
     try:
-        for j in jobs:
+        # One read of every job's latest slot, without the locks; only the jobs with something to do
+        # take their lock and decide again under it. (A job asked for by name always does.)
+        for j in jobs if job is not None else due.needing_look(jobs) if jobs else []:
             outcome = due.run_due(j, "cron" if job else "due", explicit=job is not None)
             outcomes.append(outcome)
             for result in outcome.results:
                 print_summary(result, out)
             if outcome.missed:
-                out.write(f"{j.name}: {len(outcome.missed)} missed slot(s) recorded as missed\n")
+                out.write(f"{j.name}: {outcome.missed.count} missed slot(s) recorded as missed\n")
             if outcome.paused:
                 out.write(f"{j.name}: paused; {len(outcome.paused)} slot(s) recorded as paused\n")
             if outcome.abandoned:
@@ -444,12 +470,12 @@ def explain(job: Job, look: Look, grace: float, now: datetime) -> list[str]:
         return lines
     plan = look.plan
     if look.paused is not None:
-        slots = len(plan.missed) + (1 if plan.run else 0)
+        slots = (plan.missed.count if plan.missed else 0) + (1 if plan.run else 0)
         lines.append(f"{look.paused}: " + (f"{slots} slot(s) would be recorded as paused" if slots else "no slot due"))
         return lines
     if plan.missed:
-        lines.append(f"{len(plan.missed)} slot(s) would be recorded as missed ({_fmt(plan.missed[0])} .. "
-                     f"{_fmt(plan.missed[-1])}): only the latest slot within {grace:.0f}s runs")
+        lines.append(f"{plan.missed.count} slot(s) would be recorded as missed ({_fmt(plan.missed.first)} .. "
+                     f"{_fmt(plan.missed.last)}): only the latest slot within {grace:.0f}s runs")
     if plan.run is not None:
         age = (now - plan.run).total_seconds()
         lines.append(f"would run slot {_fmt(plan.run)} ({age:.0f}s ago, within the grace of {grace:.0f}s)")

@@ -5,12 +5,25 @@ I/O, no clock (`now` is always passed in).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from runner.cron import Schedule
 from runner.model import FAILED
 
-MISSED_LIMIT = 1000  # missed slots recorded one by one; older ones are summed up in one record
+LISTED_MISSED = 10  # missed slots recorded one by one; a longer stretch is one record with its count
+
+_EPSILON = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class Missed:
+    """Slots that passed with no run: `count` slots of the schedule from `first` to `last`, each
+    listed in `slots` when there are at most LISTED_MISSED of them."""
+
+    first: datetime
+    last: datetime
+    count: int
+    slots: tuple[datetime, ...] = ()  # oldest first
 
 
 @dataclass(frozen=True)
@@ -18,28 +31,34 @@ class SlotPlan:
     """What to do about a job's slots now: run one (coalesced), record the others as missed."""
 
     run: datetime | None = None
-    missed: tuple[datetime, ...] = ()  # oldest first
-    missed_before: datetime | None = None  # even older slots back to this one were missed (too many to list)
+    missed: Missed | None = None
 
 
 def plan_slots(schedule: Schedule, now: datetime, last: datetime | None, grace: float,
-               limit: int = MISSED_LIMIT) -> SlotPlan:
+               listed: int = LISTED_MISSED) -> SlotPlan:
     """Slots after `last` (the latest slot already recorded) up to `now`: the latest runs when it is
     at most `grace` seconds old, every other one is missed. A job with no recorded slot has missed
-    nothing: only its latest slot is considered."""
+    nothing: only its latest slot is considered. The cost does not grow with the number of missed
+    slots beyond `listed` (they are counted, not listed)."""
+    latest = schedule.latest_at_or_before(now)
+    if latest is None or (last is not None and latest <= last):
+        return SlotPlan()
+    run = latest if (now - latest).total_seconds() <= grace else None
     if last is None:
-        latest = schedule.latest_at_or_before(now)
-        if latest is not None and (now - latest).total_seconds() <= grace:
-            return SlotPlan(run=latest)
-        return SlotPlan()
-    slots, more = schedule.recent(last, now, limit + 1)
-    if not slots:
-        return SlotPlan()
-    run = slots[0] if (now - slots[0]).total_seconds() <= grace else None
-    missed = slots[1:] if run is not None else slots
-    if len(missed) > limit:
-        missed, more = missed[:limit], True
-    return SlotPlan(run=run, missed=tuple(reversed(missed)), missed_before=last if more else None)
+        return SlotPlan(run=run)
+    newest_missed = latest if run is None else schedule.latest_at_or_before(latest - _EPSILON)
+    if newest_missed is None or newest_missed <= last:
+        return SlotPlan(run=run)
+    count = schedule.count(last, newest_missed)
+    first = schedule.next_after(last)
+    slots: tuple[datetime, ...] = ()
+    if count <= listed:
+        found, t = [first], first
+        while t < newest_missed:
+            t = schedule.next_after(t)
+            found.append(t)
+        slots = tuple(found)
+    return SlotPlan(run=run, missed=Missed(first, newest_missed, count, slots))
 
 
 def rerun_allowed(allowed: bool, slot: datetime | None, now: datetime, grace: float) -> bool:

@@ -1,8 +1,9 @@
 """One run of a job at a time, whatever started it (daemon, cron, hand), on one host or several.
 
-The lock lives with the state store: on MySQL/MariaDB a named lock (GET_LOCK) held on a dedicated
-connection; on SQLite an flock() on a file beside the state database. A second start fails with
-JobLocked (exit 3) naming the holder: host, pid and since when.
+The lock lives with the state store: on MySQL/MariaDB a named lock (GET_LOCK), on PostgreSQL a session
+advisory lock (pg_try_advisory_lock), each held on a lock connection outside the ledger's pool that
+carries the locks of up to 50 jobs; on SQLite an flock() on a file beside the state database. A second
+start fails with JobLocked (exit 3) naming the holder: host, pid and since when.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import os
 import tempfile
 import threading
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
@@ -87,7 +89,10 @@ def _holder_text(info: dict[str, Any] | None) -> str:
 def job_lock(project: Project, ledger: Ledger, job: str, trigger: str = "manual") -> Iterator[Held]:
     """Hold the job's lock for the duration of the block, or raise JobLocked naming the holder."""
     if ledger.engine.dialect.name in ("mysql", "mariadb"):
-        with _mysql_lock(ledger, job, trigger) as held:
+        with _server_lock(ledger, job, trigger, _MYSQL) as held:
+            yield held
+    elif ledger.engine.dialect.name == "postgresql":
+        with _server_lock(ledger, job, trigger, _POSTGRES) as held:
             yield held
     else:
         with _file_lock(ledger, job, trigger) as held:
@@ -153,14 +158,63 @@ def _write_note(fd: int, doc: dict[str, Any]) -> None:
     os.pwrite(fd, json.dumps(doc).encode()[:_NOTE_SIZE].ljust(_NOTE_SIZE), 0)
 
 
-_STILL_HELD = sa.text("SELECT IS_USED_LOCK(:n) = CONNECTION_ID()")
+_set_holder: dict[str, Any] = {}
+
+
+def _holder_upsert(dialect: str) -> Any:
+    """The holder row written in one statement (built on first use: only MySQL and PostgreSQL state
+    stores need their dialect, which a run on SQLite should not pay to import)."""
+    stmt = _set_holder.get(dialect)
+    if stmt is None:
+        columns = [c.name for c in _holders.c if c.name != "job"]
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            new = pg_insert(_holders)
+            stmt = new.on_conflict_do_update(index_elements=["job"], set_={c: new.excluded[c] for c in columns})
+        else:
+            from sqlalchemy.dialects.mysql import insert as my_insert
+
+            new = my_insert(_holders)
+            stmt = new.on_duplicate_key_update({c: new.inserted[c] for c in columns})
+        _set_holder[dialect] = stmt
+    return stmt
 _holders_ready: set[str] = set()
 _lock_engines: dict[str, sa.Engine] = {}
 
 
+@dataclass(frozen=True)
+class _LockSql:
+    """A server's named lock: take it without waiting, see that this session still holds it, release it."""
+
+    take: str
+    held: str
+    release: str
+    session: str
+
+
+_MYSQL = _LockSql("SELECT GET_LOCK(:n, 0)", "SELECT IS_USED_LOCK(:n) = CONNECTION_ID()", "SELECT RELEASE_LOCK(:n)",
+                  "SELECT CONNECTION_ID()")
+# An advisory lock's 64-bit key shows in pg_locks as classid (high half) and objid (low half).
+_POSTGRES = _LockSql("SELECT pg_try_advisory_lock(:k)::int",
+                     "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() "
+                     "AND granted AND classid = :hi AND objid = :lo AND objsubid = 1",
+                     "SELECT pg_advisory_unlock(:k)", "SELECT pg_backend_pid()")
+
+
+def advisory_key(name: str) -> int:
+    """The signed 64-bit key of an advisory lock, from the lock's name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def _lock_params(name: str) -> dict[str, Any]:
+    key = advisory_key(name)
+    return {"n": name, "k": key, "hi": (key >> 32) & 0xFFFFFFFF, "lo": key & 0xFFFFFFFF}
+
+
 def _lock_engine(ledger: Ledger) -> sa.Engine:
-    """Connections for named locks, each opened for one lock and closed with it, never pooled: the
-    scheduler holds one per running job, and the ledger's small pool would make the next job wait."""
+    """Connections for named locks, outside the ledger's small pool (the scheduler holds locks of many
+    running jobs at once, and the pool would make the next job wait)."""
     engine = _lock_engines.get(ledger.url)
     if engine is None:
         engine = _lock_engines[ledger.url] = sa.create_engine(ledger.url, poolclass=sa.pool.NullPool,
@@ -170,51 +224,156 @@ def _lock_engine(ledger: Ledger) -> sa.Engine:
     return engine
 
 
+# A server connection holds the named locks of up to LOCKS_PER_CONNECTION jobs (MySQL 5.7 and MariaDB
+# 10.0.2 hold any number per connection): a daemon with 1,000 jobs due at one moment needs 20 connections,
+# not 1,000 (max_connections is 151 by default), and `--due` over many jobs uses one throughout. A lost
+# connection takes its locks with it; each job notices at its next check and stops.
+LOCKS_PER_CONNECTION = 50
+IDLE_CARRIERS = 2  # connections kept open, holding no lock, for the next locks
+
+
+class _Carrier:
+    """One lock connection and the locks it holds; its statements take turns."""
+
+    def __init__(self, conn: sa.Connection):
+        self.conn = conn
+        self.turn = threading.Lock()
+        self.locks = 0  # held, or being taken
+        self.used = False  # has held a lock before (the server may have closed it since)
+        self.conn_id: Any = None
+
+    @property
+    def usable(self) -> bool:
+        return not self.conn.invalidated and not self.conn.closed
+
+
+_carriers: dict[str, list[_Carrier]] = {}
+_carriers_lock = threading.Lock()
+_held_here: set[tuple[str, str]] = set()  # (state store, job): a named lock is re-entrant on its connection
+
+
+def _carrier(ledger: Ledger) -> _Carrier:
+    with _carriers_lock:
+        for c in _carriers.get(ledger.url, []):
+            if c.usable and c.locks < LOCKS_PER_CONNECTION:
+                c.locks += 1
+                return c
+    c = _Carrier(_lock_engine(ledger).connect().execution_options(isolation_level="AUTOCOMMIT"))
+    c.locks = 1
+    with _carriers_lock:
+        _carriers.setdefault(ledger.url, []).append(c)
+    return c
+
+
+def _leave(ledger: Ledger, c: _Carrier) -> None:
+    """A lock of the carrier is gone; a carrier holding none is closed unless kept for the next locks."""
+    drop = []
+    with _carriers_lock:
+        c.locks -= 1
+        mine, kept = _carriers.get(ledger.url, []), 0
+        for x in list(mine):
+            if x.locks:
+                continue
+            if x.usable and kept < IDLE_CARRIERS:
+                kept += 1
+                continue
+            mine.remove(x)
+            drop.append(x)
+    for x in drop:
+        _discard(x.conn)
+
+
+def _discard(conn: sa.Connection) -> None:
+    with contextlib.suppress(Exception):
+        conn.invalidate()  # never reuse a connection that may still hold a named lock
+    with contextlib.suppress(Exception):
+        conn.close()
+
+
+def close_idle_locks(ledger: Ledger) -> None:
+    """Close the lock connections of a state store that hold no lock (when its process is done with it)."""
+    with _carriers_lock:
+        mine = _carriers.get(ledger.url, [])
+        drop = [c for c in mine if c.locks == 0]
+        for c in drop:
+            mine.remove(c)
+    for c in drop:
+        _discard(c.conn)
+
+
+def _get_lock(ledger: Ledger, take: Any, session: str) -> tuple[_Carrier, Any]:
+    """The lock taken on a carrier (`take`, without waiting); a connection the server closed while it
+    held no lock is replaced."""
+    while True:
+        c = _carrier(ledger)
+        try:
+            with c.turn:
+                got = c.conn.execute(take).scalar()
+                if c.conn_id is None:
+                    c.conn_id = c.conn.execute(sa.text(session)).scalar()
+            reused, c.used = c.used, True
+            return c, got
+        except sa.exc.DBAPIError:
+            reused = c.used
+            _discard(c.conn)
+            _leave(ledger, c)
+            if not reused:
+                raise
+
+
 @contextlib.contextmanager
-def _mysql_lock(ledger: Ledger, job: str, trigger: str) -> Iterator[Held]:
+def _server_lock(ledger: Ledger, job: str, trigger: str, sql: _LockSql) -> Iterator[Held]:
     ledger.ensure_schema()
     if ledger.url not in _holders_ready:
         create_tables(ledger.engine, _holders)
         _holders_ready.add(ledger.url)
-    name = lock_name(_store_name(ledger), job)
-    # A dedicated connection outside the pool: the lock lives and dies with it.
-    conn = _lock_engine(ledger).connect().execution_options(isolation_level="AUTOCOMMIT")
-    try:
-        got = conn.execute(sa.text("SELECT GET_LOCK(:n, 0)"), {"n": name}).scalar()
-        if got != 1:
-            row = conn.execute(sa.select(_holders).where(_holders.c.job == job)).mappings().first()
-            raise JobLocked(f"job {job} is already running: {_holder_text(dict(row) if row else None)}; "
+    with _carriers_lock:
+        if (ledger.url, job) in _held_here:
+            raise JobLocked(f"job {job} is already running in this process (host {HOST} pid {os.getpid()}); "
                             "this start was skipped")
-        conn_id = conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar()
-        conn.execute(_holders.delete().where(_holders.c.job == job))
-        conn.execute(_holders.insert().values(job=job, host=HOST, pid=os.getpid(), trigger=trigger,
-                                              connection_id=conn_id, since=clock.now().replace(tzinfo=None)))
-
-        # Task threads of a job with max_parallel > 1 check the lock at once, and a connection serves one
-        # statement at a time: interleaved, their packets look like a lost lock.
-        turn = threading.Lock()
-
-        def still_held() -> bool:
-            with turn:
-                if conn.invalidated:
-                    return False
-                try:
-                    return conn.execute(_STILL_HELD, {"n": name}).scalar() == 1
-                except sa.exc.SQLAlchemyError:  # lost, or not usable since it was lost (PendingRollbackError)
-                    return False
-
+        _held_here.add((ledger.url, job))
+    try:
+        params = _lock_params(lock_name(_store_name(ledger), job))
+        take, still, release = (sa.text(s).bindparams(**{k: v for k, v in params.items() if f":{k}" in s})
+                                for s in (sql.take, sql.held, sql.release))
+        c, got = _get_lock(ledger, take, sql.session)
         try:
-            yield Held(job, still_held)
+            conn = c.conn
+            if got != 1:
+                with c.turn:
+                    row = conn.execute(sa.select(_holders).where(_holders.c.job == job)).mappings().first()
+                raise JobLocked(f"job {job} is already running: {_holder_text(dict(row) if row else None)}; "
+                                "this start was skipped")
+            with c.turn:
+                conn.execute(_holder_upsert(ledger.engine.dialect.name),
+                             dict(job=job, host=HOST, pid=os.getpid(), trigger=trigger, connection_id=c.conn_id,
+                                  since=clock.now().replace(tzinfo=None)))
+
+            # Task threads of a job with max_parallel > 1, and the jobs sharing the connection, check their
+            # locks at once, and a connection serves one statement at a time: they take turns.
+            def still_held() -> bool:
+                with c.turn:
+                    if not c.usable:
+                        return False
+                    try:
+                        return conn.execute(still).scalar() == 1
+                    except sa.exc.SQLAlchemyError:  # lost, or not usable since it was lost (PendingRollbackError)
+                        return False
+
+            try:
+                yield Held(job, still_held)
+            finally:
+                with c.turn:
+                    if c.usable:  # a lost connection took its lock with it
+                        try:
+                            conn.execute(_holders.delete().where(_holders.c.job == job,
+                                                                 _holders.c.connection_id == c.conn_id))
+                            if conn.execute(release).scalar() not in (1, True):
+                                _discard(conn)  # not released: the connection must not take other locks
+                        except sa.exc.SQLAlchemyError:
+                            _discard(conn)
         finally:
-            with turn:
-                if not conn.invalidated:  # a lost connection took its lock with it
-                    with contextlib.suppress(sa.exc.SQLAlchemyError):
-                        conn.execute(_holders.delete().where(_holders.c.job == job,
-                                                             _holders.c.connection_id == conn_id))
-                        conn.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+            _leave(ledger, c)
     finally:
-        with contextlib.suppress(Exception):
-            conn.invalidate()  # never return a connection that held a named lock to the pool
-        conn.close()
-
-
+        with _carriers_lock:
+            _held_here.discard((ledger.url, job))

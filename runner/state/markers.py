@@ -45,6 +45,11 @@ _SELECT = f"SELECT attempt, rows_affected FROM {TABLE} WHERE run_id = :run_id AN
 # server has not finished when the client already saw the connection drop) instead of missing it.
 _SELECT_LOCKING = _SELECT + " LOCK IN SHARE MODE"
 
+# PostgreSQL reads never wait for a writer: a probe insert of the same key does, until the transaction
+# that holds it commits (conflict: the marker is there) or rolls back (the probe goes in, and is rolled back).
+_PROBE = (f"INSERT INTO {TABLE} (run_id, task, attempt, rows_affected, committed_at) "
+          "VALUES (:run_id, :task, 0, 0, :now) ON CONFLICT (run_id, task) DO NOTHING RETURNING 1")
+
 # Engines whose marker table is known to exist (by identity: a disposed engine's id may be reused by an
 # engine of another database).
 _ready: "weakref.WeakSet[Engine]" = weakref.WeakSet()
@@ -94,10 +99,17 @@ def find(engine: Engine, run_id: str, task: str) -> tuple[int, int] | None:
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
-        cur.execute(*prepare(sql, engine.dialect, {"run_id": run_id, "task": task}))
-        row = cur.fetchone()
+        row = None
+        probe_went_in = False
+        if engine.dialect.name == "postgresql":
+            cur.execute(*prepare(_PROBE, engine.dialect, {"run_id": run_id, "task": task,
+                                                          "now": clock.now().replace(tzinfo=None)}))
+            probe_went_in = cur.fetchone() is not None
+        if not probe_went_in:
+            cur.execute(*prepare(sql, engine.dialect, {"run_id": run_id, "task": task}))
+            row = cur.fetchone()
         cur.close()
-        raw.commit()
+        raw.rollback()  # a lookup writes nothing (the probe insert is undone)
         transaction_ended(raw)
     finally:
         raw.close()

@@ -13,7 +13,7 @@ import contextlib
 import os
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Sequence
 
@@ -38,6 +38,18 @@ slots = sa.Table(
     sa.Column("host", sa.String(255), nullable=False),
     sa.Column("pid", sa.Integer, nullable=False),
     sa.Column("claimed_at", sa.DateTime, nullable=False),
+)
+
+# A stretch of missed slots recorded as one `missed` run (too many to record one by one): which slots.
+missed_slots = sa.Table(
+    "runner_missed_slots", sa.MetaData(),
+    sa.Column("run_id", sa.String(32), primary_key=True),
+    sa.Column("job", sa.String(128), nullable=False, index=True),
+    sa.Column("first_slot", sa.DateTime, nullable=False),
+    sa.Column("last_slot", sa.DateTime, nullable=False),
+    sa.Column("slots", sa.Integer, nullable=False),
+    sa.Column("schedule", sa.String(255), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
 )
 
 # Abandoned runs are looked up by (job, status) under the lock before every scheduled run.
@@ -78,6 +90,7 @@ _TAKE_OVER = slots.update().where(slots.c.job == sa.bindparam("b_job"), slots.c.
                                   slots.c.run_id == sa.bindparam("b_run_id"))
 _ABANDON = runs.update().where(runs.c.run_id == sa.bindparam("b_run_id"), runs.c.status == "running")
 _RUN = runs.insert()
+_SPAN = missed_slots.insert()
 _START_ATTEMPTS = attempts.insert().returning(attempts.c.id, sort_by_parameter_order=True)
 
 
@@ -104,6 +117,52 @@ class Claim:
     run_id: str
     run_date: str
     trigger: str
+
+
+@dataclass(frozen=True)
+class MissedRecord:
+    """Missed slots of a job to record: each of `listed` (slot, run date) in a row of its own, or (with
+    nothing listed) a stretch of `count` slots of `schedule` from `first` to `last` in one row."""
+
+    job: str
+    trigger: str
+    reason: str
+    listed: tuple[tuple[datetime, str], ...] = ()
+    first: datetime | None = None
+    last: datetime | None = None
+    count: int = 0
+    run_date: str = ""
+    schedule: str = ""
+    timezone: str = ""
+    alerts: AlertsOf | None = field(default=None, compare=False)  # the outbox rows of each missed run
+
+
+def _missed_rows(rec: MissedRecord, now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
+                                                             list[dict[str, Any]], list[dict[str, Any]]]:
+    """The claims, `missed` run rows, stretch rows and alerts (one per missed run row, so a stretch of a
+    day of slots is one alert) that record `rec`."""
+    base = dict(job=rec.job, trigger=rec.trigger, host=HOST, pid=os.getpid())
+    done = dict(started_at=now, ended_at=now, status="missed", attempts=0, rows=0)
+    if rec.listed:
+        claims = [dict(base, slot=_naive(slot), run_id=uuid.uuid4().hex, claimed_at=now) for slot, _ in rec.listed]
+        runs_ = [dict(base, **done, slot=c["slot"], run_id=c["run_id"], run_date=d, error=rec.reason)
+                 for c, (_, d) in zip(claims, rec.listed)]
+        return claims, runs_, [], _alerts(rec, [(c["run_id"], slot) for c, (slot, _) in zip(claims, rec.listed)])
+    assert rec.first is not None and rec.last is not None
+    run_id = uuid.uuid4().hex
+    text = (f"{rec.count} slots missed, {_fmt(rec.first)} to {_fmt(rec.last)} (every slot of \"{rec.schedule}\" "
+            f"{rec.timezone} in between): {rec.reason}")
+    claim = dict(base, slot=_naive(rec.last), run_id=run_id, claimed_at=now)
+    run = dict(base, **done, slot=claim["slot"], run_id=run_id, run_date=rec.run_date, error=text)
+    span = dict(run_id=run_id, job=rec.job, first_slot=_naive(rec.first), last_slot=_naive(rec.last),
+                slots=rec.count, schedule=rec.schedule, timezone=rec.timezone)
+    return [claim], [run], [span], _alerts(rec, [(run_id, rec.last)])
+
+
+def _alerts(rec: MissedRecord, missed_runs: list[tuple[str, datetime]]) -> list[dict[str, Any]]:
+    if rec.alerts is None:
+        return []
+    return [alert_row(a) for run_id, slot in missed_runs for a in rec.alerts(run_id, slot)]
 
 
 @dataclass(frozen=True)
@@ -174,6 +233,10 @@ def _naive(dt: datetime) -> datetime:
     return dt.astimezone(timezone.utc).replace(tzinfo=None)
 
 
+def _fmt(dt: datetime) -> str:
+    return _naive(dt).strftime("%Y-%m-%d %H:%M:%S") + "Z"
+
+
 def _aware(dt: datetime | None) -> datetime | None:
     return dt.replace(tzinfo=timezone.utc) if dt is not None and dt.tzinfo is None else dt
 
@@ -194,7 +257,7 @@ class SlotLedger(Ledger):
         super().ensure_schema()
         if not self._slots_ready:
             with self._turn(first=False):
-                create_tables(self.engine, slots, _running_index)
+                create_tables(self.engine, slots, missed_slots, _running_index)
             self._slots_ready = True
 
     def reopen(self) -> None:
@@ -282,22 +345,40 @@ class SlotLedger(Ledger):
         return out
 
     # -- claiming
-    def claim_many(self, claims: Sequence[Claim]) -> list[Claim]:
-        """Claim several slots (each with its run row) in one transaction; the claims that were won.
-        When another process claimed one of them first, each is tried on its own."""
-        if len(claims) > 1:
+    def claim_many(self, claims: Sequence[Claim], missed: Sequence[MissedRecord] = ()) -> list[Claim]:
+        """Claim several slots (each with its run row) and record missed ones, in one transaction; the
+        claims that were won. When another process claimed one of them first, each is tried on its own."""
+        if len(claims) + len(missed) > 1:
             now = _naive(clock.now())
             rows = [dict(run_id=c.run_id, trigger=c.trigger, host=HOST, pid=os.getpid(), job=c.job,
                          slot=_naive(c.slot)) for c in claims]
+            lost_claims, lost_runs, spans, alerts = [], [], [], []
+            for rec in missed:
+                c_, r_, s_, a_ = _missed_rows(rec, now)
+                lost_claims += c_
+                lost_runs += r_
+                spans += s_
+                alerts += a_
             try:
                 with self._begin(first=True) as conn:
-                    conn.execute(_CLAIM, [dict(r, claimed_at=now) for r in rows])
-                    conn.execute(_RUN, [dict(r, run_date=c.run_date, started_at=now, status="running", attempts=0,
-                                             rows=0) for r, c in zip(rows, claims)])
+                    all_claims = [dict(r, claimed_at=now) for r in rows] + lost_claims
+                    if all_claims:
+                        conn.execute(_CLAIM, all_claims)
+                    if rows:
+                        conn.execute(_RUN, [dict(r, run_date=c.run_date, started_at=now, status="running",
+                                                 attempts=0, rows=0) for r, c in zip(rows, claims)])
+                    if lost_runs:
+                        conn.execute(_RUN, lost_runs)
+                    if spans:
+                        conn.execute(_SPAN, spans)
+                    if alerts:
+                        conn.execute(_ALERT, alerts)
                 self._claimed.update(c.run_id for c in claims)
                 return list(claims)
             except sa.exc.IntegrityError:
                 pass
+        for rec in missed:
+            self._record(rec)
         won = []
         for c in claims:
             try:
@@ -359,39 +440,54 @@ class SlotLedger(Ledger):
         return done
 
     def record_missed(self, job: str, missed: Sequence[tuple[datetime, str]], trigger: str, reason: str,
-                      missed_before: datetime | None = None, run_date: str = "", alerts: AlertsOf | None = None) -> int:
-        """A claim and a `missed` run row for each (slot, run_date), each with its alerts in the same
-        transaction; slots claimed meanwhile are left alone. `missed_before`: the slots between it and
-        the first listed one were missed too (not listed)."""
-        now = _naive(clock.now())
-        recorded = 0
-        for slot, date_ in missed:
-            run_id = uuid.uuid4().hex
-            try:
-                with self._begin() as conn:
-                    conn.execute(_CLAIM, dict(job=job, slot=_naive(slot), run_id=run_id, trigger=trigger, host=HOST,
-                                              pid=os.getpid(), claimed_at=now))
-                    conn.execute(_RUN, dict(run_id=run_id, job=job, run_date=date_, slot=_naive(slot),
-                                            trigger=trigger, host=HOST, pid=os.getpid(), started_at=now,
-                                            ended_at=now, status="missed", attempts=0, rows=0, error=reason))
-                    rows = alerts(run_id, slot) if alerts else ()
-                    if rows:
-                        conn.execute(_ALERT, [alert_row(a) for a in rows])
-                recorded += 1
-            except sa.exc.IntegrityError:
-                continue
-        if missed_before is not None and missed:
-            run_id = uuid.uuid4().hex
+                      alerts: AlertsOf | None = None) -> int:
+        """A claim and a `missed` run row for each (slot, run_date), all in one transaction; when another
+        process claimed one of them meanwhile, each is recorded on its own and the claimed ones are
+        left alone. How many were recorded."""
+        return self._record(MissedRecord(job, trigger, reason, listed=tuple(missed), alerts=alerts)) if missed else 0
+
+    def record_missed_range(self, job: str, first: datetime, last: datetime, count: int, run_date: str,
+                            schedule: str, timezone_: str, trigger: str, reason: str) -> int:
+        """`count` missed slots of `schedule`, `first` to `last`, as one `missed` run row (its slot the
+        last one, which it claims) and one row of runner_missed_slots: recording a day of a per-minute
+        job costs one transaction, not 1,440. The run's error says how many slots and which."""
+        return self._record(MissedRecord(job, trigger, reason, first=first, last=last, count=count,
+                                         run_date=run_date, schedule=schedule, timezone=timezone_))
+
+    def _record(self, rec: MissedRecord) -> int:
+        """Record `rec` in one transaction; slots claimed meanwhile by another process are left alone
+        (a stretch is still recorded, without the claim of its last slot)."""
+        claims, runs_, spans, alerts = _missed_rows(rec, _naive(clock.now()))
+        try:
             with self._begin() as conn:
-                conn.execute(_RUN, dict(
-                    run_id=run_id, job=job, run_date=run_date or missed[0][1], slot=None, trigger=trigger,
-                    host=HOST, pid=os.getpid(), started_at=now, ended_at=now, status="missed", attempts=0, rows=0,
-                    error=f"every slot after {missed_before.isoformat()} and before {missed[0][0].isoformat()} was "
-                          f"missed too ({reason}); too many to record one by one"))
-                rows = alerts(run_id, None) if alerts else ()
-                if rows:
-                    conn.execute(_ALERT, [alert_row(a) for a in rows])
-        return recorded
+                conn.execute(_CLAIM, claims)
+                conn.execute(_RUN, runs_)
+                if spans:
+                    conn.execute(_SPAN, spans)
+                if alerts:
+                    conn.execute(_ALERT, alerts)
+            return len(runs_)
+        except sa.exc.IntegrityError:
+            pass
+        if len(rec.listed) > 1:
+            return sum(self._record(MissedRecord(rec.job, rec.trigger, rec.reason, listed=(one,), alerts=rec.alerts))
+                       for one in rec.listed)
+        if rec.listed:
+            return 0
+        with self._begin() as conn:
+            conn.execute(_RUN, runs_)
+            conn.execute(_SPAN, spans)
+            if alerts:
+                conn.execute(_ALERT, alerts)
+        return 1
+
+    def missed_spans(self, job: str) -> list[dict[str, Any]]:
+        """The stretches of missed slots recorded as one row each, oldest first."""
+        self.ensure_schema()
+        q = sa.select(missed_slots).where(missed_slots.c.job == job).order_by(missed_slots.c.first_slot)
+        with self.engine.connect() as conn:
+            return [{**r._mapping, "first_slot": _aware(r.first_slot), "last_slot": _aware(r.last_slot)}
+                    for r in conn.execute(q)]
 
     def record_paused(self, job: str, paused: Sequence[tuple[datetime, str]], trigger: str, reason: str,
                       paused_before: datetime | None = None) -> int:
@@ -460,3 +556,17 @@ class SlotLedger(Ledger):
                                                                                        runs.c.started_at)
         with self.engine.connect() as conn:
             return [{**r._mapping, "slot": _aware(r.slot)} for r in conn.execute(q)]
+
+
+def missed_counts(ledger: Ledger, run_ids: Sequence[str]) -> dict[str, int]:
+    """How many slots each of these `missed` runs stands for, when it is a stretch recorded as one row
+    (a run not listed stands for its own slot only)."""
+    ids = [r for r in run_ids if r]
+    if not ids:
+        return {}
+    q = sa.select(missed_slots.c.run_id, missed_slots.c.slots).where(missed_slots.c.run_id.in_(ids))
+    try:
+        with ledger.engine.connect() as conn:
+            return {r.run_id: int(r.slots) for r in conn.execute(q)}
+    except sa.exc.DBAPIError:  # a ledger from before stretches were kept has no such table
+        return {}

@@ -39,11 +39,19 @@ class AttemptError(Exception):
 
 def timeout_error(cause: BaseException, statement: Statement | None, phase: str,
                   seconds: float | None) -> AttemptError:
-    """The attempt error of a statement the watchdog killed at the task's timeout."""
+    """The attempt error of a task whose time ran out. When the server reports the statement stopped
+    (MySQL 1317/3024/1969, PostgreSQL 57014, SQLite interrupted), the message says it was killed there;
+    a statement that finished before the kill arrived is not claimed to have been killed."""
     verdict = classify_error(cause)
-    return AttemptError(cause, Verdict(Kind.TIMEOUT, verdict.errno, False, False, verdict.backoff,
-                                       f"timed out after {seconds or 0:.0f}s; the statement was killed on the "
-                                       f"server ({verdict.message})"), statement, phase, timed_out=True)
+    after = f"timed out after {seconds or 0:g}s"
+    if verdict.kind is Kind.TIMEOUT:
+        text = f"{after}; the statement was killed on the server ({verdict.message})"
+    elif verdict.message:
+        text = f"{after}; the task was stopped ({verdict.message})"
+    else:
+        text = f"{after}; the task was stopped before its next statement"
+    return AttemptError(cause, Verdict(Kind.TIMEOUT, verdict.errno, False, False, verdict.backoff, text,
+                                       verdict.sqlstate), statement, phase, timed_out=True)
 
 
 @dataclass(frozen=True)

@@ -160,7 +160,8 @@ BROKEN_PROBLEMS = [
     "conf/databases.yml:4 [shop.url]: environment variable FIXTURE_SHOP_URL is not set and has no default",
     "conf/databases.yml:5 [shop.pool.size]: invalid value 0: a whole number >= 1",
     "jobs/cycle.yml:3 [tasks]: dependency cycle: extract -> publish -> transform -> extract; remove one depends_on",
-    "jobs/fields.yml:2 [schedule]: invalid cron expression 'every night': five fields, e.g. \"30 2 * * *\"",
+    "jobs/fields.yml:2 [schedule]: invalid cron expression 'every night': 2 field(s): five fields, minute hour "
+    "day-of-month month day-of-week, e.g. \"30 2 * * *\"",
     "jobs/fields.yml:3 [timeout]: invalid duration 'soon': write seconds or e.g. 90s, 10m, 1h30m",
     "jobs/fields.yml:8 [tasks.0.retry.attempts]: invalid value 0: a whole number >= 1",
     "jobs/syntax.yml:8: YAML syntax error: found unexpected end of stream (while scanning a quoted scalar that "
@@ -373,7 +374,10 @@ def test_job_params_reach_the_driver_with_their_yaml_types(tmp_path: Path) -> No
         code, out = run_main(project, "--job", "typed", "--date", "2026-11-02", "--param", "given=7")
         assert code == 0, out
     assert _rows(project, "SELECT * FROM seen") == [
-        ("integer", "real", 1, "null", "2026-01-05", "2026-11-02", "text")] * 2  # LIMIT :n kept two rows
+        ("integer", "real", 1, "null", "2026-01-05", "2026-11-02", "integer")] * 2  # LIMIT :n kept two rows
+    code, out = run_main(project, "--job", "typed", "--date", "2026-11-02", "--param", "given='7'", "--param", "n=3")
+    assert code == 0, out
+    assert _rows(project, "SELECT given FROM seen") == [("integer",), ("integer",), ("text",)]  # quoted: text
 
 
 def test_database_url_override_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -225,7 +225,7 @@ tasks:
                                                               "shop: {url: 'sqlite:///var/shop.db'}\n")
     code, out = run_main(project, "--job", "wide", "--dry-run")
     assert code == 0 and f"({len(BIG_QUERY):,} characters in all; -v shows every statement whole)" in out, out
-    assert "watermark: none yet: the first load reads every row" in out and "bound: watermark=None" in out
+    assert "watermark: none yet: the first load reads every row" in out and "bound: watermark=NULL" in out
     assert not (project / "var").exists()
     code, out = run_main(project, "--job", "wide", "--dry-run", "-v")
     assert BIG_QUERY in out
@@ -236,4 +236,4 @@ tasks:
     wh.commit()
     assert run_main(project, "--job", "wide")[0] == 0
     code, out = run_main(project, "--job", "wide", "--dry-run")
-    assert "watermark: 7 (advanced 2026-11-30 06:00:00Z by run " in out and "bound: watermark=7" in out, out
+    assert "watermark: 7 (advanced 2026-11-30 06:00:00Z by run " in out and "bound: watermark=7 (integer)" in out, out

@@ -53,7 +53,7 @@ def test_rerun_runs_what_failed_with_the_runs_params_and_history_shows_the_chain
     code, out = run_main(project, "--rerun", failed["run_id"][:8])
     assert code == 0, out
     assert f"re-running run {failed['run_id'][:8]} (failed) of job gated for 2026-11-02" in out
-    assert f"a  success  1 attempt" in out and f"done in run {failed['run_id']}" in out, out
+    assert "a  success  1 attempt" in out and f"done in run {failed['run_id']}" in out, out
     assert wh.execute("SELECT task, region FROM hits ORDER BY rowid").fetchall() == [("a", "south"), ("b", "south")]
     assert (project / "reports" / "hits_south.csv").read_text().splitlines() == ["task,region", "a,south",
                                                                                    "b,south"]

@@ -222,7 +222,15 @@ PROBLEMS = [
      {"jobs/job.yml": "database: warehouse\ntasks:\n  - name: a\n    sql: SELECT 1\n    dependson: [b]\n"}, {},
      [("jobs/job.yml", "tasks.0.dependson", 5, "unknown key 'dependson' (known keys: ")]),
     ("job-schedule", {"jobs/job.yml": "schedule: \"61 2 * * *\"\n" + JOB}, {},
-     [("jobs/job.yml", "schedule", 1, "invalid cron expression '61 2 * * *': five fields, e.g. \"30 2 * * *\"")]),
+     [("jobs/job.yml", "schedule", 1, "invalid cron expression '61 2 * * *': minute field: 61 in '61' is out of "
+                                      "range: 0 to 59")]),
+    ("job-schedule-five-fields", {"jobs/job.yml": "schedule: \"0 2 * *\"\n" + JOB}, {},
+     [("jobs/job.yml", "schedule", 1, "invalid cron expression '0 2 * *': 4 field(s): five fields, minute hour "
+                                      "day-of-month month day-of-week, e.g. \"30 2 * * *\"")]),
+    ("job-schedule-equal-range-is-valid-but-a-step-needs-a-range",
+     {"jobs/job.yml": "schedule: \"0 2 * 3-3 5/2\"\n" + JOB},
+     {}, [("jobs/job.yml", "schedule", 1, "invalid cron expression '0 2 * 3-3 5/2': day of week field: '5/2' has a "
+                                          "step without a range, which cron refuses")]),
     ("job-schedule-seven-fields", {"jobs/job.yml": "schedule: \"0 0 30 2 * * *\"\n" + JOB}, {},
      [("jobs/job.yml", "schedule", 1, "invalid cron expression")]),
     ("job-timeout", {"jobs/job.yml": "timeout: 10 minutes\n" + JOB}, {},
@@ -316,15 +324,22 @@ def test_problem_text_names_file_line_and_key() -> None:
 def test_job_params_keep_their_yaml_types(tmp_path: Path) -> None:
     from datetime import date, datetime
 
+    from decimal import Decimal
+
     job = ("params:\n  n: 2\n  ratio: 0.25\n  flag: true\n  none: null\n  since: 2026-01-05\n"
-           "  at: 2026-01-05 02:30:00\n  quoted: '2'\n  day: '{yesterday}'\n" + JOB)
+           "  at: 2026-01-05 02:30:00\n  quoted: '2'\n  day: '{yesterday}'\n  wide: 12345678901234567890.10\n"
+           "  big: 1_000.5\n  clock: 12:30\n  huge: .inf\n" + JOB)
     _load_all(tmp_path, {"jobs/job.yml": job}, {})
     from runner.config.jobs import load_job
 
     params = load_job(load_project(tmp_path / "conf", env={}), "job").params
-    assert params == {"n": 2, "ratio": 0.25, "flag": True, "none": None, "since": date(2026, 1, 5),
-                      "at": datetime(2026, 1, 5, 2, 30), "quoted": "2", "day": "{yesterday}"}
-    assert [type(v) for v in params.values()] == [int, float, bool, type(None), date, datetime, str, str]
+    assert params == {"n": 2, "ratio": Decimal("0.25"), "flag": True, "none": None, "since": date(2026, 1, 5),
+                      "at": datetime(2026, 1, 5, 2, 30), "quoted": "2", "day": "{yesterday}",
+                      "wide": Decimal("12345678901234567890.10"), "big": Decimal("1000.5"), "clock": "12:30",
+                      "huge": float("inf")}
+    assert [type(v) for v in params.values()] == [int, Decimal, bool, type(None), date, datetime, str, str,
+                                                  Decimal, Decimal, str, float]
+    assert str(params["wide"]) == "12345678901234567890.10"  # every digit as written, the trailing zero too
 
 
 def test_catch_up_window_in_days_as_the_readme_shows(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import resource
 import signal
 import subprocess
-import sys
 import time
 import tracemalloc
 from datetime import datetime, timedelta, timezone

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
+from decimal import Decimal
 
 import pytest
 
@@ -10,6 +11,7 @@ from runner import clock
 from runner.cli.commands import today_in
 from runner.errors import UsageError
 from runner.model import Job, Statement, Task
+
 from runner.config.plan import (SCHEDULED_FIX, find_cycle, from_task, missing_params, order_tasks, parse_dates, parse_params, resolve_params, unknown_placeholders, unset_params)
 
 
@@ -48,7 +50,15 @@ def _job(params: dict[str, object] | None = None, tz: str = "UTC") -> Job:
     ({"n": 2, "ratio": 0.5, "flag": True, "none": None, "since": date(2026, 1, 5), "tag": "{job}"},
      date(2026, 11, 21), {},
      {"n": 2, "ratio": 0.5, "flag": True, "none": None, "since": date(2026, 1, 5), "tag": "nightly"}),
-    ({"n": 2}, date(2026, 11, 21), {"n": "3"}, {"n": "3"}),  # --param values are text
+    # --param values are typed as YAML types them: numbers (decimals exactly as written), dates, null ...
+    ({"n": 2}, date(2026, 11, 21), {"n": "3"}, {"n": 3}),
+    ({}, date(2026, 11, 21), {"d": "0.06", "big": "12345678901234567890.01", "off": "false", "no": "null"},
+     {"d": Decimal("0.06"), "big": Decimal("12345678901234567890.01"), "off": False, "no": None}),
+    ({}, date(2026, 11, 21), {"since": "2026-01-05", "at": "12:30", "word": "abc", "empty": ""},
+     {"since": date(2026, 1, 5), "at": "12:30", "word": "abc", "empty": ""}),
+    # ... except when quoted, or when the job's own value is text (its declared type)
+    ({}, date(2026, 11, 21), {"n": "'3'", "m": '"0.06"'}, {"n": "3", "m": "0.06"}),
+    ({"code": "{run_date}"}, date(2026, 11, 21), {"code": "007"}, {"code": "007"}),
 ])
 def test_resolve_params(params: dict[str, object], run_date: date, cli: dict[str, str],
                         expected: dict[str, object]) -> None:

@@ -9,9 +9,13 @@ Fixtures:
 * ``fresh_db``   (function) - name of a new empty database, dropped afterwards;
 * ``make_proxy`` (function) - factory returning started `TcpProxy` objects in
   front of the server, all stopped after the test;
-* ``proxy``      (function) - one such proxy.
+* ``proxy``      (function) - one such proxy;
+* ``postgres``   (session)  - the started `PrivatePostgres`, removed at session end;
+* ``pg``         (function) - the same server after `PrivatePostgres.ensure_healthy`;
+* ``fresh_pg``   (function) - name of a new empty PostgreSQL database, dropped afterwards;
+* ``pg_proxy``   (function) - a started `TcpProxy` in front of the PostgreSQL server.
 
-A missing MariaDB installation makes the tests error out, never skip.
+A missing MariaDB or PostgreSQL installation makes the tests error out, never skip.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import pymysql
 import pytest
 
 from tests.harness.mariadb import PrivateMariaDB, require_mariadbd
+from tests.harness.postgres import PrivatePostgres, require_postgres
 from tests.harness.proxy import TcpProxy
 
 
@@ -98,3 +103,43 @@ def make_proxy(mdb: PrivateMariaDB) -> Iterator[Callable[[], TcpProxy]]:
 def proxy(make_proxy: Callable[[], TcpProxy]) -> TcpProxy:
     """A started TcpProxy in front of the private server."""
     return make_proxy()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PrivatePostgres]:
+    """A private PostgreSQL server shared by the whole test session."""
+    require_postgres()
+    server = PrivatePostgres()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def pg(postgres: PrivatePostgres) -> Iterator[PrivatePostgres]:
+    """The session's PostgreSQL server, started again if a previous test left it down."""
+    postgres.ensure_healthy()
+    yield postgres
+
+
+@pytest.fixture
+def fresh_pg(pg: PrivatePostgres) -> Iterator[str]:
+    """Name of a newly created PostgreSQL database (``t_<hex>``), dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    pg.create_database(name)
+    yield name
+    try:
+        pg.ensure_healthy()
+        pg.drop_database(name)
+    except Exception:  # the server may be down after a fault test; the next ensure_healthy brings it back
+        pass
+
+
+@pytest.fixture
+def pg_proxy(pg: PrivatePostgres) -> Iterator[TcpProxy]:
+    """A started TcpProxy forwarding to the private PostgreSQL server."""
+    proxy = TcpProxy(pg.host, pg.port).start()
+    yield proxy
+    proxy.stop()

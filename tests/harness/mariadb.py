@@ -17,23 +17,22 @@ import atexit
 import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pymysql
 
+from tests.harness.server import PrivateServer
+
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT = 30.0
-SHUTDOWN_TIMEOUT = 60.0
 _SEARCH_PATH = os.pathsep.join(
     [os.environ.get("PATH", ""), "/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
 )
-_M = TypeVar("_M", bound="PrivateMariaDB")
 _MISSING_MESSAGE = "mariadbd not found: install mariadb-server (apt-get install mariadb-server)"
 
 # Options shared by mariadb-install-db (passed through to the bootstrap server)
@@ -126,7 +125,7 @@ def _tail(path: Path, lines: int = 40) -> str:
         return ""
 
 
-class PrivateMariaDB:
+class PrivateMariaDB(PrivateServer):
     """A MariaDB server owned by the test session, living in a temp directory.
 
     Attributes: ``host`` (always 127.0.0.1), ``port``, ``socket`` (Unix socket
@@ -151,15 +150,6 @@ class PrivateMariaDB:
         atexit.register(self.cleanup)
 
     # ------------------------------------------------------------------ state
-    @property
-    def pid(self) -> int | None:
-        """Process id of the running server, or None."""
-        return self._proc.pid if self.is_running() and self._proc else None
-
-    def is_running(self) -> bool:
-        """True while the mariadbd process started by us is alive."""
-        return self._proc is not None and self._proc.poll() is None
-
     def url(self, db: str = "test") -> str:
         """SQLAlchemy-style URL for ``db`` over TCP as root."""
         return f"mysql+pymysql://root:@{self.host}:{self.port}/{db}"
@@ -190,34 +180,6 @@ class PrivateMariaDB:
             self._bootstrap_accounts()
             self._bootstrapped = True
 
-    def stop(self, timeout: float = SHUTDOWN_TIMEOUT) -> None:
-        """Shut the server down cleanly (SIGTERM) and wait for it to exit.
-
-        Falls back to SIGKILL if it has not exited after ``timeout`` seconds.
-        """
-        if not self.is_running():
-            self._proc = None
-            return
-        assert self._proc is not None
-        self._proc.send_signal(signal.SIGTERM)
-        try:
-            self._proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        self._proc = None
-
-    def kill(self) -> None:
-        """Kill the server with SIGKILL (a crash) and reap the process."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait(timeout=SHUTDOWN_TIMEOUT)
-        self._proc = None
-
-    def restart(self) -> None:
-        """Clean stop followed by a start on the same port and datadir."""
-        self.stop()
-        self.start()
-
     def ensure_healthy(self) -> None:
         """Make sure the server runs and undo global changes tests may make.
 
@@ -234,26 +196,11 @@ class PrivateMariaDB:
         finally:
             conn.close()
 
-    def cleanup(self) -> None:
-        """Stop the server (killing it if necessary) and delete all its files."""
-        try:
-            self.stop(timeout=15)
-        finally:
-            self.kill()
-            shutil.rmtree(self.basedir, ignore_errors=True)
-            atexit.unregister(self.cleanup)
-
-    def __enter__(self: _M) -> _M:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.cleanup()
-
     # -------------------------------------------------------------- internals
     def _base_args(self) -> list[str]:
         """Options common to install-db and the server: no defaults, our paths."""
-        args = ["--no-defaults", f"--datadir={self.datadir}"]
+        # Its own tmpdir: servers of other test sessions on the machine name their temporary files alike.
+        args = ["--no-defaults", f"--datadir={self.datadir}", f"--tmpdir={self.basedir}"]
         if os.geteuid() == 0:
             args.append("--user=root")
         return args + list(_ENGINE_OPTIONS)

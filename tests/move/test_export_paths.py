@@ -43,7 +43,7 @@ def test_a_param_value_cannot_move_the_file(tmp_path: Path, value: str) -> None:
 def test_outside_project_lets_the_job_file_say_otherwise(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     project = project_with(tmp_path, "reports/{day}.csv", outside_project=True)
-    outcome = project.cli("--job", "report", "--param", f"day=../../elsewhere/x")
+    outcome = project.cli("--job", "report", "--param", "day=../../elsewhere/x")
     assert outcome.code == 0, outcome.output
     assert (elsewhere / "x.csv").read_text() == "a\n1\n"
 

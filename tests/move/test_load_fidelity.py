@@ -6,6 +6,7 @@ MariaDB to SQLite, SQLite to MariaDB, and an empty result. Real private MariaDB,
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,14 +72,35 @@ def test_refused_local_infile_falls_back_to_insert_and_says_so_once(
         assert table_digest(mariadb_rows(mdb, other_db, table)) == table_digest(rows)
 
 
-def test_mariadb_to_sqlite_keeps_every_value(tmp_path: Path, mdb: PrivateMariaDB, fresh_db: str) -> None:
+def test_mariadb_to_sqlite_keeps_every_value_a_sqlite_number_holds(tmp_path: Path, mdb: PrivateMariaDB,
+                                                                    fresh_db: str) -> None:
+    """A created table declares DECIMAL(38,10) as NUMERIC: numbers that compare and sum as numbers. The
+    fidelity set's 38-digit decimals do not fit a 64-bit float, so the load is refused, naming the column
+    and the value, and nothing is written; into a column of TEXT affinity the exact digits are kept."""
     rows = create_fidelity_mariadb(mdb, fresh_db)
     target = tmp_path / "var" / "lite.db"
     project = FaultProject(tmp_path, {"src": mysql_db(mdb, fresh_db), "dst": {"url": f"sqlite:///{target}"}})
+    refused = project.run(project.job("copy", load_job("copy_of_src", batch_rows=7)))
+    assert refused.code == 1
+    assert ("job copy task copy: loading into copy_of_src of database dst: column d: the value "
+            "-361234567890123456789012.0987654321 cannot be stored exactly in SQLite") in refused.output
+    assert [(a.status, a.error is not None) for a in refused.of("copy")] == [("failed", True)]
+    assert sqlite_rows_or_none(str(target), "copy_of_src") is None  # the CREATE TABLE was rolled back too
+    conn = sqlite3.connect(target)
+    conn.execute("CREATE TABLE copy_of_src (id INTEGER PRIMARY KEY, s TEXT, b BLOB, d VARCHAR(40), dt TEXT, "
+                 "da TEXT, f REAL, t TEXT)")
+    conn.close()
     outcome = project.run(project.job("copy", load_job("copy_of_src", batch_rows=7)))
     assert outcome.code == 0, outcome.output
     assert "by batched INSERT" in outcome.output
     assert table_digest(sqlite_rows(str(target), "copy_of_src")) == table_digest(rows)
+
+
+def sqlite_rows_or_none(path: str, table: str) -> list[tuple] | None:
+    try:
+        return sqlite_rows(path, table)
+    except sqlite3.OperationalError:
+        return None
 
 
 def test_sqlite_to_mariadb_keeps_every_value(tmp_path: Path, mdb: PrivateMariaDB, fresh_db: str) -> None:
@@ -87,6 +109,7 @@ def test_sqlite_to_mariadb_keeps_every_value(tmp_path: Path, mdb: PrivateMariaDB
     project = FaultProject(tmp_path, {"src": {"url": f"sqlite:///{source}"}, "dst": mysql_db(mdb, fresh_db)})
     outcome = project.run(project.job("copy", load_job("copy_of_src", mode="replace")))
     assert outcome.code == 0, outcome.output
+    assert "by LOAD DATA LOCAL INFILE" in outcome.output  # rows encoded in the runner, whatever the source
     assert table_digest(mariadb_rows(mdb, fresh_db, "copy_of_src")) == table_digest(rows)
     types = column_types(mdb, fresh_db, "copy_of_src")
     assert (types["dt"], types["f"], types["b"]) == ("datetime(6)", "double", "longblob")
@@ -104,3 +127,21 @@ def test_an_empty_result_creates_the_table_and_loads_nothing(tmp_path: Path, mdb
     assert [a.rows for a in outcome.of("copy")] == [0]
     found = mariadb_rows(mdb, other_db, "empty_copy") if target == "mariadb" else sqlite_rows(str(lite), "empty_copy")
     assert found == [] and len(COLUMNS) == 8
+
+
+def test_sqlite_to_mariadb_rendered_by_sqlite_keeps_every_value(tmp_path: Path, mdb: PrivateMariaDB,
+                                                                fresh_db: str) -> None:
+    """Without a floating-point column, SQLite renders the LOAD DATA lines itself (its printf is exact to 15
+    digits, not 17): NULL, '', 'NULL', tabs, newlines, backslashes, quotes, NUL, 4-byte UTF-8, binary and
+    38-digit decimals kept as text all arrive as they were."""
+    source = tmp_path / "source.db"
+    columns = tuple(c for c in COLUMNS if c != "f")
+    rows = [tuple(v for c, v in zip(COLUMNS, r) if c != "f") for r in create_fidelity_sqlite(str(source))]
+    project = FaultProject(tmp_path, {"src": {"url": f"sqlite:///{source}"}, "dst": mysql_db(mdb, fresh_db)})
+    outcome = project.run(project.job("copy", load_job("copy_of_src", f"SELECT {', '.join(columns)} FROM src",
+                                                       batch_rows=7)))
+    assert outcome.code == 0, outcome.output
+    assert "by LOAD DATA LOCAL INFILE" in outcome.output
+    got = mariadb_rows(mdb, fresh_db, "copy_of_src", columns)
+    assert table_digest(got, columns) == table_digest(rows, columns)
+    assert any(r[1] is not None and "\x00" in r[1] for r in got) and any(r[1] == "" for r in got)

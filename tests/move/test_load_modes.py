@@ -30,19 +30,26 @@ T0 = dt.datetime(2024, 1, 1, 0, 0, 0, 250000)
 
 
 class Target:
-    """The target database of a test: MariaDB (a second database) or a SQLite file."""
+    """The target database of a test: MariaDB (a second database), PostgreSQL or a SQLite file."""
 
-    def __init__(self, kind: str, server: PrivateMariaDB, db: str, path: Path):
+    def __init__(self, kind: str, server: Any, db: str, path: Path):
         self.kind, self.server, self.db, self.path = kind, server, db, path
         path.parent.mkdir(parents=True, exist_ok=True)
 
     @property
     def conf(self) -> dict[str, Any]:
-        return mysql_db(self.server, self.db) if self.kind == "mariadb" else {"url": f"sqlite:///{self.path}"}
+        if self.kind == "mariadb":
+            return mysql_db(self.server, self.db)
+        if self.kind == "postgresql":
+            return {"url": self.server.url(self.db)}
+        return {"url": f"sqlite:///{self.path}"}
 
     def run(self, *statements: str) -> None:
         if self.kind == "mariadb":
             execute(self.server, self.db, *statements)
+            return
+        if self.kind == "postgresql":
+            self.server.execute(self.db, *(s.replace("DATETIME(6)", "TIMESTAMP(6)") for s in statements))
             return
         conn = sqlite3.connect(self.path)
         try:
@@ -55,6 +62,8 @@ class Target:
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         if self.kind == "mariadb":
             return rows_of(self.server, self.db, sql)
+        if self.kind == "postgresql":
+            return self.server.rows(self.db, sql)
         conn = sqlite3.connect(self.path, timeout=30)
         try:
             return [tuple(r) for r in conn.execute(sql)]
@@ -62,8 +71,11 @@ class Target:
             conn.close()
 
 
-@pytest.fixture(params=["mariadb", "sqlite"])
+@pytest.fixture(params=["mariadb", "sqlite", "postgresql"])
 def target(request: pytest.FixtureRequest, mdb: PrivateMariaDB, other_db: str, tmp_path: Path) -> Target:
+    if request.param == "postgresql":
+        return Target("postgresql", request.getfixturevalue("pg"), request.getfixturevalue("fresh_pg"),
+                      tmp_path / "var" / "unused")
     return Target(request.param, mdb, other_db, tmp_path / "var" / "target.db")
 
 

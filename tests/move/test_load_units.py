@@ -16,7 +16,7 @@ from runner.move.coltypes import SourceColumn, mysql_column, reflected_column, t
 from runner.move.export import csv_field, write_csv, write_jsonl
 from runner.move.loadsql import (CREATE, encoded_select, insert_sql, load_data_sql, mysql_quote, params_as_null, side_names, sql_field, tsv_field, upsert_tail, write_plan)
 from runner.move.progress import Progress, bar_line, eta, log_line
-from runner.move.rowcopy import adapt_rows, adapters
+from runner.move.rowcopy import NotExact, adapt_rows, adapters, text_affinity
 from runner.move.values import temporal_text
 
 MYSQL, SQLITE = mysql.dialect(), sqlite.dialect()
@@ -34,12 +34,12 @@ def ddl(col: SourceColumn, dialect: sa.Dialect) -> str:
     (F.LONGLONG, 20, 0, UNSIGNED, 63, "int", "BIGINT UNSIGNED", "BIGINT"),
     (F.LONG, 11, 0, 0, 63, "int", "INTEGER", "INTEGER"),
     (F.TINY, 4, 0, 0, 63, "int", "TINYINT", "SMALLINT"),
-    (F.NEWDECIMAL, 40, 10, 0, 63, "decimal", "DECIMAL(38, 10)", "VARCHAR(40)"),
-    (F.NEWDECIMAL, 14, 2, 0, 63, "decimal", "DECIMAL(12, 2)", "VARCHAR(14)"),
-    (F.NEWDECIMAL, 6, 0, 0, 63, "decimal", "DECIMAL(5, 0)", "VARCHAR(7)"),
+    (F.NEWDECIMAL, 40, 10, 0, 63, "decimal", "DECIMAL(38, 10)", "NUMERIC(38, 10)"),
+    (F.NEWDECIMAL, 14, 2, 0, 63, "decimal", "DECIMAL(12, 2)", "NUMERIC(12, 2)"),
+    (F.NEWDECIMAL, 6, 0, 0, 63, "decimal", "DECIMAL(5, 0)", "NUMERIC(5, 0)"),
     (F.DOUBLE, 22, 31, 0, 63, "float", "DOUBLE", "DOUBLE"),
     (F.VAR_STRING, 64, 0, 0, 45, "text", "VARCHAR(16)", "VARCHAR(16)"),
-    (F.STRING, 12, 0, 0, 45, "text", "VARCHAR(3)", "VARCHAR(3)"),
+    (F.STRING, 12, 0, 0, 45, "text", "CHAR(3)", "CHAR(3)"),
     (F.BLOB, 262140, 0, 16, 45, "text", "MEDIUMTEXT", "TEXT"),
     (F.BLOB, 4294967295, 0, 16, 45, "text", "LONGTEXT", "TEXT"),
     (F.VAR_STRING, 20, 0, 128, 63, "binary", "VARBINARY(20)", "BLOB"),
@@ -227,14 +227,36 @@ def test_bound_watermark(state, initial, expected):
 
 # ------------------------------------------------------------------------------------------ values
 
-def test_sqlite_targets_get_exact_decimals_and_iso_dates():
+def test_sqlite_targets_get_exact_numbers_and_iso_dates():
     cols = [SourceColumn("d", "decimal", sa.Numeric()), SourceColumn("t", "temporal", sa.DateTime()),
             SourceColumn("s", "text", sa.Text()), SourceColumn("b", "bit", sa.BigInteger())]
-    rows = [(Decimal("12345678901234567890.0123456789"), dt.datetime(2024, 1, 1, 0, 0, 0, 5), "x", b"\x01\x00"),
-            (None, None, None, None)]
+    rows = [(Decimal("1234567890.0123"), dt.datetime(2024, 1, 1, 0, 0, 0, 5), "x", b"\x01\x00"),
+            (Decimal("24.00"), None, None, None), (None, None, None, None)]
     assert adapt_rows(rows, adapters("sqlite", cols)) == [
-        ["12345678901234567890.0123456789", "2024-01-01 00:00:00.000005", "x", 256], [None, None, None, None]]
+        [1234567890.0123, "2024-01-01 00:00:00.000005", "x", 256], [24, None, None, None], [None, None, None, None]]
     assert adapt_rows(rows, adapters("mysql", cols))[0][:2] == list(rows[0][:2])
+    # a column of TEXT affinity keeps the exact digits
+    assert adapt_rows(rows[:1], adapters("sqlite", cols, {"d"}))[0][0] == "1234567890.0123"
+
+
+@pytest.mark.parametrize("value,held", [
+    ("0.07", True), ("99999999999.99", True), ("123456789012345", True), ("0.1234567890123456", True),
+    ("1234567890123456789", True),  # an integer: SQLite's 64-bit INTEGER holds it
+    ("1234567890123456.78", False), ("12345678901234567890", False), ("12345678901234567890.1", False), ("0.12345678901234567", False),
+])
+def test_a_decimal_a_sqlite_number_cannot_hold_is_refused_naming_column_and_value(value, held):
+    adapt = adapters("sqlite", [SourceColumn("price", "decimal", sa.Numeric())])[0]
+    if held:
+        assert Decimal(str(adapt(Decimal(value)))) == Decimal(value)
+    else:
+        with pytest.raises(NotExact, match=rf"column price: the value {value} cannot be stored exactly in SQLite"):
+            adapt(Decimal(value))
+
+
+@pytest.mark.parametrize("declared,text", [("VARCHAR(40)", True), ("TEXT", True), ("NUMERIC(12, 2)", False),
+                                           ("DECIMAL(38, 10)", False), ("REAL", False), ("CHARINT", False)])
+def test_sqlite_affinity_of_a_declared_type(declared, text):
+    assert text_affinity(declared) is text
 
 
 @pytest.mark.parametrize("value,text", [
@@ -299,3 +321,32 @@ def test_progress_draws_on_a_terminal_at_most_five_times_a_second():
     assert out.getvalue().count("\r") == 4  # at 0.2, 0.4, 0.6, 0.8 seconds
     assert p.finish() == pytest.approx(0.9)
     assert out.getvalue().endswith("\r\x1b[K")
+
+
+# ------------------------------------------------------------------------------------------ encoded in the runner
+
+def test_load_data_lines_keep_every_value_apart():
+    from runner.move.encode import line_encoders, load_data_lines
+
+    cols = [SourceColumn(n, k, sa.Text()) for n, k in (("s", "text"), ("b", "binary"), ("n", "decimal"),
+                                                       ("t", "temporal"), ("x", "bit"))]
+    rows = [("tab\there\nnew 'q' back\\slash nul\x00", b"\x00\xff", Decimal("1E-7"), dt.date(2024, 2, 29), b"\x01"),
+            ("NULL", None, None, None, None), ("", "text in a blob", 1.5, dt.timedelta(hours=-1), 5), (None,) * 5]
+    assert load_data_lines(rows, line_encoders(cols)).decode() == (
+        "'tab\there\nnew \\'q\\' back\\\\slash nul\\0'\t00ff\t0.0000001\t'2024-02-29'\t1\n"
+        "'NULL'\tNULL\tNULL\tNULL\tNULL\n"
+        "''\t7465787420696e206120626c6f62\t1.5\t'-01:00:00'\t5\n"
+        "NULL\tNULL\tNULL\tNULL\tNULL\n")
+
+
+@pytest.mark.parametrize("quoted,csv", [
+    (b"'plain'", b"'plain'"),
+    (b"'nul\\0 and ctrl-z\\Z'", b"'nul\x00 and ctrl-z\x1a'"),
+    (b"'escaped backslash then zero \\\\0'", b"'escaped backslash then zero \\\\0'"),
+    (b"'three \\\\\\0'", b"'three \\\\\x00'"),
+    (b"'quote \\' kept'", b"'quote \\' kept'"),
+])
+def test_quote_output_made_exact_for_postgres_csv(quoted, csv):
+    from runner.move.encode import quote_to_csv
+
+    assert quote_to_csv(quoted) == csv

@@ -12,7 +12,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from tests.notifykit import HttpReceiver, SmtpReceiver, Stall, free_port
 from tests.schedkit import SchedProject, seen_since, wait_for

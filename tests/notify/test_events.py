@@ -86,3 +86,15 @@ SLOT = utc("2026-11-20T02:00:00")
 ])
 def test_is_late(statuses: list[str], first: str | None, late: bool) -> None:
     assert is_late(statuses, SLOT, utc(first) if first else None) is late
+
+
+def test_a_missed_stretch_is_told_with_every_slot_it_stands_for() -> None:
+    """A day of a per-minute job recorded as one stretch is one alert; its message counts 1,439 slots,
+    not one, and says which (the stretch's reason names the first and the last)."""
+    from runner.notify.messages import missed_message
+
+    last = datetime(2024, 6, 2, 11, 59, tzinfo=timezone.utc)
+    reason = "1439 slots missed, 2024-06-01 12:01:00Z to 2024-06-02 11:59:00Z (every slot of \"* * * * *\" UTC ...)"
+    message = missed_message("minutely", [last], [reason], "host1", "UTC", total=1439)
+    assert "MISSED 1439 slot(s)" in message.title and "slots missed: 1439" in message.body
+    assert "2024-06-01 12:01:00Z to 2024-06-02 11:59:00Z" in message.body

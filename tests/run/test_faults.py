@@ -36,11 +36,12 @@ def attempts_by_task(outcome: Outcome) -> dict[str, list[tuple[int, str, int | N
     return out
 
 
-def facts_task(name: str, first_id: int, pause: str) -> dict[str, str]:
-    """A task writing three rows and updating them, with a pause (SLEEP) in the middle of its transaction."""
+def facts_task(name: str, first_id: int, pause: str, sleep: str = "SLEEP") -> dict[str, str]:
+    """A task writing three rows and updating them, with a pause (SLEEP, PostgreSQL's pg_sleep) in the
+    middle of its transaction."""
     a, b, c = first_id, first_id + 1, first_id + 2
     return {"name": name, "sql": (f"INSERT INTO facts VALUES ({a}, '{name}', 10), ({b}, '{name}', 20);\n"
-                                  f"SELECT SLEEP({pause});\n"
+                                  f"SELECT {sleep}({pause});\n"
                                   f"INSERT INTO facts VALUES ({c}, '{name}', 30);\n"
                                   f"UPDATE facts SET v = v + 1 WHERE task = '{name}';\n")}
 

@@ -4,6 +4,7 @@ is marked abandoned and its slot run again when the job allows it."""
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 from datetime import datetime, timedelta, timezone
@@ -65,6 +66,46 @@ def test_due_after_an_outage_runs_the_latest_slot_once_and_records_the_others_mi
     again = p.run("--due")
     assert again.returncode == 0 and "nothing due" in again.stdout
     assert len(ledger.slot_runs("nightly")) == 6
+
+
+def test_a_days_outage_of_a_per_minute_job_is_one_missed_row_with_its_count_first_and_last(
+        sqlite_project: tuple[SchedProject, SlotLedger]) -> None:
+    """A ledger from before missed stretches were kept (no runner_missed_slots table, an old summary row
+    of slots too many to list) is upgraded when opened; the day of missed slots is one transaction."""
+    p, ledger = sqlite_project
+    p.job("minutely", {"schedule": "* * * * *", "database": "wh", "tasks": [{"name": "t", "sql": "SELECT 1"}]})
+    now = datetime.now(timezone.utc)
+    before = Schedule("* * * * *", "UTC").latest_at_or_before(now) - timedelta(days=1)
+    seed_success(ledger, "minutely", before)
+    ledger.dispose()
+    with sqlite3.connect(p.root / "var" / "state.db") as db:
+        db.execute("DROP TABLE runner_missed_slots")
+        db.execute("INSERT INTO runner_runs (run_id, job, run_date, slot, trigger, host, pid, started_at, ended_at, "
+                   "status, attempts, rows, error) VALUES ('old', 'minutely', '2020-01-01', NULL, 'due', 'h', 1, "
+                   "'2020-01-01 00:00:00', '2020-01-01 00:00:00', 'missed', 0, 0, 'every slot after ... was missed "
+                   "too; too many to record one by one')")
+
+    done = p.run("--due")
+    assert done.returncode == 0, done.stderr
+    ran = [r for r in ledger.slot_runs("minutely") if r["status"] == "success" and r["slot"] > before]
+    assert len(ran) == 1
+    latest = ran[0]["slot"]
+    count = int((latest - before).total_seconds() // 60) - 1  # 1439, or more if a minute began meanwhile
+    assert f"minutely: {count} missed slot(s) recorded as missed" in done.stdout
+    [span] = ledger.missed_spans("minutely")
+    assert (span["first_slot"], span["last_slot"], span["slots"]) == (
+        before + timedelta(minutes=1), latest - timedelta(minutes=1), count)
+    assert (span["schedule"], span["timezone"]) == ("* * * * *", "UTC")
+    missed = [r for r in ledger.slot_runs("minutely") if r["status"] == "missed"]
+    assert [(r["run_id"], r["slot"]) for r in missed] == [(span["run_id"], latest - timedelta(minutes=1))]
+    history = p.run("--history", "--job", "minutely").stdout
+    first = (before + timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%S")
+    assert f" missed   0.0   {count} slots missed, {first[:-1]}" in history, history  # the table cuts the note
+    shown = json.loads(p.run("--history", "--job", "minutely", "--format", "json").stdout)
+    last = (latest - timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%S")
+    assert [r["error"].split(" (")[0] for r in shown if r["status"] == "missed"] == [
+        f"{count} slots missed, {first}Z to {last}Z"]
+    assert "missed" not in p.run("--due").stdout  # a minute may have begun: its slot runs, nothing is missed
 
 
 def test_catch_up_none_records_a_late_slot_as_missed_and_runs_nothing(

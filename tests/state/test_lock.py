@@ -12,6 +12,7 @@ from typing import Iterator
 
 import pymysql
 import pytest
+import sqlalchemy as sa
 
 from runner.cron import Schedule
 from runner.state.ledger import HOST, Ledger
@@ -192,3 +193,121 @@ def test_two_long_job_names_alike_in_their_first_64_characters_do_not_block_each
     for job, sql in ((LONG + "_eu", "DO SLEEP(30)"), (LONG + "_us", "SELECT 1")):
         p.job(job, {"database": "mdb", "tasks": [{"name": "t", "sql": sql}]})
     runs_beside((p, ledger, LONG + "_eu"), (p, ledger, LONG + "_us"))
+
+
+def connections_opened(mdb: PrivateMariaDB) -> int:
+    conn = mdb.connect(db=None, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW GLOBAL STATUS LIKE 'Connections'")
+            return int(cur.fetchone()[1])
+    finally:
+        conn.close()
+
+
+def test_due_over_many_jobs_on_a_mysql_store_reuses_lock_connections_and_locks_only_what_is_due(
+        tmp_path: Path, mdb: PrivateMariaDB, fresh_db: str) -> None:
+    """Thirty jobs due: each runs under its GET_LOCK, the locks taken one after another on a connection
+    or two instead of thirty. Then nothing is due: no lock is taken at all (one read of every job's
+    latest slot), so the catch-up line costs a shared store a couple of connections, not one per job."""
+    t = datetime.now(timezone.utc) - timedelta(hours=2)
+    p = SchedProject(tmp_path, {"wh": "sqlite:///var/wh.db"}, state_url=mdb.url(fresh_db))
+    for i in range(30):
+        p.job(f"job{i:02d}", {"schedule": f"{t.minute} {t.hour} * * *", "database": "wh",
+                              "tasks": [{"name": "t", "sql": "SELECT 1"}]})
+    from runner.cron import Schedule
+    from runner.run.executor import new_run_id
+    from runner.state.slots import SlotLedger
+
+    book = SlotLedger(mdb.url(fresh_db))  # each job ran yesterday's slot: today's is due
+    today = Schedule(f"{t.minute} {t.hour} * * *").latest_at_or_before(datetime.now(timezone.utc))
+    yesterday = today - timedelta(days=1)
+    for i in range(30):
+        run_id = new_run_id()
+        book.claim(f"job{i:02d}", yesterday, run_id, yesterday.date().isoformat(), "cron")
+        book.finish_run(run_id, "success", 1, 0)
+    book.dispose()
+    before = connections_opened(mdb)
+    done = p.run("--due")
+    assert done.returncode == 0, done.stderr
+    runs = Ledger(mdb.url(fresh_db)).history(limit=100)
+    assert sorted(r["job"] for r in runs if r["status"] == "success" and r["trigger"] == "due") == [
+        f"job{i:02d}" for i in range(30)]
+    assert connections_opened(mdb) - before <= 1 + 8, "lock connections were not reused"  # ours, pool, locks
+
+    before = connections_opened(mdb)
+    again = p.run("--due")
+    assert again.returncode == 0 and "nothing due" in again.stdout, again.stderr
+    assert connections_opened(mdb) - before <= 1 + 2  # ours and the ledger's read: no lock connection
+
+
+def test_an_idle_lock_connection_the_server_closed_is_replaced(tmp_path: Path, mdb: PrivateMariaDB,
+                                                               fresh_db: str) -> None:
+    """A released lock leaves its connection for the next lock; KILLed meanwhile on the server, the next
+    lock takes a new connection instead of failing."""
+    from runner.config.project import load_project
+    from runner.state.lock import _holders, close_idle_locks, job_lock
+
+    p = SchedProject(tmp_path, {"wh": "sqlite:///var/wh.db"}, state_url=mdb.url(fresh_db))
+    project = load_project(p.root / "conf")
+    ledger = Ledger(mdb.url(fresh_db))
+    try:
+        with job_lock(project, ledger, "a") as held, ledger.engine.connect() as conn:
+            first = conn.execute(sa.select(_holders.c.connection_id).where(_holders.c.job == "a")).scalar()
+            assert held.verify()
+        kill = mdb.connect(db=None, autocommit=True)
+        with kill.cursor() as cur:
+            cur.execute(f"KILL {int(first)}")  # the idle lock connection, left for the next lock
+        kill.close()
+        with job_lock(project, ledger, "b") as held, ledger.engine.connect() as conn:
+            second = conn.execute(sa.select(_holders.c.connection_id).where(_holders.c.job == "b")).scalar()
+            assert held.verify() and second != first
+        with job_lock(project, ledger, "c"), ledger.engine.connect() as conn:
+            third = conn.execute(sa.select(_holders.c.connection_id).where(_holders.c.job == "c")).scalar()
+            assert third == second  # released cleanly: used again
+    finally:
+        close_idle_locks(ledger)
+        ledger.dispose()
+
+
+def test_many_jobs_locks_share_a_few_connections_and_still_exclude(tmp_path: Path, mdb: PrivateMariaDB,
+                                                                   fresh_db: str) -> None:
+    """120 jobs held at once (a daemon's batch) on 3 server connections, not 120 (max_connections is 151
+    by default). Each lock still excludes other connections and this process; a connection KILLed on
+    the server loses exactly its own jobs' locks, which others may then take."""
+    import contextlib
+
+    from runner.config.project import load_project
+    from runner.errors import JobLocked
+    from runner.state.lock import LOCKS_PER_CONNECTION, close_idle_locks, job_lock
+
+    p = SchedProject(tmp_path, {"wh": "sqlite:///var/wh.db"}, state_url=mdb.url(fresh_db))
+    project = load_project(p.root / "conf")
+    ledger = Ledger(mdb.url(fresh_db))
+    names = [f"job{i:03d}" for i in range(120)]
+    other = mdb.connect(db=None, autocommit=True)
+    try:
+        with contextlib.ExitStack() as stack:
+            held = {n: stack.enter_context(job_lock(project, ledger, n, "daemon")) for n in names}
+            with ledger.engine.connect() as conn:
+                carriers = dict(conn.execute(sa.text("SELECT job, connection_id FROM runner_lock_holders")).all())
+            assert sorted(carriers) == names
+            assert len(set(carriers.values())) == -(-len(names) // LOCKS_PER_CONNECTION) == 3
+            with pytest.raises(JobLocked, match="already running in this process"):
+                stack.enter_context(job_lock(project, ledger, "job000"))
+            with other.cursor() as cur:
+                cur.execute("SELECT GET_LOCK(%s, 0)", (lock_name(fresh_db, "job000"),))
+                assert cur.fetchone()[0] == 0  # held: another connection cannot take it
+                victim = carriers["job000"]
+                cur.execute(f"KILL {int(victim)}")
+                assert not held["job000"].verify()
+                assert all(held[n].verify() is (carriers[n] != victim) for n in names)
+                cur.execute("SELECT GET_LOCK(%s, 0)", (lock_name(fresh_db, "job000"),))
+                assert cur.fetchone()[0] == 1  # lost with its connection: free for others
+                cur.execute("SELECT RELEASE_LOCK(%s)", (lock_name(fresh_db, "job000"),))
+        with job_lock(project, ledger, "job000") as again:  # after the killed connection is gone
+            assert again.verify()
+    finally:
+        other.close()
+        close_idle_locks(ledger)
+        ledger.dispose()

@@ -11,7 +11,7 @@ import pytest
 
 from runner.run.executor import new_run_id
 from runner.state.ledger import attempts
-from runner.state.slots import Claim, SlotLedger, SlotTaken
+from runner.state.slots import Claim, MissedRecord, SlotLedger, SlotTaken
 
 SLOT = datetime(2026, 11, 21, 2, 30, tzinfo=timezone.utc)
 
@@ -36,6 +36,24 @@ def test_a_batch_with_one_slot_taken_claims_the_others(book: SlotLedger) -> None
     assert [c.job for c in won] == ["a", "c"]
     assert {job: [r["trigger"] for r in book.slot_runs(job)] for job in "abc"} == {
         "a": ["daemon"], "b": ["cron"], "c": ["daemon"]}
+
+
+def test_missed_slots_are_recorded_with_the_claims_and_a_taken_one_is_left_alone(book: SlotLedger) -> None:
+    """Missed slots of several jobs go in the claims' transaction; when one of those slots was claimed
+    meanwhile, the rest are still recorded (each on its own) and the claims still won."""
+    earlier = [SLOT - timedelta(days=d) for d in (3, 2, 1)]
+    book.claim("a", earlier[1], new_run_id(), "2026-11-19", "cron")  # taken by another process
+    stretch = MissedRecord("b", "due", "missed (test)", first=SLOT - timedelta(days=40), last=earlier[2], count=39,
+                           run_date="2026-11-20", schedule="30 2 * * *", timezone="UTC")
+    listed = MissedRecord("a", "due", "missed (test)", listed=tuple((t, t.date().isoformat()) for t in earlier))
+    claims = [Claim(job, SLOT, new_run_id(), "2026-11-21", "due") for job in ("a", "b")]
+    assert [c.job for c in book.claim_many(claims, [listed, stretch])] == ["a", "b"]
+    assert [(r["slot"], r["status"], r["trigger"]) for r in book.slot_runs("a")] == [
+        (earlier[0], "missed", "due"), (earlier[1], "running", "cron"), (earlier[2], "missed", "due"),
+        (SLOT, "running", "due")]
+    assert [(r["slot"], r["status"]) for r in book.slot_runs("b")] == [(earlier[2], "missed"), (SLOT, "running")]
+    [span] = book.missed_spans("b")
+    assert (span["first_slot"], span["last_slot"], span["slots"]) == (SLOT - timedelta(days=40), earlier[2], 39)
 
 
 def test_a_takeover_needs_the_abandoned_run_to_still_hold_the_claim(book: SlotLedger) -> None:
