@@ -32,7 +32,6 @@ from runner.errors import ConfigError, Problem, UsageError
 from runner.model import Job, Project, Task
 from runner.run.executor import Runner, RunRequest, new_run_id
 from runner.run.summary import print_summary
-from runner.schedule.byhand import abandon_unfinished, refuse_paused
 from runner.tasks.sql import non_atomic
 
 log = logging.getLogger("runner")
@@ -88,6 +87,7 @@ def run_job(project: Project, name: str, *, params: Sequence[str] = (), dates: s
     selected_tasks(job, from_task_name)  # unknown task: usage error before anything runs
     check_params(job, days[0], cli, project)
     from runner.notify.hub import watched_runner
+    from runner.schedule.byhand import abandon_unfinished, refuse_paused
     from runner.state.lock import job_lock
     from runner.state.retention import prune_if_due
     from runner.state.slots import SlotLedger
