@@ -26,6 +26,17 @@ from tests.harness.mariadb import PrivateMariaDB
 FAST_RETRY = {"attempts": 8, "base_delay": 0.05, "max_delay": 0.3, "window": 30}
 
 
+class _NoAliases(yaml.SafeDumper):
+    """The runner refuses YAML aliases: a value used twice in a test's spec is written out twice."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def dump_yaml(doc: Any) -> str:
+    return yaml.dump(doc, Dumper=_NoAliases, sort_keys=False)
+
+
 def mysql_url(host: str, port: int, db: str, user: str = "root", password: str = "") -> str:
     return f"mysql+pymysql://{user}:{password}@{host}:{port}/{db}"
 
@@ -69,7 +80,7 @@ class FaultProject:
         (self.root / "conf" / "databases.yml").write_text(yaml.safe_dump(self.databases))
 
     def job(self, name: str, spec: dict[str, Any]) -> str:
-        (self.root / "jobs" / f"{name}.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
+        (self.root / "jobs" / f"{name}.yml").write_text(dump_yaml(spec))
         return name
 
     def run(self, job: str, *args: str) -> Outcome:

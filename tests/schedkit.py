@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 import yaml
 
+from tests.faultkit import dump_yaml
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -35,7 +37,7 @@ class SchedProject:
             {name: {"url": url} for name, url in self.databases.items()}))
 
     def job(self, name: str, doc: dict[str, Any]) -> None:
-        (self.root / "jobs" / f"{name}.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
+        (self.root / "jobs" / f"{name}.yml").write_text(dump_yaml(doc))
 
     def args(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "runner", "--conf", str(self.root / "conf"), *args]

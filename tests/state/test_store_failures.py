@@ -169,9 +169,9 @@ def test_the_state_database_dropped_mid_run_stops_the_run_and_says_so(tmp_path: 
 
 
 def test_a_task_failing_with_a_runner_error_is_recorded_failed(tmp_path: Path) -> None:
-    project = FaultProject(tmp_path, {"wh": {"url": "sqlite:///var/wh.db"}})
+    project = FaultProject(tmp_path, {"wh": {"url": "sqlite:///var/wh.db"}, "src": {"url": "sqlite:///var/src.db"}})
     project.job("inc", {"database": "wh", "tasks": [{"name": "l", "load": {
-        "source": "wh", "query": "SELECT 1 AS id WHERE 1 > :watermark", "table": "copy",
+        "source": "src", "query": "SELECT 1 AS id WHERE 1 > :watermark", "table": "copy",
         "incremental": {"column": "updated_at"}}}]})
     outcome = project.run("inc")
     assert outcome.code == 1
