@@ -13,7 +13,7 @@ from typing import IO, Any
 
 from runner import clock
 from runner.cli.output import iso, one_line, write_json, write_table
-from runner.config.checks import parse_duration
+from runner.config.checks import MAX_DURATION, parse_duration
 from runner.config.jobs import job_names
 from runner.errors import UsageError
 from runner.logs import REDACTOR
@@ -39,8 +39,8 @@ def parse_since(text: str, now: datetime) -> datetime:
     try:
         at = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise UsageError(f"malformed --since {text!r}: write an age such as 7d, 12h or 30m, or a date "
-                         "YYYY-MM-DD (UTC)") from None
+        raise UsageError(f"malformed --since {text!r}: write an age such as 7d, 12h or 30m (at most "
+                         f"{MAX_DURATION / 86400:.0f}d), or a date YYYY-MM-DD (UTC)") from None
     return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at
 
 

@@ -132,9 +132,12 @@ def misused_option(args: argparse.Namespace) -> str | None:
         return "--watermark JOB.TASK needs one of --set VALUE or --reset"
     if args.install and args.uninstall:
         return "--crontab takes one of --install or --uninstall"
-    if args.limit is not None and args.limit < 1:
-        return "--limit takes a whole number >= 1"
+    if args.limit is not None and not 1 <= args.limit <= MAX_LIMIT:  # a huge one overflows the database's integer
+        return f"--limit takes a whole number from 1 to {MAX_LIMIT:,}"
     return None
+
+
+MAX_LIMIT = 1_000_000  # --history --limit
 
 
 def main(argv: Sequence[str] | None = None, out=None) -> int:

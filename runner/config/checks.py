@@ -18,22 +18,24 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)d)?\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?"
                        r"\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
 RETRY_KEYS = {"attempts", "max_delay", "window", "base_delay"}
+MAX_DURATION = 3650 * 86400.0  # ten years: longer is a typo, and timers and datetimes overflow past it
 
 
 def parse_duration(value: Any) -> float | None:
     """Seconds from 90, "90s", "10m", "1h30m", "1d" (units d, h, m, s, largest first); None when the text
-    is not a duration."""
+    is not a duration, or is negative, infinite or longer than MAX_DURATION."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return float(value) if value >= 0 else None
+        return float(value) if 0 <= value <= MAX_DURATION else None  # NaN and inf fail the comparison
     if not isinstance(value, str) or not value.strip():
         return None
     m = _DURATION.match(value)
     if not m or not any(m.groups()):
         return None
     d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
-    return d * 86400 + h * 3600 + mi * 60 + s
+    seconds = d * 86400 + h * 3600 + mi * 60 + s
+    return seconds if seconds <= MAX_DURATION else None
 
 
 def expand_vars(text: str, env: Mapping[str, str], missing: list[str]) -> str:
@@ -88,13 +90,18 @@ class Checker:
             return default
         return value
 
-    def duration(self, m: dict[str, Any], key: str, path: KeyPath, default: float | None) -> float | None:
+    def duration(self, m: dict[str, Any], key: str, path: KeyPath, default: float | None,
+                 above_zero: bool = False) -> float | None:
+        """A duration in seconds; `above_zero` for a limit, where 0 would silently mean no limit at all."""
         if key not in m or m[key] is None:
             return default
         seconds = parse_duration(m[key])
         if seconds is None:
             self.add(path + (key,), f"invalid duration {m[key]!r}: write seconds or e.g. 90s, 10m, 1h30m, 1d "
-                                    "(units d, h, m, s)")
+                                    f"(units d, h, m, s), at most {MAX_DURATION / 86400:.0f}d")
+            return default
+        if above_zero and seconds <= 0:
+            self.add(path + (key,), f"must be more than 0 seconds (leave {key} out for no {key})")
             return default
         return seconds
 

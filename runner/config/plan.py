@@ -81,6 +81,9 @@ def parse_dates(text: str) -> list[date]:
         raise UsageError(f"malformed --date {text!r}: write YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD") from None
     if end < start:
         raise UsageError(f"--date {text!r} ends before it starts: write the earlier date first")
+    if start == date.min or end == date.max:  # {yesterday} and {tomorrow} would fall off the calendar
+        raise UsageError(f"--date {text!r}: give a date between {date.min + timedelta(days=1)} and "
+                         f"{date.max - timedelta(days=1)}")
     days = (end - start).days + 1
     if days > MAX_DATES:
         raise UsageError(f"--date {text!r} spans {days} days; at most {MAX_DATES} per run")

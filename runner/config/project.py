@@ -178,7 +178,7 @@ def _load_settings(doc: YamlDoc | None, root: Path, env: Mapping[str, str], prob
         stop_grace=c.duration(m, "stop_grace", (), base.stop_grace) or 0.0,
         notify=notify_keys.notify_list(c, m["notify"], ("notify",))
         if m.get("notify") is not None and not any(p.key.startswith("notify") for p in problems) else (),
-        ping_timeout=c.duration(m, "ping_timeout", (), base.ping_timeout) or base.ping_timeout,
+        ping_timeout=c.duration(m, "ping_timeout", (), base.ping_timeout, above_zero=True) or base.ping_timeout,
         history_days=c.typed(m, "history_days", (), int, base.history_days, lambda v: v >= 1,
                              "a whole number of days >= 1"),
         env_file=c.typed(m, "env_file", (), str, None),

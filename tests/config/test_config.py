@@ -120,6 +120,8 @@ def test_relative_sqlite_paths_resolve_against_the_project_root(url: str, expect
     ("1d", 86400.0), ("2d", 172800.0), ("1d12h", 129600.0), ("0.5d", 43200.0), ("1d 1h 1m 1s", 90061.0),
     ("10 minutes", None), ("", None), ("  ", None), ("m", None), ("d", None), ("-5", None), (-1, None),
     (True, None), (None, None), ([10], None), ("30m1h", None), ("1h1d", None), ("1w", None),
+    (float("inf"), None), (float("nan"), None), (1e309, None), ("99999999999d", None), ("3650d", 3650 * 86400.0),
+    ("3651d", None), (3650 * 86400 + 1, None),
 ])
 def test_parse_duration(value: object, seconds: float | None) -> None:
     assert parse_duration(value) == seconds
