@@ -25,6 +25,7 @@ from runner.model import Job, Project
 from runner.notify.hub import watched_runner
 from runner.run.executor import RunRequest, new_run_id
 from runner.schedule.byhand import abandon_unfinished, execute_rerun, prepare_rerun, refuse_paused
+from runner.state.failures import failure_of
 from runner.state.jobstate import JobState, Pause
 from runner.state.lock import job_lock
 from runner.state.slots import SlotLedger
@@ -40,6 +41,16 @@ class Refused(RunnerError):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+
+
+def _log_failure(exc: BaseException, what: str) -> None:
+    """A state store failure is said in one line (it is the store, not a bug); anything else with its
+    traceback."""
+    why = failure_of(exc)
+    if why is not None:
+        log.error("%s: %s", what, why)
+    else:
+        log.exception(what)
 
 
 class _Announcing(SlotLedger):
@@ -83,6 +94,8 @@ class Actions:
         return self._start(f"runner-web-rerun-{run_id[:8]}", held, lambda: self._rerun(project, run_id, force, held))
 
     def _start(self, name: str, held: Future[str], work: Callable[[], None]) -> str:
+        """`name` is the thread's, `runner-web-run-<job>` or `runner-web-rerun-<run id>`."""
+        what = name.replace("runner-web-run-", "job ", 1).replace("runner-web-rerun-", "the re-run of run ", 1)
         thread = threading.Thread(target=work, name=name, daemon=True)
         with self._lock:
             self._threads.add(thread)
@@ -94,11 +107,11 @@ class Actions:
         except UsageError as exc:  # paused, succeeded already, re-run already, no such run
             raise Refused(404 if str(exc).startswith("no run ") else 409, str(exc)) from None
         except FutureTimeout:
-            raise Refused(503, f"job {job.name}: its lock could not be taken within {LOCK_WAIT:.0f}s (state store "
+            raise Refused(503, f"{what}: its lock could not be taken within {LOCK_WAIT:.0f}s (state store "
                                "slow or unreachable); the run starts when it is, or not at all") from None
         except Exception as exc:
-            raise Refused(503, f"job {job.name}: the run could not start: {type(exc).__name__}: "
-                               f"{logs.REDACTOR.scrub(str(exc))}") from None
+            why = failure_of(exc) or f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            raise Refused(503, f"{what}: the run could not start: {logs.REDACTOR.scrub(why)}") from None
 
     def _run(self, project: Project, job: Job, day: date, run_id: str, force: bool, held: Future[str]) -> None:
         runner = hub = None
@@ -115,7 +128,7 @@ class Actions:
             if not held.done():
                 held.set_exception(exc)
             if not isinstance(exc, (JobLocked, UsageError)):
-                log.exception("job %s: the run started from the web failed to run", job.name)
+                _log_failure(exc, f"job {job.name}: the run started from the web failed to run")
         finally:
             self._closed(hub, runner)
 
@@ -136,7 +149,7 @@ class Actions:
             if not held.done():
                 held.set_exception(exc)
             if not isinstance(exc, (JobLocked, UsageError)):
-                log.exception("run %s: the re-run started from the web failed to run", run_id[:8])
+                _log_failure(exc, f"run {run_id[:8]}: the re-run started from the web failed to run")
         finally:
             self._closed(hub, runner)
             if runner is None:

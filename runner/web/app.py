@@ -1,7 +1,8 @@
 """The WSGI application: routes, the token for actions, headers that keep a page from loading anything
 but its own files, and errors as JSON under /api/ and as a page elsewhere.
 
-A handler that fails answers 500 and is logged; the state store out of reach answers 503. Neither
+A handler that fails answers 500 and is logged; the state store out of reach or broken answers 503 with
+what is wrong. Neither
 touches whatever else the process is doing (the daemon's schedule runs in other threads). An answer is
 served again for a second to the same request (`Recent`), so pages are at most a second old.
 """
@@ -147,12 +148,11 @@ class App:
         except HTTPError as exc:
             return self.error(is_api, exc.status, exc.message, exc.headers)
         except Exception as exc:
-            import sqlalchemy.exc
-
-            if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
-                text = logs.REDACTOR.scrub(" ".join(str(exc.orig or exc).split()))[:300]
-                log.warning("web: the state store cannot be read: %s", text)
-                return self.error(is_api, 503, f"the state store cannot be read now: {text}")
+            text = _store_failure(exc)
+            if text is not None:
+                verb = "read" if environ.get("REQUEST_METHOD") in ("GET", "HEAD") else "used"
+                log.warning("web: the state store cannot be %s: %s", verb, text)
+                return self.error(is_api, 503, f"the state store cannot be {verb} now: {text}")
             log.exception("web: %s %r failed", environ.get("REQUEST_METHOD"), str(environ.get("PATH_INFO"))[:200])
             return self.error(is_api, 500, f"internal error ({type(exc).__name__}); the server log has the details")
 
@@ -169,6 +169,18 @@ class App:
         return page
 
 
-def make_app(site: Site) -> App:
-    return App(site)
+def _store_failure(exc: Exception) -> str | None:
+    """What is wrong with the state store when `exc` is its failure (a file that is not a database, a
+    server down or refusing the user), password hidden; None for any other error."""
+    import sqlalchemy.exc
+
+    from runner.errors import StateStoreError
+    from runner.state.failures import failure_of
+
+    found = failure_of(exc)
+    if found is None and isinstance(exc, StateStoreError):
+        found = str(exc)
+    if found is None and isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+        found = str(exc.orig or exc)
+    return None if found is None else logs.REDACTOR.scrub(" ".join(found.split()))[:400]
 

@@ -218,7 +218,7 @@ _FILTERS = [
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100}},
 ]
 _READ_ERRORS = {"400": _error("a query parameter is invalid"),
-                "503": _error("the state store cannot be read now")}
+                "503": _error("the state store cannot be used now (out of reach or broken): what is wrong")}
 
 
 def _action_errors() -> dict[str, Any]:
@@ -273,7 +273,7 @@ def document() -> dict[str, Any]:
                     "409": _error("the job is running already, is paused, or its file is invalid"),
                     "413": _error("the body is too large"),
                     "422": _error("a parameter the job needs has no value"),
-                    "503": _error("the job's lock could not be taken now")}}},
+                    "503": _error("the job's lock could not be taken now, or the state store cannot be used (what is wrong)")}}},
             "/api/jobs/{job}/pause": {"post": {
                 "operationId": "pauseJob", "summary": "pause the job, as --pause does (its slots are recorded as "
                                                       "paused)",
@@ -297,7 +297,7 @@ def document() -> dict[str, Any]:
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RerunStarted"}}}},
                     **_action_errors(), "404": _error("no such run"),
                     "409": _error("the run succeeded or was re-run already, its job is paused or running"),
-                    "503": _error("the job's lock could not be taken now")}}},
+                    "503": _error("the job's lock could not be taken now, or the state store cannot be used (what is wrong)")}}},
             "/api/runs": {"get": {
                 "operationId": "listRuns", "summary": "runs of every job, newest first",
                 "parameters": [{"name": "job", "in": "query", "schema": {"type": "string"}}, *_FILTERS],

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs
 
 from runner import clock
-from runner.config.checks import parse_duration
+from runner.config.checks import MAX_DURATION, parse_duration
 from runner.config.jobs import is_job_name
 from runner.model import Project, WebSpec
 from runner.web.actions import Actions
@@ -127,8 +127,8 @@ def parse_since(text: str | None, now: datetime) -> datetime | None:
         t = datetime.fromisoformat(text.strip().upper().replace("Z", "+00:00"))
         return (t.replace(tzinfo=UTC) if t.tzinfo is None else t).astimezone(UTC)
     except ValueError:
-        raise HTTPError(400, f"invalid since {text!r}: a duration such as 7d, 36h, 1h30m, or a date such as "
-                             "2026-11-01 (UTC)") from None
+        raise HTTPError(400, f"invalid since {text!r}: a duration such as 7d, 36h, 1h30m (at most "
+                             f"{MAX_DURATION / 86400:.0f}d), or a date such as 2026-11-01 (UTC)") from None
     except OverflowError:  # further back than a datetime reaches: everything
         return datetime.min.replace(tzinfo=UTC)
 

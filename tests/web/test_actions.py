@@ -118,3 +118,20 @@ def test_rerun_from_the_web_runs_what_failed_for_the_same_slot(site: Served, pro
     assert done.status == 409 and "succeeded: nothing to re-run" in done.json()["error"]
     code, history = run_main(project, "--history", "--job", "twostep")
     assert code == 0 and "rerun" in history
+
+
+def test_a_broken_state_store_answers_every_action_and_page_503_with_what_is_wrong(
+        site: Served, project: Path, caplog: pytest.LogCaptureFixture) -> None:
+    assert run_main(project, "--due", "--job", "twostep")[0] == 1
+    failed = next(r for r in ledger_runs(project) if r["job"] == "twostep")
+    (project / "var" / "runner-state.db").write_bytes(b"not a ledger at all " * 500)  # a garbage file at state_url
+    for path in ("/api/jobs/ok/run", f"/api/runs/{failed['run_id']}/rerun", "/api/jobs/ok/pause",
+                 "/api/jobs/ok/resume"):
+        reply = site.post(path, token=TOKEN)
+        assert reply.status == 503, (path, reply.status, reply.body)
+        assert "the file is not a SQLite database: move it away" in reply.json()["error"], path
+    for path in ("/api/runs", "/api/jobs/ok", "/"):
+        reply = site.get(path)
+        assert reply.status == 503 and b"the file is not a SQLite database" in reply.body, (path, reply.body[:300])
+    assert "Traceback" not in caplog.text and "NameError" not in caplog.text
+    assert "the run started from the web failed to run: state store sqlite:" in caplog.text
