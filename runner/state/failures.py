@@ -11,15 +11,24 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 
 from runner.config.urls import redact
-from runner.db.classify import errno_of
+from runner.db.classify import errno_of, sqlstate_of
 
 _MARK = "_runner_state_store"
+
+_NO_DATABASE = "the database does not exist: create it (CREATE DATABASE ...) or fix state_url"
+_REFUSED_USER = "the server refused the user or password: check them in state_url (URL-encode @ : / % in a password)"
+_UNREACHABLE = "the server cannot be reached: check that it is up and the host and port in state_url"
+_NO_HOST = "the server's host name cannot be resolved: check the host in state_url"
+_READ_ONLY_SERVER = "the server is read-only: point state_url at the primary"
+_FOREIGN = ("it holds tables named runner_* that are not the runner's: give the runner a database of its own "
+            "in state_url")
 
 # (text in the driver's message, or MySQL error number) -> what is wrong and what to do
 _DIAGNOSES: list[tuple[str | int, str]] = [
@@ -38,20 +47,51 @@ _DIAGNOSES: list[tuple[str | int, str]] = [
     ("has no column named", "it holds tables named runner_* that are not the runner's: give the runner a "
                             "database (or file) of its own in state_url"),
     ("database is locked", "another process kept it locked for more than 30s: find it (fuser on the file)"),
-    (1054, "it holds tables named runner_* that are not the runner's: give the runner a database of its own "
-           "in state_url"),
+    (1054, _FOREIGN),
     (1146, "a table the runner made is gone: give the runner a database of its own in state_url"),
-    (1045, "the server refused the user or password: check them in state_url (URL-encode @ : / % in a password)"),
+    (1045, _REFUSED_USER),
     (1044, "the user may not use that database: GRANT it CREATE, SELECT, INSERT, UPDATE, DELETE there"),
     (1142, "the user lacks privileges on the runner's tables: GRANT it CREATE, SELECT, INSERT, UPDATE, DELETE"),
-    (1049, "the database does not exist: create it (CREATE DATABASE ...) or fix state_url"),
-    (1290, "the server is read-only: point state_url at the primary"),
-    (2002, "the server cannot be reached: check that it is up and the host and port in state_url"),
-    (2003, "the server cannot be reached: check that it is up and the host and port in state_url"),
-    (2005, "the server's host name cannot be resolved: check the host in state_url"),
+    (1049, _NO_DATABASE),
+    (1290, _READ_ONLY_SERVER),
+    (2002, _UNREACHABLE),
+    (2003, _UNREACHABLE),
+    (2005, _NO_HOST),
     (2068, "the server asked for a local file, which was refused: the server (or the path to it) is not to be "
            "trusted"),
 ]
+
+
+# PostgreSQL (psycopg): by SQLSTATE, and by libpq's text for the errors of connecting, which have none.
+_PG_SQLSTATES = {
+    "3D000": _NO_DATABASE, "28P01": _REFUSED_USER, "28000": _REFUSED_USER,
+    "42501": "the user lacks privileges: GRANT it USAGE and CREATE on the schema (PostgreSQL 15 takes CREATE on "
+             "public from every user) and SELECT, INSERT, UPDATE, DELETE on the runner's tables",
+    "25006": _READ_ONLY_SERVER, "42P01": "a table the runner made is gone: give the runner a database of its own "
+                                         "in state_url",
+    "42703": _FOREIGN, "53300": "the server has too many connections: raise max_connections or use fewer, then "
+                                "run again",
+    "53100": "the server's disk is full: free some space there, then run again",
+}
+_PG_TEXTS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r'database "[^"]*" does not exist'), _NO_DATABASE),
+    (re.compile(r'role "[^"]*" does not exist|password authentication failed|no pg_hba\.conf entry'),
+     _REFUSED_USER + "; a pg_hba.conf line must let this user in from this host"),
+    (re.compile(r"permission denied"), _PG_SQLSTATES["42501"]),
+    (re.compile(r"failed to resolve host|could not translate host name"), _NO_HOST),
+    (re.compile(r"connection refused|timeout expired|no route to host|could not connect|the database system is "
+                r"(starting up|shutting down)"), _UNREACHABLE),
+]
+
+
+def _postgres_fix(exc: BaseException, lowered: str) -> str | None:
+    state = sqlstate_of(exc)
+    if state in _PG_SQLSTATES:
+        return _PG_SQLSTATES[state]
+    orig = getattr(exc, "orig", None) or exc
+    if not type(orig).__module__.startswith("psycopg"):
+        return None
+    return next((fix for pattern, fix in _PG_TEXTS if pattern.search(lowered)), None)
 
 
 def watch(engine: sa.Engine, url: str) -> None:
@@ -106,7 +146,8 @@ def describe(url: str, exc: BaseException) -> str:
     lowered = lowered or text.lower()
     if "unable to open database file" in lowered and _exists(url):  # there, but not to be written
         lowered = "readonly database"
-    what = next((fix for key, fix in _DIAGNOSES if (key == number if isinstance(key, int) else key in lowered)),
-                "see the error; fix the state store or point state_url at another one")
+    what = _postgres_fix(exc, lowered) or next(
+        (fix for key, fix in _DIAGNOSES if (key == number if isinstance(key, int) else key in lowered)),
+        "see the error; fix the state store or point state_url at another one")
     code = f"{number} " if isinstance(number, int) and number >= 1000 else ""
     return f"state store {redact(url)}: {what} ({code}{text[:300]})"

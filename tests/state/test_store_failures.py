@@ -25,6 +25,7 @@ import pytest
 from runner.state.ledger import Ledger
 from tests.faultkit import FaultProject, execute, rows_of, wait_for_statement
 from tests.harness.mariadb import PrivateMariaDB
+from tests.harness.postgres import PrivatePostgres as PostgresServer
 from tests.loadkit import mysql_db, other_db
 
 assert other_db  # a fixture
@@ -209,3 +210,40 @@ def test_a_ledger_deleted_while_a_run_is_going_keeps_the_run_s_history(tmp_path:
                                                                                     ("count", "success")]
     finally:
         ledger.dispose()
+
+
+def _pg_state(project: FaultProject, url: str) -> None:
+    (project.root / "conf" / "runner.yml").write_text(f"timezone: UTC\nstate_url: '{url}'\n")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_postgres_state_store_that_cannot_be_used_is_diagnosed_as_mysql_ones_are(
+        project: FaultProject, pg: PostgresServer, fresh_pg: str) -> None:
+    host = f"{pg.host}:{pg.port}"
+    pg.execute(fresh_pg, "CREATE ROLE runner_weak LOGIN", "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    try:
+        cases = [  # (state url, what the error says is wrong and what to do)
+            (f"postgresql://etl:s3cret@127.0.0.1:{_free_port()}/{fresh_pg}", "the server cannot be reached: check "
+                                                                             "that it is up and the host and port"),
+            (f"postgresql://{pg.user}@{host}/no_such_db", "the database does not exist: create it"),
+            (f"postgresql://nobody:s3cret@{host}/{fresh_pg}", "the server refused the user or password"),
+            (f"postgresql://runner_weak:s3cret@{host}/{fresh_pg}", "the user lacks privileges: GRANT it USAGE and CREATE "
+                                                                  "on the schema"),
+        ]
+        for url, says in cases:
+            _pg_state(project, url)
+            done = run_cli(project, "--job", "job")
+            assert done.returncode == 2, (url, done.stderr)
+            assert "state store postgresql+psycopg://" in done.stderr and says in done.stderr, (url, done.stderr)
+            assert "s3cret" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+            assert "unexpected error" not in done.stderr and "see the error" not in done.stderr, done.stderr
+            assert not (project.root / "var" / "wh.db").exists()  # nothing ran
+    finally:
+        pg.execute(fresh_pg, "DROP OWNED BY runner_weak", "DROP ROLE runner_weak")
