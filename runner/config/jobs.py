@@ -211,8 +211,8 @@ def _build_tasks(project: Project, job: Job, doc: YamlDoc, c: Checker, value: An
 
 def _build_task(project: Project, job: Job, doc: YamlDoc, c: Checker, m: dict[str, Any],
                 path: KeyPath) -> Task | None:
-    name = c.typed(m, "name", path, str, None, lambda v: bool(_NAME.match(v)),
-                   "letters, digits, _ . - only")
+    name = c.typed(m, "name", path, str, None, lambda v: bool(_NAME.match(v)) and len(v) <= MAX_NAME,
+                   f"letters, digits, _ . - only, at most {MAX_NAME} characters (the run ledger's column)")
     if name is None:
         if m.get("name") is None:  # an invalid name was reported by typed() already
             c.add(path + ("name",), "every task needs a name")
@@ -327,7 +327,11 @@ def _load(doc: YamlDoc, c: Checker, value: Any, path: KeyPath) -> LoadSpec | Non
     key = m.get("key") or []
     if isinstance(key, str):
         key = [key]
-    if mode == "upsert" and not key:
+    if not isinstance(key, list) or not all(isinstance(k, str) and k.strip() for k in key) or len(set(key)) < len(key):
+        c.add(path + ("key",), f"invalid key {key!r}: a column name or a list of different column names, "
+                               "e.g. key: [id]")
+        key = None
+    if mode == "upsert" and key == []:
         c.add(path + ("key",), "upsert needs key: the column(s) that identify a row")
     inc = None
     if "incremental" in m:
@@ -340,7 +344,7 @@ def _load(doc: YamlDoc, c: Checker, value: Any, path: KeyPath) -> LoadSpec | Non
     batch = c.typed(m, "batch_rows", path, int, 10000, lambda v: v >= 1, "a whole number >= 1")
     if query is None or source is None or table is None:
         return None
-    return LoadSpec(source=source, query=query, table=table, mode=mode, key=tuple(key), incremental=inc,
+    return LoadSpec(source=source, query=query, table=table, mode=mode, key=tuple(key or ()), incremental=inc,
                     create=c.typed(m, "create", path, bool, True), batch_rows=batch)
 
 

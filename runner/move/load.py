@@ -198,6 +198,14 @@ def _bind(load: _Load, state: wm.State | None, column: SourceColumn | None) -> A
 
 
 def _watermark_column(load: _Load, names: Sequence[str]) -> str | None:
+    """The watermark column of the query's result `names`, once the load's key and watermark are known to
+    be among them (a key column the query does not select failed later as the database's own error, or
+    gave a created table a primary key on nothing)."""
+    missing = [k for k in load.spec.key if k not in names]
+    if missing:
+        raise TaskFailed(f"{load.label}: key column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} "
+                         f"{'are' if len(missing) > 1 else 'is'} not a column of the query's result (columns: "
+                         f"{', '.join(names)}); select {'them' if len(missing) > 1 else 'it'} in the query or fix key:")
     inc = load.spec.incremental
     if inc is None:
         return None

@@ -74,3 +74,42 @@ def test_odd_dates_and_ages_on_the_command_line_are_usage_errors(project: Path, 
     (project / "conf" / "runner.yml").write_text("timezone: UTC\n")
     code, _ = run_main(project, *argv)
     assert code == 2 and says in caplog.text and "unexpected" not in caplog.text
+
+
+LONG = "t" * 129
+LOADS = {"loads": (
+    "database: warehouse\ntasks:\n"
+    f"  - name: {LONG}\n    sql: SELECT 1\n"
+    "  - name: shaped\n    load: {source: warehouse, query: 'SELECT 1 AS id', table: x, mode: upsert, key: [{a: 1}]}\n"
+    "  - name: twice\n    load: {source: warehouse, query: 'SELECT 1 AS id', table: y, mode: upsert, key: [id, id]}\n")}
+
+
+def test_a_task_name_longer_than_the_ledger_holds_and_a_key_that_is_no_column_list_fail_check(
+        tmp_path: Path, clean_env: None) -> None:  # noqa: F811
+    code, out = run_main(write_project(tmp_path, LOADS), "--check")
+    assert code == 2
+    assert "jobs/loads.yml:3 [tasks.0.name]: invalid value" in out and "at most 128 characters" in out
+    assert ("jobs/loads.yml:6 [tasks.1.load.key]: invalid key [{'a': 1}]: a column name or a list of different "
+            "column names") in out
+    assert "jobs/loads.yml:8 [tasks.2.load.key]: invalid key ['id', 'id']" in out
+    assert "upsert needs key" not in out  # one problem per key, not two
+
+
+def test_a_load_key_the_query_does_not_select_fails_before_a_row_moves_or_a_table_is_made(
+        tmp_path: Path, clean_env: None) -> None:  # noqa: F811
+    import sqlite3
+
+    root = write_project(tmp_path, {"copy": (
+        "database: warehouse\ntasks:\n  - name: copy\n    load: {source: other, query: 'SELECT id, v FROM src', "
+        "table: copied, mode: upsert, key: [ident]}\n")},
+        databases="warehouse:\n  url: sqlite:///var/warehouse.db\nother:\n  url: sqlite:///var/other.db\n")
+    (root / "var").mkdir(exist_ok=True)
+    with sqlite3.connect(root / "var" / "other.db") as db:
+        db.execute("CREATE TABLE src (id INTEGER PRIMARY KEY, v TEXT)")
+        db.execute("INSERT INTO src VALUES (1, 'a')")
+    code, out = run_main(root, "--job", "copy")
+    assert code == 1
+    assert ("task copy: key column 'ident' is not a column of the query's result (columns: id, v); select it in "
+            "the query or fix key:") in out
+    with sqlite3.connect(root / "var" / "warehouse.db") as db:
+        assert db.execute("SELECT name FROM sqlite_master WHERE name = 'copied'").fetchall() == []
