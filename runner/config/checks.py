@@ -38,6 +38,20 @@ def parse_duration(value: Any) -> float | None:
     return seconds if seconds <= MAX_DURATION else None
 
 
+def parse_listen(text: str) -> tuple[str, int] | None:
+    """(host, port) from "HOST:PORT", "[IPv6]:PORT" or a bare "PORT" (loopback); None when it is neither."""
+    text = text.strip()
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", text
+    elif host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not port.isdigit() or not 0 < int(port) <= 65535 or not re.match(r"^[A-Za-z0-9.:-]*$", host) or (
+            ":" in host and not text.startswith("[")):
+        return None
+    return host or "127.0.0.1", int(port)
+
+
 def expand_vars(text: str, env: Mapping[str, str], missing: list[str]) -> str:
     """Expand ${VAR} and ${VAR:-default} as the shell does: ${VAR} set to empty is empty, the default
     stands in for an unset or empty VAR; names of unset variables without default go to `missing`."""
@@ -112,6 +126,18 @@ class Checker:
                          max_delay=self.duration(m, "max_delay", path, base.max_delay) or 0.0,
                          window=self.duration(m, "window", path, base.window),
                          base_delay=self.duration(m, "base_delay", path, base.base_delay) or 0.0)
+
+    def listen(self, m: dict[str, Any], path: KeyPath, port: int) -> tuple[str, int] | None:
+        """`listen` of web: and metrics: (one reading, one message); None when absent or invalid."""
+        value = m.get("listen")
+        if value is None:
+            return None
+        parsed = parse_listen(str(value)) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+        if parsed is None:
+            self.add(path + ("listen",), f"invalid listen address {value!r}: write HOST:PORT such as 127.0.0.1:{port} "
+                                         f"(loopback), [::1]:{port} for IPv6, or 0.0.0.0:{port} to listen on every "
+                                         "address; the port from 1 to 65535")
+        return parsed
 
     def timezone(self, m: dict[str, Any], path: KeyPath, default: str) -> str:
         tz = self.typed(m, "timezone", path, str, default)

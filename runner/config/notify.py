@@ -99,14 +99,7 @@ def ping_url(c: Checker, value: Any, path: KeyPath, env: Mapping[str, str]) -> s
 def metrics(c: Checker, value: Any, path: KeyPath, root: Path) -> tuple[tuple[str, int] | None, str | None]:
     """(listen address, textfile path) of `metrics`."""
     m = c.mapping(value, path, METRICS_KEYS)
-    listen = None
-    text = c.typed(m, "listen", path, str, None)
-    if text is not None:
-        host, _, port = text.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            c.add(path + ("listen",), f"invalid address {text!r}: write HOST:PORT, e.g. 127.0.0.1:9464")
-        else:
-            listen = (host.strip("[]"), int(port))
+    listen = c.listen(m, path, 9464)
     textfile = c.typed(m, "textfile", path, str, None)
     if textfile is not None:
         full = Path(textfile) if os.path.isabs(textfile) else (root / textfile).resolve()

@@ -191,32 +191,13 @@ def _load_settings(doc: YamlDoc | None, root: Path, env: Mapping[str, str], prob
     return settings
 
 
-def parse_listen(text: str) -> tuple[str, int] | None:
-    """(host, port) from "HOST:PORT", "[IPv6]:PORT" or a bare "PORT" (loopback); None when it is neither."""
-    text = text.strip()
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = "127.0.0.1", text
-    elif host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not port.isdigit() or int(port) > 65535 or not re.match(r"^[A-Za-z0-9.:-]*$", host) or (
-            ":" in host and not text.startswith("[")):
-        return None
-    return host or "127.0.0.1", int(port)
-
-
 def _web(c: Checker, value: Any, path: KeyPath) -> WebSpec:
     m = c.mapping(value, path, WEB_KEYS)
     base = WebSpec()
     host, port = base.host, base.port
-    listen = m.get("listen")
-    if listen is not None:
-        parsed = parse_listen(str(listen)) if isinstance(listen, (str, int)) and not isinstance(listen, bool) else None
-        if parsed is None:
-            c.add(path + ("listen",), f"invalid listen address {listen!r}: write HOST:PORT such as 127.0.0.1:8765 "
-                                      "(loopback, the default), or 0.0.0.0:8765 to listen on every address")
-        else:
-            host, port = parsed
+    parsed = c.listen(m, path, base.port)
+    if parsed is not None:
+        host, port = parsed
     token = c.typed(m, "token", path, str, "")
     if token and len(token) < TOKEN_MIN:
         c.add(path + ("token",), f"the token is too short to be a secret ({len(token)} characters): use at least "

@@ -32,7 +32,7 @@ def test_notify_keys_are_checked_with_file_key_and_line(tmp_path: Path, capsys: 
     }, runner="timezone: UTC\nmetrics: {listen: 'nohost', textfile: ../outside.prom}\nnotify:\n  - url: nourl\n")
     code, out = run_main(tmp_path, "--check")
     assert code == 2
-    for expected in ("conf/runner.yml:2 [metrics.listen]: invalid address 'nohost'",
+    for expected in ("conf/runner.yml:2 [metrics.listen]: invalid listen address 'nohost'",
                      "conf/runner.yml:2 [metrics.textfile]: ../outside.prom leads outside the project",
                      "conf/runner.yml:4 [notify.0.url]: needs url: an Apprise URL",
                      "jobs/a.yml:2 [late_after]: late_after needs a schedule",

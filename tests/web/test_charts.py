@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from runner.config.project import parse_listen
+from runner.config.checks import parse_listen
 from runner.web.charts import duration_chart, duration_ticks, gantt, run_cells, slot_cells, strip_boxes, time_ticks
 from runner.web.records import Attempt, Run
 from runner.web.site import HTTPError, parse_limit, parse_since, parse_status
@@ -180,7 +180,7 @@ def test_fmt_seconds(seconds: float | None, text: str) -> None:
 @pytest.mark.parametrize("text, parsed", [
     ("127.0.0.1:8765", ("127.0.0.1", 8765)), ("0.0.0.0:80", ("0.0.0.0", 80)), ("[::1]:8765", ("::1", 8765)),
     ("8765", ("127.0.0.1", 8765)), (":9000", ("127.0.0.1", 9000)), ("localhost:1", ("localhost", 1)),
-    ("host", None), ("1.2.3.4:99999", None), ("::1:80", None), ("a b:1", None), ("x:", None),
+    ("host", None), ("1.2.3.4:99999", None), ("::1:80", None), ("a b:1", None), ("x:", None), ("127.0.0.1:0", None),
 ])
 def test_parse_listen(text: str, parsed: tuple[str, int] | None) -> None:
     assert parse_listen(text) == parsed

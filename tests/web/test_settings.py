@@ -47,11 +47,18 @@ def test_the_token_comes_from_the_environment(tmp_path: Path, clean_env: None,  
 @pytest.mark.parametrize("runner, says", [
     ('web: {listen: "nowhere"}\n', "conf/runner.yml:1 [web.listen]: invalid listen address 'nowhere': write HOST:PORT"),
     ('web: {listen: "127.0.0.1:70000"}\n', "[web.listen]: invalid listen address '127.0.0.1:70000'"),
+    # metrics.listen is read by the same code, with the same message
+    ('metrics: {listen: "nowhere"}\n', "conf/runner.yml:1 [metrics.listen]: invalid listen address 'nowhere': write "
+                                       "HOST:PORT such as 127.0.0.1:9464"),
+    ('metrics: {listen: "127.0.0.1:70000"}\n', "[metrics.listen]: invalid listen address '127.0.0.1:70000'"),
+    ('metrics: {listen: "::1:9464"}\n', "[metrics.listen]: invalid listen address '::1:9464': write HOST:PORT such as "
+                                        "127.0.0.1:9464 (loopback), [::1]:9464 for IPv6"),
+    ('web: {listen: "127.0.0.1:0"}\n', "[web.listen]: invalid listen address '127.0.0.1:0'"),
     ('web: {token: "short"}\n', "[web.token]: the token is too short to be a secret (5 characters): use at least 16"),
     ("web: {port: 80}\n", "[web.port]: unknown key 'port' (known keys: listen, token)"),
     ("web: on\n", "[web]: must be a mapping of keys, got bool"),
 ])
-def test_web_settings_that_are_wrong_are_problems_check_names(tmp_path: Path, clean_env: None,  # noqa: F811
+def test_web_and_metrics_settings_that_are_wrong_are_problems_check_names(tmp_path: Path, clean_env: None,  # noqa: F811
                                                               runner: str, says: str) -> None:
     code, out = run_main(project(tmp_path, runner), "--check")
     assert code == 2
@@ -68,3 +75,8 @@ def test_a_token_that_slips_into_a_log_line_is_masked(tmp_path: Path, clean_env:
     assert code == 1
     err = capfd.readouterr().err
     assert "SELECT * FROM ***" in err and table not in err
+
+
+def test_metrics_and_web_read_listen_alike(tmp_path: Path, clean_env: None) -> None:  # noqa: F811
+    p = load_project(project(tmp_path, 'metrics: {listen: "[::1]:9464"}\nweb: {listen: "8765"}\n') / "conf")
+    assert p.settings.metrics_listen == ("::1", 9464) and (p.settings.web.host, p.settings.web.port) == ("127.0.0.1", 8765)
