@@ -96,11 +96,6 @@ class _Borrows:
         with self._lock:
             return self._by_id.pop(key, None)
 
-    def older_than(self, seconds: float) -> list[Borrow]:
-        limit = clock.monotonic() - seconds
-        with self._lock:
-            return [b for b in self._by_id.values() if b.since < limit]
-
 
 # Set by the executor around each task, read by leak reports.
 current_context = threading.local()
@@ -239,10 +234,6 @@ class PoolGuard:
         if record.info.get(_ENDED) and not in_trans:
             return
         dbapi_conn.rollback()
-
-    def held_too_long(self) -> list[Borrow]:
-        limit = self.db.pool.leak_seconds
-        return self.borrows.older_than(limit) if limit is not None else []
 
 
 def _sqlite_transactions(engine: Engine) -> None:

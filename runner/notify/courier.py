@@ -28,7 +28,6 @@ from runner.state.slots import missed_counts
 log = logging.getLogger("runner.notify")
 
 EXPIRE = timedelta(days=7)  # an alert not sent for this long is given up (`expired`, logged, in --history)
-APPRISE_TYPES = ("info", "success", "warning", "failure")
 
 Send = Callable[[NotifyTarget, Message], "tuple[bool, str]"]
 

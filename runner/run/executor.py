@@ -61,7 +61,6 @@ class TaskResult:
     note: str = ""
     error: str | None = None  # the whole failure message
     errno: int | None = None  # of the error the task failed with
-    error_text: str | None = None  # the database's error text, on one line
     statement: str | None = None  # file:line of the statement it failed in
     retried: list[int | None] = field(default_factory=list)  # error numbers of the attempts retried
     store_error: str | None = None  # the ledger could not be written: the run stops
@@ -278,7 +277,7 @@ class Runner:
             result.store_error = failure_of(exc)
         except AttemptError as exc:
             result.status = "failed"
-            result.errno, result.error_text = exc.verdict.errno, _one_line(exc.verdict.message)
+            result.errno = exc.verdict.errno
             result.statement = exc.statement.where if exc.statement is not None else None
             if exc.attempt_id is not None and self._should_retry(task, exc):  # attempts or window ran out
                 self.ledger.finish_attempt(exc.attempt_id, "failed", errno=exc.verdict.errno,

@@ -439,21 +439,6 @@ class SlotLedger(Ledger):
                 conn.execute(_ALERT, [alert_row(a) for a in rows])
         return done
 
-    def record_missed(self, job: str, missed: Sequence[tuple[datetime, str]], trigger: str, reason: str,
-                      alerts: AlertsOf | None = None) -> int:
-        """A claim and a `missed` run row for each (slot, run_date), all in one transaction; when another
-        process claimed one of them meanwhile, each is recorded on its own and the claimed ones are
-        left alone. How many were recorded."""
-        return self._record(MissedRecord(job, trigger, reason, listed=tuple(missed), alerts=alerts)) if missed else 0
-
-    def record_missed_range(self, job: str, first: datetime, last: datetime, count: int, run_date: str,
-                            schedule: str, timezone_: str, trigger: str, reason: str) -> int:
-        """`count` missed slots of `schedule`, `first` to `last`, as one `missed` run row (its slot the
-        last one, which it claims) and one row of runner_missed_slots: recording a day of a per-minute
-        job costs one transaction, not 1,440. The run's error says how many slots and which."""
-        return self._record(MissedRecord(job, trigger, reason, first=first, last=last, count=count,
-                                         run_date=run_date, schedule=schedule, timezone=timezone_))
-
     def _record(self, rec: MissedRecord) -> int:
         """Record `rec` in one transaction; slots claimed meanwhile by another process are left alone
         (a stretch is still recorded, without the claim of its last slot)."""

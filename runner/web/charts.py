@@ -258,6 +258,6 @@ def gantt(attempts: Sequence[Attempt], started: datetime, ended: datetime | None
                 if gap > 0:
                     waits.append(Wait(x2, x_of(nxt.started), gap))
         rows.append(GanttRow(task, top + i * row_height, spans, waits, tries[-1].status))
-    step_top, steps = duration_ticks(total, count=6)
+    _, steps = duration_ticks(total, count=6)
     ticks = [(label_width + plot_w * v / total, "+" + label) for v, label in steps if v <= total * 1.0001]
     return Gantt(width, top + len(rows) * row_height + 4, label_width, row_height, top, rows, ticks, total)
