@@ -70,3 +70,10 @@ def test_the_readme_says_where_things_live() -> None:
     tests = sorted(p.parent.name for p in (REPO / "tests").glob("*/__init__.py") if p.parent.name != "fixtures")
     for folder in tests:
         assert f"tests/{folder}/" in section or folder == "harness", folder
+
+
+def test_the_readme_names_every_module_where_things_live() -> None:
+    section = (REPO / "README.md").read_text().split("## Where things live", 1)[1].split("\n## ", 1)[0]
+    unnamed = [str(p.relative_to(REPO)) for p in sorted((REPO / "runner").rglob("*.py"))
+               if p.name != "__init__.py" and f"`{p.name}`" not in section and f"`{p.relative_to(REPO)}`" not in section]
+    assert not unnamed, f"README 'Where things live' does not name {unnamed}"
