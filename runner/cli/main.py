@@ -138,6 +138,9 @@ def misused_option(args: argparse.Namespace) -> str | None:
 
 
 MAX_LIMIT = 1_000_000  # --history --limit
+_RUNS = ("job", "due", "rerun")  # the actions that run tasks: a stop lets the running statement be killed first
+_WRITES = ("pause", "resume", "watermark", "crontab")  # the others of them only read
+_doing: list[str] = []  # the action of this process, for what a stop says and does
 
 
 def main(argv: Sequence[str] | None = None, out=None) -> int:
@@ -153,6 +156,7 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
     out = out or sys.stdout
     restore = None
     if not (args.scheduler or args.serve) and threading.current_thread() is threading.main_thread():
+        _doing[:] = [action]
         restore = _handle_stop_signals()
     try:
         return _run(args, action, out)
@@ -324,6 +328,12 @@ def _watch_signals(read_end: int) -> None:
 
 
 def _stop_on(name: str) -> None:
+    if _doing and _doing[0] not in _RUNS:  # nothing to stop cleanly: a read, or one short transaction
+        flag = dict(_ACTIONS).get(_doing[0], _doing[0])
+        rolled = " (what it had not committed is rolled back)" if _doing[0] in _WRITES else ""
+        log.error("%s: exiting now; %s did not finish%s", name, flag, rolled)
+        logging.shutdown()
+        os._exit(130)
     if stop.requested():
         _give_up(f"{name} again while stopping")
     log.warning("%s: stopping: nothing new starts, the running statement is being stopped", name)
@@ -334,7 +344,8 @@ def _stop_on(name: str) -> None:
 
 
 def _give_up(why: str) -> None:
-    log.error("%s: exiting now; the run stays 'running' until the next run of the job marks it abandoned", why)
+    log.error("%s: exiting now; a run already recorded stays 'running' until the next run of the job marks it "
+              "abandoned", why)
     logging.shutdown()
     os._exit(130)
 
