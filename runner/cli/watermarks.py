@@ -67,7 +67,7 @@ def _target(project: Project, text: str) -> tuple[Job, Task]:
     if not found:
         if not splits:
             raise UsageError(f"--watermark {text}: write JOB.TASK, e.g. --watermark nightly_copy.copy_orders")
-        raise unknown_job(project, splits[0][0])
+        raise unknown_job(project, text.rpartition(".")[0])  # the longest job name it can be
     for job_name, task_name in found:
         job = load_job(project, job_name)
         for t in incremental_tasks(job):

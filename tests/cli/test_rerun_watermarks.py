@@ -187,3 +187,11 @@ def test_a_datetime_watermark_is_checked_against_the_mariadb_column(tmp_path: Pa
     assert done.returncode == 0 and "set to 2024-05-01 06:30:00" in done.stdout, done.stdout + done.stderr
     listed = json.loads(p.run("--watermarks", "--format", "json").stdout)
     assert [(d["task"], d["value"], d["action"]) for d in listed] == [("copy", "2024-05-01 06:30:00", "set")]
+
+
+@pytest.mark.parametrize("target, named", [("../x.copy", "'../x'"), ("no.such.job.copy", "'no.such.job'")])
+def test_a_watermark_of_a_job_that_is_not_there_names_the_job_as_written(
+        tmp_path: Path, clean_env: None, caplog: pytest.LogCaptureFixture, target: str, named: str) -> None:  # noqa: F811
+    root = write_project(tmp_path, {"ok": "database: warehouse\ntasks:\n  - name: one\n    sql: SELECT 1\n"})
+    code, _ = run_main(root, "--watermark", target, "--reset")
+    assert code == 2 and f"unknown job {named}" in caplog.text and "(jobs: ok)" in caplog.text
