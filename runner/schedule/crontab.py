@@ -97,6 +97,15 @@ def _log_dir(project: Project, shown_root: str) -> str:
     return log_dir if not os.path.isabs(log_dir) else _shown(Path(log_dir), project.root, shown_root)
 
 
+def check_one_line(python: str, *paths: str) -> None:
+    """A line break (or another control character) in the interpreter or a path would end the cron line
+    or the unit's directive there and start a line of whoever chose the name: refused."""
+    for what, text in (("--python", python), *(("the project path", p) for p in paths)):
+        if any(ord(c) < 32 or ord(c) == 127 for c in text):
+            raise UsageError(f"{what} {text!r} holds a line break or another control character, which would end "
+                             "the line there and start a line of its own: give a path without one")
+
+
 def crontab_text(project: Project, python: str | None = None) -> str:
     """The crontab for every scheduled job of the project (exit 2 when a job file is invalid)."""
     python = python or sys.executable
@@ -107,6 +116,7 @@ def crontab_text(project: Project, python: str | None = None) -> str:
     if problems:
         raise ConfigError(problems)
     shown_root = os.environ.get(ROOT_ENV) or str(project.root)
+    check_one_line(python, shown_root, str(project.conf_dir), str(project.jobs_dir))
     system_tz = system_timezone()
     line = _Line(project, python, shown_root)
     out = [

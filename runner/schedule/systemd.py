@@ -16,6 +16,7 @@ from pathlib import Path
 
 from runner.errors import UsageError
 from runner.model import Project
+from runner.schedule.crontab import check_one_line
 
 WATCHDOG_SEC = 60
 
@@ -60,6 +61,7 @@ def unit_text(project: Project, python: str | None = None) -> str:
         raise UsageError(f"--python {python}: give the absolute path of the interpreter, e.g. "
                          f"/opt/miniconda3/envs/etl-runner/bin/python")
     root = project.root.resolve()
+    check_one_line(python, str(root), str(project.conf_dir), str(project.jobs_dir))
     args = [python, "-m", "runner", "--scheduler", "--conf", str(project.conf_dir)]
     if project.jobs_dir.resolve() != (project.conf_dir.parent / "jobs").resolve():
         args += ["--jobs", str(project.jobs_dir)]

@@ -105,3 +105,22 @@ def test_a_relative_interpreter_is_refused(project: SchedProject) -> None:
     done = project.run("--crontab", "--python", "bin/python")
     assert done.returncode == 2
     assert "--python bin/python: give the absolute path of the interpreter" in done.stderr
+
+
+def test_a_line_break_in_the_interpreter_or_the_project_path_is_refused_not_written_as_a_line(
+        tmp_path: Path) -> None:
+    injected = "\n* * * * * touch /tmp/runner-was-injected\n"
+    p = SchedProject(tmp_path / f"etl{injected}x", {"wh": "sqlite:///var/wh.db"})
+    p.job("nightly", {"schedule": "30 2 * * *", "database": "wh", "tasks": [{"name": "t", "sql": "SELECT 1"}]})
+    for argv in (["--crontab"], ["--crontab", "--install"], ["--systemd-unit"]):
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "RUNNER_CRONTAB_COMMAND": "/bin/false"}
+        done = subprocess.run(p.args(*argv), cwd="/", capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 2, (argv, done.stdout)
+        assert "holds a line break or another control character" in done.stderr, done.stderr
+        assert "touch" not in done.stdout and "Traceback" not in done.stderr
+    ok = SchedProject(tmp_path / "plain", {"wh": "sqlite:///var/wh.db"})
+    ok.job("nightly", {"schedule": "30 2 * * *", "database": "wh", "tasks": [{"name": "t", "sql": "SELECT 1"}]})
+    for argv in (["--crontab"], ["--systemd-unit"]):
+        done = ok.run(*argv, "--python", f"/usr/bin/python3{injected}")
+        assert done.returncode == 2 and "--python '/usr/bin/python3\\n* * * * * touch" in done.stderr, done.stderr
+        assert "touch" not in done.stdout
