@@ -121,12 +121,13 @@ def test_install_and_uninstall_with_the_real_crontab(tmp_path: Path, crontab_use
 
 
 def test_a_crontab_that_crontab_refuses_changes_nothing(tmp_path: Path, crontab_user: str) -> None:
-    """A line the real crontab cannot read (here: smuggled in through the root written into the lines,
-    which nothing else checks) is refused by crontab, and the user's crontab stays as it was."""
+    """A line the real crontab cannot read (here: a command too long for cron, through a root of 3,000
+    characters written into the lines; a line break there is refused by the runner itself) is refused by
+    crontab, and the user's crontab stays as it was."""
     p = SchedProject(tmp_path / "proj", {"wh": "sqlite:///var/wh.db"})
     p.job("nightly", {"schedule": "30 2 * * *", "database": "wh", "tasks": [{"name": "t", "sql": "SELECT 1"}]})
     subprocess.run(["crontab", "-u", crontab_user, "-"], input=MINE, text=True, check=True)
-    env = {**os.environ, COMMAND_ENV: f"crontab -u {crontab_user}", "RUNNER_CRONTAB_ROOT": "/opt/etl\n61 * * * * x"}
+    env = {**os.environ, COMMAND_ENV: f"crontab -u {crontab_user}", "RUNNER_CRONTAB_ROOT": "/opt/" + "a" * 3000}
     done = subprocess.run(p.args("--crontab", "--install"), cwd="/", capture_output=True, text=True, env=env)
     assert done.returncode == 2 and "refused the new crontab, which was not installed" in done.stderr, done.stderr
     assert crontab_of(crontab_user) == MINE
