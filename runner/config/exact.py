@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from runner.errors import UsageError
+
 
 class WrittenFloat(float):
     """A float read from YAML, with the text it was written as."""
@@ -65,22 +67,34 @@ def exact(value: Any) -> Any:
     return value
 
 
-def param_value(text: str, declared: Any = None) -> Any:
+def param_value(text: str, declared: Any = None, key: str = "KEY") -> Any:
     """A `--param KEY=TEXT` value, typed as YAML types a plain scalar: 3 is the integer 3, 0.06 the decimal
     0.06, true/false, null, 2026-01-05 a date. Quoted ('3' or "3") it is text; so it is when the job's
-    own value of the parameter is text (its declared type), and when it is empty."""
+    own value of the parameter is text (its declared type), and when it is empty. UsageError for a quoted
+    value that is not one text, and for .nan and .inf (no database stores them as numbers)."""
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        return yaml.load(text, Loader=ExactLoader)  # a quoted YAML scalar: text, with YAML's escapes
+        try:  # a quoted YAML scalar: text, with YAML's escapes
+            value = yaml.load(text, Loader=ExactLoader)
+        except yaml.YAMLError as exc:
+            value = exc
+        if not isinstance(value, str):
+            raise UsageError(f"--param {key}={text}: starts and ends with a quote but is not one quoted text: inside "
+                             "'...' write a quote twice (''), inside \"...\" use YAML's escapes (\\\" \\\\ \\n)")
+        return value
     if isinstance(declared, str) or text == "":
         return text
     loader = ExactLoader("")
     try:
         tag = loader.resolve(yaml.ScalarNode, text, (True, False))
-        return exact(loader.construct_object(yaml.ScalarNode(tag, text), deep=True))
+        value = exact(loader.construct_object(yaml.ScalarNode(tag, text), deep=True))
     except (yaml.YAMLError, ValueError):
         return text
     finally:
         loader.dispose()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UsageError(f"--param {key}={text}: not a number a database stores; quote it (--param {key}=\"'{text}'\") "
+                         "to bind it as text")
+    return value
 
 
 def type_name(value: Any) -> str:

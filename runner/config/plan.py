@@ -111,7 +111,7 @@ def resolve_params(job: Job, run_date: date, cli: Mapping[str, str], run_id: str
     the same way (exact.param_value), unless quoted or the job's own value of the param is text."""
     builtins = builtin_params(job, run_date, run_id)
     out: dict[str, object] = dict(builtins)
-    typed = {k: param_value(v, job.params.get(k)) if isinstance(v, str) else v for k, v in cli.items()}
+    typed = {k: param_value(v, job.params.get(k), k) if isinstance(v, str) else v for k, v in cli.items()}
     for source, values in (("params", job.params), ("--param", typed)):
         for key, value in values.items():
             out[key] = _fill(value, builtins, f"{job.file} {source}.{key}") if isinstance(value, str) else value
