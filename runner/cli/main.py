@@ -109,6 +109,21 @@ def action_of(args: argparse.Namespace) -> str | None:
     return action or ("job" if args.job else None)
 
 
+_NAMED = (("job", "--job"), ("pause", "--pause"), ("resume", "--resume"), ("rerun", "--rerun"),
+          ("watermark", "--watermark"), ("run", "--run"), ("status", "--status"), ("since", "--since"),
+          ("from_task", "--from-task"), ("date", "--date"), ("python", "--python"))
+
+
+def empty_option(args: argparse.Namespace) -> str | None:
+    """An option given an empty value (`--run ""`, a shell variable that was not set): read as absent it
+    would widen what is asked (every run, every job), so it is refused."""
+    for dest, option in _NAMED:
+        value = getattr(args, dest)
+        if value is not None and not value.strip():
+            return f"{option} was given an empty value: give it one (is a shell variable unset?)"
+    return None
+
+
 def misused_option(args: argparse.Namespace) -> str | None:
     """Why an option was given with an action that has no use for it, or None when all fit.
     (Without --job or an action, the parser has already asked what to do.)"""
@@ -146,6 +161,9 @@ _doing: list[str] = []  # the action of this process, for what a stop says and d
 def main(argv: Sequence[str] | None = None, out=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    empty = empty_option(args)
+    if empty:
+        parser.error(empty)
     action = action_of(args)
     if action is None:
         parser.error("say what to do: --job NAME, --list, --check, --history, --crontab, --scheduler, --due, "
