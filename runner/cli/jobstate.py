@@ -7,6 +7,7 @@ from typing import IO
 
 from runner.cli.history import unknown_job
 from runner.config.jobs import job_names
+from runner.errors import UsageError
 from runner.model import Project
 
 
@@ -21,6 +22,11 @@ def _state(project: Project):  # noqa: ANN202 - (Ledger, JobState)
 def pause(project: Project, name: str, reason: str, out: IO[str]) -> int:
     if name not in job_names(project):
         raise unknown_job(project, name)
+    from runner.state.jobstate import reason_problem
+
+    problem = reason_problem(reason)
+    if problem is not None:
+        raise UsageError(f"--reason: {problem}")
     ledger, state = _state(project)
     try:
         current, made = state.pause(name, " ".join(reason.split()))

@@ -56,6 +56,20 @@ def _aware(dt: datetime) -> datetime:
     return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt
 
 
+REASON_MAX = 500  # characters of a pause's reason
+
+
+def reason_problem(reason: str) -> str | None:
+    """Why a pause reason cannot be kept, or None. Line breaks and tabs are folded into spaces; another
+    control character (a terminal escape shown by --list, a NUL PostgreSQL refuses) is refused."""
+    if len(reason) > REASON_MAX:
+        return f"the reason is {len(reason)} characters long; at most {REASON_MAX}"
+    bad = next((c for c in reason if (ord(c) < 32 and c not in "\t\n\r") or 0x7F <= ord(c) < 0xA0), None)
+    if bad is not None:
+        return f"the reason holds the control character {bad!r}: write it as plain text"
+    return None
+
+
 class JobState:
     """Pauses and first sightings of jobs, in the ledger's state store."""
 

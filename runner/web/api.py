@@ -229,8 +229,13 @@ def pause(site: Site, req: Request, name: str) -> Response:
     site.authorize(req)
     check_job_name(name)
     reason = req.json_body().get("reason", "")
-    if not isinstance(reason, str) or len(reason) > 500:
+    if not isinstance(reason, str):
         raise HTTPError(400, "reason must be a text of at most 500 characters")
+    from runner.state.jobstate import reason_problem
+
+    problem = reason_problem(reason)
+    if problem is not None:
+        raise HTTPError(400, f"reason: {problem}")
     _known_job(site, name)
     current, made = site.actions.pause(site.snapshot().project, name, reason, f"web ({req.remote})")
     return json_response({"job": name, "paused": pause_json(current), "changed": made})

@@ -80,6 +80,9 @@ def test_a_pause_made_with_the_command_line_shows_on_the_pages(site: Served, pro
 
 @pytest.mark.parametrize("body, says", [(b'{"reason": 5}', "reason must be a text"),
                                         (b'{"reason": "' + b"x" * 501 + b'"}', "at most 500"),
+                                        (b'{"reason": "nul \\u0000 here"}', "reason: the reason holds the control "
+                                                                             "character '\\x00'"),
+                                        (b'{"reason": "\\u001b[2J cleared"}', "holds the control character '\\x1b'"),
                                         (b'{"force": "yes"}', "force must be true or false")])
 def test_action_bodies_are_checked(site: Served, body: bytes, says: str) -> None:
     path = "/api/jobs/ok/pause" if b"reason" in body else "/api/jobs/ok/run"
@@ -135,3 +138,13 @@ def test_a_broken_state_store_answers_every_action_and_page_503_with_what_is_wro
         assert reply.status == 503 and b"the file is not a SQLite database" in reply.body, (path, reply.body[:300])
     assert "Traceback" not in caplog.text and "NameError" not in caplog.text
     assert "the run started from the web failed to run: state store sqlite:" in caplog.text
+
+
+def test_a_pause_reason_with_a_terminal_escape_is_refused_on_the_command_line_too(
+        project: Path, caplog: pytest.LogCaptureFixture) -> None:
+    code, _ = run_main(project, "--pause", "ok", "--reason", "\x1b]0;owned\x07 migration")
+    assert code == 2 and "--reason: the reason holds the control character '\\x1b'" in caplog.text
+    code, listing = run_main(project, "--list")
+    assert code == 0 and "owned" not in listing  # not paused
+    assert run_main(project, "--pause", "ok", "--reason", "two\nlines\tand a tab")[0] == 0
+    assert "two lines and a tab" in run_main(project, "--list")[1]
