@@ -175,7 +175,7 @@ def describe(state: State, initial: Any) -> tuple[Any, str]:
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?$")
 _TIME = re.compile(r"^-?\d{1,3}:\d{2}:\d{2}(\.\d{1,6})?$")
-_INT = re.compile(r"^[+-]?\d+$")
+_INT = re.compile(r"^[+-]?[0-9]+$")
 
 
 def kind_of_value(value: Any) -> tuple[str, str]:
@@ -212,8 +212,8 @@ def parse_as(text: str, kind: str, shape: str = "") -> Any:
     (date, datetime, time); ValueError saying what such a column holds."""
     t = text.strip()
     if kind in ("int", "bit"):
-        if not _INT.match(t):
-            raise ValueError("a whole number, e.g. 41230")
+        if not _INT.match(t) or len(t) > 21 or not -(2 ** 63) <= int(t) < 2 ** 64:  # no integer column holds more
+            raise ValueError("a whole number of at most 64 bits, e.g. 41230")
         return int(t)
     if kind in ("decimal", "float"):
         try:

@@ -141,6 +141,9 @@ def test_watermarks_list_set_and_reset_are_typed_and_recorded(tmp_path: Path,
     assert run_main(project, "--watermark", "copy.copy", "--set", "yesterday")[0] == 2
     err = capsys.readouterr().err
     assert "--set 'yesterday' for copy.copy is not a whole number" in err and "column id of the query on shop" in err
+    for huge in ("9" * 40, "9" * 5000, "18446744073709551616"):  # past 64 bits: the load's bind would fail
+        assert run_main(project, "--watermark", "copy.copy", "--set", huge)[0] == 2
+        assert "is not a whole number of at most 64 bits" in capsys.readouterr().err
     assert run_main(project, "--watermark", "copy.nope", "--reset")[0] == 2
     assert "job copy has no incremental load task 'nope' (its incremental loads: copy.copy)" in capsys.readouterr().err
     code, out = run_main(project, "--watermark", "copy.copy", "--set", "7")
