@@ -149,6 +149,7 @@ def fill_path(template: str, params: Mapping[str, object], where: str, root: Pat
     filled = Path(_fill(template, params, where))
     if not filled.is_absolute():
         filled = (root or Path.cwd()) / filled
+    _check_name_lengths(filled, where)
     if not outside_project:
         fixed = Path(template.split("{", 1)[0] + "x").parent  # the folder the template names itself
         base = (fixed if fixed.is_absolute() else (root or Path.cwd()) / fixed).resolve()
@@ -156,6 +157,20 @@ def fill_path(template: str, params: Mapping[str, object], where: str, root: Pat
             raise UsageError(f"{where}: the path {str(filled)!r} leaves {base}: set outside_project: true on the "
                              "export to allow it")
     return filled
+
+
+MAX_FILE_NAME = 240  # bytes: a file system holds 255, and the export's temporary file adds 14 to the name
+
+
+def _check_name_lengths(path: Path, where: str) -> None:
+    """A name too long for the file system fails the export after the tasks before it ran: said first."""
+    for i, part in enumerate(path.parts):
+        limit = MAX_FILE_NAME if i == len(path.parts) - 1 else 255
+        size = len(part.encode("utf-8", "surrogateescape"))
+        if size > limit:
+            shown = part if len(part) <= 60 else part[:57] + "..."
+            raise UsageError(f"{where}: the name {shown!r} in the path is {size} bytes long; a file system takes at "
+                             f"most {limit} here: give a shorter value")
 
 
 def path_leaves_project(template: str, root: Path) -> bool:

@@ -113,3 +113,20 @@ def test_a_load_key_the_query_does_not_select_fails_before_a_row_moves_or_a_tabl
             "the query or fix key:") in out
     with sqlite3.connect(root / "var" / "warehouse.db") as db:
         assert db.execute("SELECT name FROM sqlite_master WHERE name = 'copied'").fetchall() == []
+
+
+def test_an_export_file_name_too_long_for_the_file_system_is_refused_before_any_task_runs(
+        tmp_path: Path, clean_env: None, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    import sqlite3
+
+    root = write_project(tmp_path, {"rep": (
+        "database: warehouse\nparams: {k: x}\ntasks:\n  - name: first\n    sql: CREATE TABLE ran (n INTEGER)\n"
+        "  - name: e\n    depends_on: [first]\n    export: {query: 'SELECT 1 AS n', path: 'out/{k}.csv'}\n")})
+    code, _ = run_main(root, "--job", "rep", "--param", "k=" + "x" * 300)
+    assert code == 2
+    assert "jobs/rep.yml task e export.path: the name 'xxx" in caplog.text
+    assert "is 304 bytes long; a file system takes at most 240 here: give a shorter value" in caplog.text
+    assert not (root / "var" / "warehouse.db").exists() or not sqlite3.connect(root / "var" / "warehouse.db").execute(
+        "SELECT name FROM sqlite_master WHERE name = 'ran'").fetchall()
+    assert run_main(root, "--job", "rep", "--param", "k=" + "x" * 236)[0] == 0  # 240 bytes with .csv
+    assert (root / "out" / ("x" * 236 + ".csv")).exists()
