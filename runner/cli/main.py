@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import IO, Callable, NoReturn, Sequence
+from typing import IO, Any, Callable, NoReturn, Sequence
 
 from runner import __version__, logs, stop
 from runner.config.urls import passwords
@@ -29,9 +29,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+class _Once(argparse.Action):
+    """An option that takes one value: given twice (`--job a --job b`), argparse would keep the last."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        before = getattr(namespace, self.dest, None)
+        if before is not None:
+            parser.error(f"{option_string} given twice ({before!r} and {values!r}): give it once")
+        setattr(namespace, self.dest, values)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m runner", description="Run scheduled SQL/ETL jobs written as YAML files.")
-    p.add_argument("--job", metavar="NAME", help="run one job now (with --history, --due, --watermarks: only this job)")
+    p.add_argument("--job", action=_Once, metavar="NAME", help="run one job now (with --history, --due, --watermarks: only this job)")
     action = p.add_mutually_exclusive_group()
     action.add_argument("--list", action="store_true", help="list jobs with schedule, next run time and pause")
     action.add_argument("--check", action="store_true", help="validate conf and every job; exit 2 on problems")
@@ -45,37 +56,37 @@ def build_parser() -> argparse.ArgumentParser:
     action.add_argument("--due", action="store_true",
                         help="run every job (with --job: that job, as its cron line does) whose latest scheduled "
                              "slot has no successful run")
-    action.add_argument("--pause", metavar="NAME", help="pause a job on every host sharing the state store")
-    action.add_argument("--resume", metavar="NAME", help="resume a paused job (its paused slots are not caught up)")
-    action.add_argument("--rerun", metavar="RUN_ID", help="run the failed and skipped tasks of a run again")
+    action.add_argument("--pause", action=_Once, metavar="NAME", help="pause a job on every host sharing the state store")
+    action.add_argument("--resume", action=_Once, metavar="NAME", help="resume a paused job (its paused slots are not caught up)")
+    action.add_argument("--rerun", action=_Once, metavar="RUN_ID", help="run the failed and skipped tasks of a run again")
     action.add_argument("--watermarks", action="store_true", help="list the watermark of every incremental load")
-    action.add_argument("--watermark", metavar="JOB.TASK", help="change one watermark (with --set VALUE or --reset)")
+    action.add_argument("--watermark", action=_Once, metavar="JOB.TASK", help="change one watermark (with --set VALUE or --reset)")
     action.add_argument("--notify-test", action="store_true",
                         help="send a test message to every configured notify target and report each result")
     action.add_argument("--systemd-unit", action="store_true",
                         help="print a systemd unit that runs the scheduler daemon")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="set a job parameter")
-    p.add_argument("--date", metavar="YYYY-MM-DD[..YYYY-MM-DD]", help="run date, or an inclusive range")
-    p.add_argument("--from-task", metavar="TASK", help="start at this task (and run what follows)")
+    p.add_argument("--date", action=_Once, metavar="YYYY-MM-DD[..YYYY-MM-DD]", help="run date, or an inclusive range")
+    p.add_argument("--from-task", action=_Once, metavar="TASK", help="start at this task (and run what follows)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan with bound values (with --due: what is due and why); run nothing")
     p.add_argument("--force", action="store_true", help="run a paused job by hand (--job, --rerun)")
-    p.add_argument("--reason", metavar="TEXT", help="why the job is paused (with --pause)")
-    p.add_argument("--run", metavar="ID", help="with --history: the whole record of one run (the first 8 "
+    p.add_argument("--reason", action=_Once, metavar="TEXT", help="why the job is paused (with --pause)")
+    p.add_argument("--run", action=_Once, metavar="ID", help="with --history: the whole record of one run (the first 8 "
                                                "characters of its id will do)")
-    p.add_argument("--status", metavar="S", help="--history: only runs with this status (failed, success, ...)")
-    p.add_argument("--since", metavar="WHEN", help="--history: only runs started since 7d, 12h, 30m or YYYY-MM-DD")
-    p.add_argument("--limit", type=int, metavar="N", help="--history: at most N runs (default 30)")
-    p.add_argument("--format", choices=("text", "json"), help="output of --list, --history, --check, --watermarks")
-    p.add_argument("--set", metavar="VALUE", dest="set_value", help="--watermark: the new value")
+    p.add_argument("--status", action=_Once, metavar="S", help="--history: only runs with this status (failed, success, ...)")
+    p.add_argument("--since", action=_Once, metavar="WHEN", help="--history: only runs started since 7d, 12h, 30m or YYYY-MM-DD")
+    p.add_argument("--limit", action=_Once, type=int, metavar="N", help="--history: at most N runs (default 30)")
+    p.add_argument("--format", action=_Once, choices=("text", "json"), help="output of --list, --history, --check, --watermarks")
+    p.add_argument("--set", action=_Once, metavar="VALUE", dest="set_value", help="--watermark: the new value")
     p.add_argument("--reset", action="store_true", help="--watermark: forget it (the next load starts from initial)")
     p.add_argument("--install", action="store_true", help="--crontab: write the lines into your crontab")
     p.add_argument("--uninstall", action="store_true", help="--crontab: remove them from your crontab")
-    p.add_argument("--python", metavar="PATH",
+    p.add_argument("--python", action=_Once, metavar="PATH",
                    help="interpreter for --crontab lines and --systemd-unit (default: this one)")
-    p.add_argument("--conf", type=Path, metavar="DIR", help="conf folder (default: $RUNNER_CONF or ./conf)")
-    p.add_argument("--jobs", type=Path, metavar="DIR", help="jobs folder (default: $RUNNER_JOBS or ./jobs)")
-    p.add_argument("--log-format", choices=("text", "json"), help="log format (default from conf/runner.yml)")
+    p.add_argument("--conf", action=_Once, type=Path, metavar="DIR", help="conf folder (default: $RUNNER_CONF or ./conf)")
+    p.add_argument("--jobs", action=_Once, type=Path, metavar="DIR", help="jobs folder (default: $RUNNER_JOBS or ./jobs)")
+    p.add_argument("--log-format", action=_Once, choices=("text", "json"), help="log format (default from conf/runner.yml)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     p.add_argument("--version", action="version", version=f"runner {__version__}")
