@@ -127,6 +127,8 @@ class NotifyTarget:
     label: str
     on: tuple[str, ...] = DEFAULT_EVENTS
     timeout: float = 10.0  # seconds one delivery may take, connecting included
+    key_path: str = field(default="notify", compare=False)  # where it is written: "notify.0.url"
+    line: int | None = field(default=None, compare=False)  # and on which line of its file
 
     @property
     def key(self) -> str:

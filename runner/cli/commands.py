@@ -310,9 +310,9 @@ def _notify_problems(project: Project, jobs: dict[str, Job]) -> list[Problem]:
         return []
     from runner.notify.courier import understood
 
-    return [Problem(file, "notify", f"Apprise does not understand the URL of target {t.label} "
-                                    f"({t.url.split('://', 1)[0]}://...): see Apprise's list of services and "
-                                    "their URLs")
+    return [Problem(file, t.key_path, f"Apprise does not understand the URL of target {t.label} "
+                                      f"({t.url.split('://', 1)[0]}://...): see Apprise's list of services and "
+                                      "their URLs", t.line)
             for file, t in where if not understood(t.url)]
 
 

@@ -71,7 +71,7 @@ def param_value(text: str, declared: Any = None, key: str = "KEY") -> Any:
     """A `--param KEY=TEXT` value, typed as YAML types a plain scalar: 3 is the integer 3, 0.06 the decimal
     0.06, true/false, null, 2026-01-05 a date. Quoted ('3' or "3") it is text; so it is when the job's
     own value of the parameter is text (its declared type), and when it is empty. UsageError for a quoted
-    value that is not one text, and for .nan and .inf (no database stores them as numbers)."""
+    value that is not one quoted text."""
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         try:  # a quoted YAML scalar: text, with YAML's escapes
             value = yaml.load(text, Loader=ExactLoader)
@@ -91,9 +91,6 @@ def param_value(text: str, declared: Any = None, key: str = "KEY") -> Any:
         return text
     finally:
         loader.dispose()
-    if isinstance(value, float) and not math.isfinite(value):
-        raise UsageError(f"--param {key}={text}: not a number a database stores; quote it (--param {key}=\"'{text}'\") "
-                         "to bind it as text")
     return value
 
 

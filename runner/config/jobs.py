@@ -6,7 +6,6 @@ dependency cycles, parameters a statement uses but nobody sets). Nothing here to
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from datetime import date
@@ -183,9 +182,6 @@ def _params(c: Checker, params: dict[Any, Any]) -> dict[str, object]:
         if not isinstance(value, PARAM_TYPES):
             c.add(("params", key), f"invalid value {value!r}: a parameter is one value (text, number, true/false, "
                                    "null or a date)")
-            continue
-        if isinstance(value, float) and not math.isfinite(value):
-            c.add(("params", key), f"invalid value {value!r}: not a number a database stores; quote it for text")
             continue
         out[str(key)] = exact(value)
     return out

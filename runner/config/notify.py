@@ -69,7 +69,8 @@ def notify_list(c: Checker, value: Any, path: KeyPath,
             c.add(where + ("timeout",), "must be more than 0 seconds")
             timeout = 10.0
         out.append(NotifyTarget(url=url, label=name or default_label(url), on=tuple(dict.fromkeys(events)),
-                                timeout=timeout))
+                                timeout=timeout, key_path=".".join(map(str, where + ("url",))),
+                                line=c.doc.line(where + ("url",))))
     return tuple(out)
 
 

@@ -55,7 +55,7 @@ def test_a_bare_on_key_is_read_as_on_and_check_asks_apprise_about_each_url(tmp_p
     assert load_job(project, "a").notify[0].on == ("failure",)
     code, out = run_main(tmp_path, "--check")
     assert code == 2
-    assert "jobs/a.yml [notify]: Apprise does not understand the URL of target nosuchservice#" in out
+    assert "jobs/a.yml:3 [notify.0.url]: Apprise does not understand the URL of target nosuchservice#" in out
     assert "conf/runner.yml" not in out
 
 
