@@ -179,8 +179,8 @@ def _load_settings(doc: YamlDoc | None, root: Path, env: Mapping[str, str], prob
         notify=notify_keys.notify_list(c, m["notify"], ("notify",))
         if m.get("notify") is not None and not any(p.key.startswith("notify") for p in problems) else (),
         ping_timeout=c.duration(m, "ping_timeout", (), base.ping_timeout, above_zero=True) or base.ping_timeout,
-        history_days=c.typed(m, "history_days", (), int, base.history_days, lambda v: v >= 1,
-                             "a whole number of days >= 1"),
+        history_days=c.typed(m, "history_days", (), int, base.history_days, lambda v: 1 <= v <= 36500,
+                             "a whole number of days from 1 to 36500"),  # further back than a date reaches
         env_file=c.typed(m, "env_file", (), str, None),
         web=_web(c, m.get("web"), ("web",)) if "web" in m else None,
     )

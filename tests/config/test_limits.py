@@ -130,3 +130,12 @@ def test_an_export_file_name_too_long_for_the_file_system_is_refused_before_any_
         "SELECT name FROM sqlite_master WHERE name = 'ran'").fetchall()
     assert run_main(root, "--job", "rep", "--param", "k=" + "x" * 236)[0] == 0  # 240 bytes with .csv
     assert (root / "out" / ("x" * 236 + ".csv")).exists()
+
+
+def test_history_days_past_what_a_date_reaches_fails_check_instead_of_every_task(
+        tmp_path: Path, clean_env: None) -> None:  # noqa: F811
+    root = write_project(tmp_path, {"ok": f"database: warehouse\n{TASK}"}, runner="timezone: UTC\nhistory_days: 1000000\n")
+    code, out = run_main(root, "--check")
+    assert code == 2 and "conf/runner.yml:2 [history_days]: invalid value 1000000: a whole number of days from 1 to 36500" in out
+    (root / "conf" / "runner.yml").write_text("timezone: UTC\nhistory_days: 36500\n")
+    assert run_main(root, "--job", "ok")[0] == 0
