@@ -10,6 +10,7 @@ The pool gauges describe a live process and are left out; the daemon serves them
 from __future__ import annotations
 
 import fcntl
+import logging
 import math
 import os
 from pathlib import Path
@@ -24,6 +25,8 @@ from runner.metrics.registry import RunMetrics
 Key = tuple[str, tuple[tuple[str, str], ...]]
 _ADDED = ("counter", "histogram")
 _SUFFIX = {"_bucket": 0, "_count": 1, "_sum": 2}
+
+log = logging.getLogger("runner.metrics")
 
 
 class _Families:
@@ -72,10 +75,16 @@ class TextfileWriter:
             text = self.path.read_text()
         except FileNotFoundError:
             return []
-        try:
-            return list(text_string_to_metric_families(text))
-        except ValueError:
-            return []  # not ours or cut short: written anew
+        except UnicodeDecodeError:  # not a text file at all: it would fail every run's write, and stay so
+            text = None
+        if text is not None:
+            try:
+                return list(text_string_to_metric_families(text))
+            except ValueError:
+                pass
+        log.warning("metrics textfile %s is not a Prometheus text file (not ours, or cut short): it is written "
+                    "anew with this process's series; what it held is not added up", self.path)
+        return []
 
     def _merge(self, old: list[Metric]) -> list[Metric]:
         merged: dict[str, tuple[Metric, dict[Key, float]]] = {}

@@ -115,3 +115,19 @@ def test_metrics_scraped_from_a_running_daemon(tmp_path: Path, mdb: PrivateMaria
         assert value(done, "runner_task_attempts_total", job="sleepy", task="hold", outcome="success") >= 1
     finally:
         assert stop(proc) == 0, (tmp_path / "daemon.log").read_text()
+
+
+def test_a_textfile_that_is_not_text_is_written_anew_and_said_so(tmp_path: Path) -> None:
+    """A metrics file of bytes that are not UTF-8 (a disk error, a file of someone else's) failed every run's
+    write with a traceback, and so stayed as it was for good."""
+    p = SchedProject(tmp_path, {"wh": "sqlite:///var/wh.db"}, settings={"metrics": {"textfile": "var/m/runner.prom"}})
+    p.job("ok", {"database": "wh", "tasks": [{"name": "t", "sql": "SELECT 1"}]})
+    prom = tmp_path / "var" / "m" / "runner.prom"
+    prom.parent.mkdir(parents=True)
+    for junk in (b"\xff\xfe not text", b"garbage {{{ not prom\n"):
+        prom.write_bytes(junk)
+        done = p.run("--job", "ok")
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        assert f"metrics textfile {prom} is not a Prometheus text file" in done.stderr, done.stderr
+        families = {f.name: f for f in text_string_to_metric_families(prom.read_text())}
+        assert [s.value for s in families["runner_runs"].samples if s.name == "runner_runs_total"] == [1.0]
