@@ -43,7 +43,7 @@ from runner.schedule.slots import (
     rerun_failed,
 )
 from runner.state.jobstate import JobState
-from runner.state.lock import LOCKS_PER_CONNECTION, Held, job_lock
+from runner.state.lock import LOCKS_PER_CONNECTION, Held, job_locks
 from runner.state.retention import prune_if_due
 from runner.state.slots import Claim, JobSlots, MissedRecord, SlotLedger, SlotTaken, Unfinished
 
@@ -236,13 +236,13 @@ class DueRunner:
         held: list[tuple[Job, Held, contextlib.ExitStack]] = []
         out: dict[str, Prepared | Outcome] = {}
         try:
-            for job in jobs:
-                release = contextlib.ExitStack()
-                try:
-                    held.append((job, release.enter_context(job_lock(self.project, self.ledger, job.name, trigger)),
-                                 release))
-                except JobLocked as exc:
-                    out[job.name] = Outcome(job.name, locked=str(exc))
+            taken = job_locks(self.project, self.ledger, [job.name for job in jobs], trigger)
+            for job, got in zip(jobs, taken):  # entered at once: each is released with its ExitStack
+                if isinstance(got, JobLocked):
+                    out[job.name] = Outcome(job.name, locked=str(got))
+                else:
+                    release = contextlib.ExitStack()
+                    held.append((job, release.enter_context(got), release))
             now = clock.now()
             looks = self.looks([job for job, _, _ in held], now, explicit) if held else {}
             plans = {job.name: self._settle(job, trigger, looks[job.name]) for job, _, _ in held}
