@@ -22,9 +22,9 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import IO, Any, Mapping, Sequence
+from typing import IO, Any, Iterator, Mapping, Sequence
 
-from runner import clock, logs
+from runner import clock, logs, stop
 from runner.config.jobs import job_names, load_job, load_jobs
 from runner.cron import Schedule
 from runner.errors import ConfigError, JobLocked, UsageError
@@ -43,11 +43,16 @@ from runner.schedule.slots import (
     rerun_failed,
 )
 from runner.state.jobstate import JobState
-from runner.state.lock import Held, job_lock
+from runner.state.lock import LOCKS_PER_CONNECTION, Held, job_locks
 from runner.state.retention import prune_if_due
 from runner.state.slots import Claim, JobSlots, MissedRecord, SlotLedger, SlotTaken, Unfinished
 
 log = logging.getLogger("runner.due")
+
+# `--due` takes the locks of this many jobs at a time (one lock connection's worth on a server state
+# store, see state.lock), and reads and writes the ledger once for them; a job's lock is so taken up to
+# DUE_BATCH - 1 runs before its own run starts.
+DUE_BATCH = LOCKS_PER_CONNECTION
 
 
 @dataclass
@@ -195,6 +200,35 @@ class DueRunner:
         prepared = self.prepare([job], trigger, explicit)[0]
         return prepared if isinstance(prepared, Outcome) else self.execute(prepared)
 
+    def run_batch(self, jobs: Sequence[Job], trigger: str, explicit: bool = False) -> Iterator[Outcome]:
+        """`run_due` for several jobs: their locks taken and their slots settled and claimed in one go
+        (`prepare`), then their runs run in order, each job's lock released after its own. When a run is
+        stopped (a signal) or fails to start, the runs of the batch not started yet are recorded
+        `interrupted` (their slots stay due) and their locks released."""
+        prepared = self.prepare(jobs, trigger, explicit)
+        at = 0
+        try:
+            for at, p in enumerate(prepared):
+                yield p if isinstance(p, Outcome) else self.execute(p)
+        except BaseException as exc:  # also the caller's own, or the batch left unfinished (GeneratorExit)
+            self.drop([q for q in prepared[at + 1:] if isinstance(q, Prepared)], exc)
+            raise
+
+    def drop(self, prepared: Sequence[Prepared], why: BaseException) -> None:
+        """Claimed runs that will not start: recorded `interrupted`, their locks released. (When that
+        cannot be written, they stay `running` and the next look finds them abandoned.)"""
+        reason = stop.reason() if stop.requested() else f"interrupted: {type(why).__name__}"
+        for p in prepared:
+            try:
+                for run in p.runs:
+                    self.ledger.finish_run(run.run_id, "interrupted", 0, 0,
+                                           f"{reason}; not started (an earlier run of the same --due stopped)")
+            except Exception as exc:
+                log.warning("job %s: its claimed run could not be recorded interrupted (%s: %s); the next look "
+                            "finds it abandoned", p.job.name, type(exc).__name__, logs.REDACTOR.scrub(str(exc)))
+            finally:
+                p.release.close()
+
     def prepare(self, jobs: Sequence[Job], trigger: str, explicit: bool = False) -> list[Prepared | Outcome]:
         """For each job: take its lock, settle abandoned runs and missed slots, claim what is to run.
         The ledger is read, and the plain claims written, once for all the jobs. `explicit`: the jobs
@@ -202,13 +236,13 @@ class DueRunner:
         held: list[tuple[Job, Held, contextlib.ExitStack]] = []
         out: dict[str, Prepared | Outcome] = {}
         try:
-            for job in jobs:
-                release = contextlib.ExitStack()
-                try:
-                    held.append((job, release.enter_context(job_lock(self.project, self.ledger, job.name, trigger)),
-                                 release))
-                except JobLocked as exc:
-                    out[job.name] = Outcome(job.name, locked=str(exc))
+            taken = job_locks(self.project, self.ledger, [job.name for job in jobs], trigger)
+            for job, got in zip(jobs, taken):  # entered at once: each is released with its ExitStack
+                if isinstance(got, JobLocked):
+                    out[job.name] = Outcome(job.name, locked=str(got))
+                else:
+                    release = contextlib.ExitStack()
+                    held.append((job, release.enter_context(got), release))
             now = clock.now()
             looks = self.looks([job for job, _, _ in held], now, explicit) if held else {}
             plans = {job.name: self._settle(job, trigger, looks[job.name]) for job, _, _ in held}
@@ -387,20 +421,24 @@ def run_due(project: Project, out: IO[str], job: str | None = None) -> int:
     outcomes: list[Outcome] = []
     try:
         # One read of every job's latest slot, without the locks; only the jobs with something to do
-        # take their lock and decide again under it. (A job asked for by name always does.)
-        for j in jobs if job is not None else due.needing_look(jobs) if jobs else []:
-            outcome = due.run_due(j, "cron" if job else "due", explicit=job is not None)
-            outcomes.append(outcome)
-            for result in outcome.results:
-                print_summary(result, out)
-            if outcome.missed:
-                out.write(f"{j.name}: {outcome.missed.count} missed slot(s) recorded as missed\n")
-            if outcome.paused:
-                out.write(f"{j.name}: paused; {len(outcome.paused)} slot(s) recorded as paused\n")
-            if outcome.abandoned:
-                out.write(f"{j.name}: {len(outcome.abandoned)} abandoned run(s) found\n")
-            if outcome.locked:
-                log.warning("%s", outcome.locked)
+        # take their lock and decide again under it. (A job asked for by name always does.) They do
+        # so DUE_BATCH at a time: the locks of a batch are taken, its ledger read and its claims and
+        # missed slots written once for all of them, then its runs run one after the other.
+        todo = jobs if job is not None else due.needing_look(jobs) if jobs else []
+        for start in range(0, len(todo), DUE_BATCH):
+            for outcome in due.run_batch(todo[start:start + DUE_BATCH], "cron" if job else "due",
+                                         explicit=job is not None):
+                outcomes.append(outcome)
+                for result in outcome.results:
+                    print_summary(result, out)
+                if outcome.missed:
+                    out.write(f"{outcome.job}: {outcome.missed.count} missed slot(s) recorded as missed\n")
+                if outcome.paused:
+                    out.write(f"{outcome.job}: paused; {len(outcome.paused)} slot(s) recorded as paused\n")
+                if outcome.abandoned:
+                    out.write(f"{outcome.job}: {len(outcome.abandoned)} abandoned run(s) found\n")
+                if outcome.locked:
+                    log.warning("%s", outcome.locked)
         due.check_late(jobs)
     finally:
         prune_if_due(ledger, project.settings.history_days)
