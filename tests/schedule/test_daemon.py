@@ -12,7 +12,9 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from runner.cron import Schedule
 from runner.run.executor import new_run_id
+from runner.schedule.daemon import MAX_LEAD, SlotTrigger
 from runner.state.ledger import runs
 from runner.state.slots import SlotLedger
 from tests.harness.mariadb import PrivateMariaDB
@@ -225,7 +227,8 @@ def test_two_daemons_and_due_claim_many_jobs_in_batches_and_run_each_slot_once(t
     try:
         wait_for("both daemons started", lambda: all("scheduler started" in log.read_text() for log in logs), 60)
         begin = datetime.now(timezone.utc) + timedelta(seconds=3)
-        wait_for("eight slots after both started", lambda: datetime.now(timezone.utc) > begin + timedelta(seconds=17), 40)
+        wait_for("nine slots after both started", lambda: len({r["slot"] for r in runs_of(ledger, names[-1], "success")
+                                                              if r["slot"] >= begin}) >= 9, 60)
         end = datetime.now(timezone.utc) - timedelta(seconds=3)
         done.set()
         looker.join(timeout=60)
@@ -253,6 +256,28 @@ def test_two_daemons_and_due_claim_many_jobs_in_batches_and_run_each_slot_once(t
     assert all(r["started_at"] >= r["slot"].replace(tzinfo=None) for r in by_daemons)  # never claimed early
     shares = Counter((r["pid"], r["slot"]) for r in by_daemons)  # both won several jobs of one slot
     assert {pid for (pid, _), n in shares.items() if n > 1} == {d.pid for d in daemons}, shares
+
+
+def test_a_schedule_wakes_a_lead_before_each_slot_and_each_wake_up_belongs_to_its_slot() -> None:
+    """Pure: the trigger fires `lead` seconds before each slot (capped by MAX_LEAD and a quarter of the
+    time between slots), a wake-up names the slot it comes early for, and a late one names none."""
+    trigger = SlotTrigger(Schedule("*/5 * * * * *", "UTC"), lead=0.3)
+    slots = [datetime(2026, 12, 1, 1, 0, s, tzinfo=timezone.utc) for s in (0, 5, 10, 15)]
+    fires, fire = [], trigger.get_next_fire_time(None, slots[0] - timedelta(seconds=1.5))
+    for _ in slots:
+        fires.append(fire)
+        fire = trigger.get_next_fire_time(fire, fire)
+    assert fires == [s - timedelta(seconds=0.3) for s in slots]
+    assert [trigger.coming(f) for f in fires] == slots
+    assert trigger.coming(slots[1] + timedelta(milliseconds=10)) is None  # late: the slot is claimed at once
+    trigger.learned(1.5)  # twice as long, but a quarter of the five seconds between slots at most
+    assert trigger.early_by(slots[1]) == 1.25
+    trigger.learned(0.01)  # a shorter look gives the lead up slowly
+    assert trigger.lead == 0.8 * MAX_LEAD
+    nightly = SlotTrigger(Schedule("30 2 * * *", "Europe/Berlin"), lead=5.0)  # at most MAX_LEAD
+    slot = datetime(2026, 3, 29, 1, 0, tzinfo=timezone.utc)  # 03:00 CEST: 02:30 is skipped that night
+    first = nightly.get_next_fire_time(None, slot - timedelta(hours=3))
+    assert first == slot - timedelta(seconds=MAX_LEAD) and nightly.coming(first) == slot
 
 
 def seed_failures(ledger: SlotLedger, job: str, slot: datetime, count: int, ended_ago: timedelta) -> None:
