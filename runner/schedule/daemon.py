@@ -5,7 +5,10 @@ APScheduler job (at most one instance, coalesced) naming every job that shares i
 fires at the slots of `cron.Schedule`,
 so it wakes exactly when cron lines and `--due` expect, across DST changes too. APScheduler only wakes
 it: what runs is decided under the job's lock by `due.DueRunner`, from the ledger, so a slot is run
-once across hosts and a missed one is recorded, never dropped. A periodic look (at start-up too)
+once across hosts and a missed one is recorded, never dropped. APScheduler wakes it a moment before
+each slot (`SlotTrigger.lead`: twice as long as the last such wake-up took, at most `MAX_LEAD`): the
+jobs' locks are taken and the ledger read then, and at the slot's time, never before, the slots of
+all the jobs due are claimed, with their run rows, in one transaction. A periodic look (at start-up too)
 finds slots missed while the daemon was down or busy, runs abandoned by a host that died, and failed
 slots to run again (sparingly: `slots.DAEMON_FAILED_RERUNS`); a job that ran past its next slot is
 looked at again as soon as it is done.
@@ -45,7 +48,7 @@ from runner.model import Job, Project
 from runner.notify.hub import Hub
 from runner.run.executor import Runner
 from runner.schedule import systemd
-from runner.schedule.due import DueRunner, Outcome, Prepared, grace_of
+from runner.schedule.due import DueRunner, Early, Outcome, Prepared, grace_of
 from runner.schedule.slots import DAEMON_FAILED_RERUNS
 from runner.state.retention import prune_if_due
 from runner.state.slots import SlotLedger
@@ -59,24 +62,72 @@ MAX_WORKERS = 128
 MAX_BATCH = 1000  # jobs claimed in one go by the dispatch thread
 QUIET = 0.002  # the jobs due at one moment are all queued when the queue has been quiet this long
 SWITCH_INTERVAL = 0.0005
+# How early a schedule's wake-up comes before its slots: twice as long as taking the locks and reading
+# the ledger took the last time (at first: 50 ms and half a millisecond per job), never more than
+# MAX_LEAD nor a quarter of the time since the slot before. A run by hand in that moment finds the job
+# locked by the daemon (exit 3), as it would a moment later.
+MIN_LEAD = 0.02
+MAX_LEAD = 2.0
+_EPSILON = timedelta(microseconds=1)
 
 
 class SlotTrigger(BaseTrigger):
-    """Fires at the slots of a Schedule (APScheduler's CronTrigger reads day-of-week 0 as Monday,
-    ANDs day of month with day of week, and fires 02:30 twice when clocks fall back)."""
+    """Fires `lead` seconds before each slot of a Schedule (APScheduler's CronTrigger reads day-of-week 0
+    as Monday, ANDs day of month with day of week, and fires 02:30 twice when clocks fall back)."""
 
-    __slots__ = ("schedule",)
+    __slots__ = ("schedule", "lead")
 
-    def __init__(self, schedule: Schedule):
+    def __init__(self, schedule: Schedule, lead: float = 0.0):
         self.schedule = schedule
+        self.lead = lead
+
+    def early_by(self, slot: datetime) -> float:
+        """How many seconds before `slot` the trigger fires (at most `MAX_LEAD`, and a quarter of the time
+        since the slot before, so that a wake-up always belongs to the slot right after it)."""
+        before = self.schedule.latest_at_or_before(slot - _EPSILON)
+        gap = (slot - before).total_seconds() if before is not None else MAX_LEAD * 4
+        return max(0.0, min(self.lead, MAX_LEAD, gap / 4))
+
+    def coming(self, now: datetime) -> datetime | None:
+        """The slot a wake-up at `now` comes early for, or None when it comes at or after its slot."""
+        slot = self.schedule.next_after(now)
+        before = self.schedule.latest_at_or_before(slot - _EPSILON)
+        gap = (slot - before).total_seconds() if before is not None else MAX_LEAD * 4
+        return slot if (slot - now).total_seconds() <= min(MAX_LEAD, gap / 4) else None
+
+    def learned(self, took: float) -> None:
+        """Taking the locks and reading the ledger for a slot took `took` seconds: wake up twice as early
+        next time (a longer lead is given up slowly)."""
+        self.lead = min(MAX_LEAD, max(MIN_LEAD, 2 * took + 0.01, 0.8 * self.lead))
 
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime:
-        if previous_fire_time is not None:
-            return self.schedule.next_after(previous_fire_time)
-        return self.schedule.next_after(now - timedelta(microseconds=1))
+        if previous_fire_time is not None:  # the slot of that wake-up is the first at or after it
+            slot = self.schedule.next_after(self.schedule.next_after(previous_fire_time - _EPSILON))
+        else:
+            slot = self.schedule.next_after(now - _EPSILON)
+        return slot - timedelta(seconds=self.early_by(slot))
 
     def __str__(self) -> str:
         return f"slots[{self.schedule.expr} {self.schedule.timezone}]"
+
+
+@dataclass(frozen=True)
+class _Wake:
+    """A schedule's wake-up before its slot: the jobs sharing the schedule."""
+
+    names: tuple[str, ...]
+    slot: datetime
+    trigger: SlotTrigger
+
+
+@dataclass
+class _Waiting:
+    """Jobs taken early for a slot (locked, looked at), to claim at its time; `rest` (locked elsewhere,
+    or with more to do than run the slot) are prepared as usual once the others are claimed."""
+
+    gen: _Generation
+    early: Early
+    rest: list[Job]
 
 
 @dataclass
@@ -145,7 +196,7 @@ class Daemon:
         self._wake = threading.Event()
         self._reload_asked = False
         self._stop_asked: str | None = None
-        self._due: queue.SimpleQueue[tuple[str, ...] | None] = queue.SimpleQueue()
+        self._due: queue.SimpleQueue[tuple[str, ...] | _Wake | None] = queue.SimpleQueue()  # None: stop
         self._groups: dict[tuple[str, str, int], tuple[str, ...]] = {}
         self.look_seconds = look_seconds
         self._pruned_at: float | None = None
@@ -252,50 +303,140 @@ class Daemon:
             self.scheduler.remove_job(_group_id(key))
         for key, names in wanted.items():
             if self._groups.get(key) != names:
-                self.scheduler.add_job(self._fire, SlotTrigger(gen.due.schedule(groups[key][0])), args=[names],
+                trigger = SlotTrigger(gen.due.schedule(groups[key][0]), lead=max(MIN_LEAD, 0.05 + 0.0005 * len(names)))
+                self.scheduler.add_job(self._fire, trigger, args=[names, trigger],
                                        id=_group_id(key), name=f"{len(names)} job(s) [{key[0]} {key[1]}]",
                                        misfire_grace_time=key[2], coalesce=True, max_instances=1,
                                        replace_existing=True)
         self._groups = wanted
 
-    def _fire(self, names: tuple[str, ...]) -> None:
+    def _fire(self, names: tuple[str, ...], trigger: SlotTrigger) -> None:
         priority.SCHEDULE.hold()  # the web holds back until this slot's runs are handed to the pool
-        self._due.put(names)
+        slot = trigger.coming(clock.now())
+        self._due.put(names if slot is None else _Wake(names, slot, trigger))
 
     def _dispatch(self) -> None:
         """Take the locks of the jobs due and claim their slots, all the jobs due at that moment at once;
-        hand the runs to the pool."""
-        while (item := self._due.get()) is not None:
-            names = list(item)
-            with contextlib.suppress(queue.Empty):
-                while len(names) < MAX_BATCH and (item := self._due.get(timeout=QUIET)) is not None:
-                    names.extend(item)
-            if item is None:
-                self._due.put(None)  # stop after this batch
-            with self._cv:
-                gen = self._gen
-                if self._stopping:
-                    continue
-                jobs = [gen.jobs[n] for n in dict.fromkeys(names) if n in gen.jobs and n not in self._running]
-                for job in jobs:  # a job running here already: what it missed is found when it is done
-                    self._running[job.name] = clock.monotonic()
-                gen.active += len(jobs)
+        hand the runs to the pool. A wake-up before a slot takes the locks and reads the ledger then,
+        and the jobs wait (`waiting`) for the slot's time to be claimed."""
+        waiting: list[_Waiting] = []
+        try:
+            while True:
+                items = self._next_items(waiting)
+                if items is None:
+                    return
+                self._claim_waiting(waiting)
+                now: list[str] = []
+                early: dict[tuple[datetime, int], tuple[SlotTrigger, list[str]]] = {}
+                for item in items:
+                    if isinstance(item, _Wake):
+                        early.setdefault((item.slot, id(item.trigger)), (item.trigger, []))[1].extend(item.names)
+                    else:
+                        now.extend(item)
+                for (slot, _), (trigger, names) in early.items():
+                    taken = self._take_early(slot, trigger, names)
+                    if taken is not None:
+                        waiting.append(taken)
+                self._claim_waiting(waiting)
+                if now:
+                    with self._cv:
+                        gen = self._gen
+                        jobs = [] if self._stopping else self._mark(gen, now)
+                    if jobs:
+                        self._start(gen, jobs)
+                    priority.SCHEDULE.release()
+        finally:
+            for w in waiting:
+                jobs = [job for job, *_ in w.early.held] + w.rest
+                w.early.release()
+                for job in jobs:
+                    self._done(job.name, w.gen)
+
+    def _next_items(self, waiting: list[_Waiting]) -> list[tuple[str, ...] | _Wake] | None:
+        """What is queued: everything that comes within QUIET of the one before (up to MAX_BATCH jobs),
+        nothing when a waiting slot's time comes first, None to stop."""
+        items: list[tuple[str, ...] | _Wake] = []
+        count = 0
+        while count < MAX_BATCH:
+            left = min((w.early.slot for w in waiting), default=None)
+            wait = None if left is None else max(0.0, (left - clock.now()).total_seconds())
+            if items:
+                wait = QUIET if wait is None else min(QUIET, wait)
             try:
-                prepared = gen.due.prepare(jobs, "daemon")
+                item = self._due.get(timeout=wait) if wait is None or wait > 0 else self._due.get_nowait()
+            except queue.Empty:
+                return items
+            if item is None:
+                return None
+            items.append(item)
+            count += len(item.names) if isinstance(item, _Wake) else len(item)
+        return items
+
+    def _mark(self, gen: _Generation, names: list[str]) -> list[Job]:
+        """The jobs of `names` not running here, marked running (under self._cv)."""
+        jobs = [gen.jobs[n] for n in dict.fromkeys(names) if n in gen.jobs and n not in self._running]
+        for job in jobs:  # a job running here already: what it missed is found when it is done
+            self._running[job.name] = clock.monotonic()
+        gen.active += len(jobs)
+        return jobs
+
+    def _take_early(self, slot: datetime, trigger: SlotTrigger, names: list[str]) -> _Waiting | None:
+        with self._cv:
+            gen = self._gen
+            if self._stopping:
+                return None
+            jobs = self._mark(gen, names)
+        if not jobs:
+            return None
+        began = clock.monotonic()
+        try:
+            early, rest = gen.due.take_early(jobs, "daemon", slot)
+        except Exception as exc:  # the slot's time tries again, job by job as usual
+            log.warning("taking the locks of job(s) %s before their slot failed (%s: %s); trying again at the "
+                        "slot's time", ", ".join(j.name for j in jobs), type(exc).__name__,
+                        logs.REDACTOR.scrub(str(exc)))
+            early, rest = Early(slot, "daemon", []), jobs
+        trigger.learned(clock.monotonic() - began)
+        return _Waiting(gen, early, rest)
+
+    def _claim_waiting(self, waiting: list[_Waiting]) -> None:
+        """Claim the slots whose time has come, hand their runs to the pool; then prepare the rest."""
+        now = clock.now()
+        for w in [w for w in waiting if w.early.slot <= now]:
+            waiting.remove(w)
+            jobs = [job for job, *_ in w.early.held]
+            try:
+                claimed = w.gen.due.claim_early(w.early)
             except Exception:
                 log.exception("job(s) %s: due slots could not be claimed; the next look tries again",
                               ", ".join(job.name for job in jobs))
-                for job in jobs:
-                    self._done(job.name, gen)
-                continue
-            for job, p in zip(jobs, prepared):
-                if isinstance(p, Outcome):
-                    if p.locked:
-                        log.debug("job %s: %s", job.name, p.locked)
-                    self._done(job.name, gen)
-                else:
-                    self._pool.submit(self._execute, gen, job.name, p)
+                claimed = [(job, Outcome(job.name)) for job in jobs]
+            for job, p in claimed:
+                self._hand_over(w.gen, job, p)
+            if w.rest:
+                self._start(w.gen, w.rest)
             priority.SCHEDULE.release()
+
+    def _start(self, gen: _Generation, jobs: list[Job]) -> None:
+        """Prepare the jobs (marked running) now and hand their claimed slots to the pool."""
+        try:
+            prepared = gen.due.prepare(jobs, "daemon")
+        except Exception:
+            log.exception("job(s) %s: due slots could not be claimed; the next look tries again",
+                          ", ".join(job.name for job in jobs))
+            for job in jobs:
+                self._done(job.name, gen)
+            return
+        for job, p in zip(jobs, prepared):
+            self._hand_over(gen, job, p)
+
+    def _hand_over(self, gen: _Generation, job: Job, p: Prepared | Outcome) -> None:
+        if isinstance(p, Outcome):
+            if p.locked:
+                log.debug("job %s: %s", job.name, p.locked)
+            self._done(job.name, gen)
+        else:
+            self._pool.submit(self._execute, gen, job.name, p)
 
     def _execute(self, gen: _Generation, name: str, prepared: Prepared) -> None:
         try:

@@ -14,6 +14,10 @@ or the catch-up command `--due`.
    meanwhile is skipped quietly.
 `execute` then runs the claimed slots, still under the lock, and releases it. The daemon prepares in
 one thread and executes in a pool; `run_due` does both in the calling thread.
+
+The daemon does the slow part of `prepare` a moment before a slot (`take_early`: the locks and the
+reads, nothing written) and at the slot's time, never before it, only claims (`claim_early`: the claims
+and run rows of every job due then in one transaction).
 """
 
 from __future__ import annotations
@@ -86,6 +90,21 @@ class Prepared:
     release: contextlib.ExitStack
     runs: list[SlotRun]  # in the order to run
     outcome: Outcome
+
+
+@dataclass
+class Early:
+    """Jobs locked and looked at a moment before `slot`, each with its claim of the slot ready; nothing
+    is written until `DueRunner.claim_early` claims them at the slot's time."""
+
+    slot: datetime
+    trigger: str
+    held: list[tuple[Job, Held, contextlib.ExitStack, Claim]]
+
+    def release(self) -> None:
+        for _, _, release, _ in self.held:
+            release.close()
+        self.held = []
 
 
 def grace_of(project: Project, job: Job) -> float:
@@ -274,6 +293,59 @@ class DueRunner:
                 release.close()
             raise
         return [out[job.name] for job in jobs]
+
+    def take_early(self, jobs: Sequence[Job], trigger: str, slot: datetime) -> tuple[Early, list[Job]]:
+        """A moment before `slot`: take the jobs' locks and look at them as at the slot's time. A job for
+        which the slot is a plain run (nothing abandoned, missed, paused, unseen or to run again) stays
+        locked in the Early returned, its claim ready; every other job (locked elsewhere, or with more to
+        do) is released and returned, for `prepare` at the slot's time. Nothing is written."""
+        held: list[tuple[Job, Held, contextlib.ExitStack]] = []
+        early, rest = Early(slot, trigger, []), []
+        try:
+            for job in jobs:
+                release = contextlib.ExitStack()
+                try:
+                    held.append((job, release.enter_context(job_lock(self.project, self.ledger, job.name, trigger)),
+                                 release))
+                except JobLocked:
+                    rest.append(job)
+            looks = self.looks([job for job, _, _ in held], slot, record_seen=False) if held else {}
+            for job, lock, release in held:
+                look = looks[job.name]
+                if (look.plan.run == slot and look.plan.missed is None and look.paused is None and not look.abandoned
+                        and look.take_over is None and not look.unseen):
+                    claim = Claim(job.name, slot, new_run_id(), self.schedule(job).local_date(slot), trigger)
+                    early.held.append((job, lock, release, claim))
+                else:
+                    release.close()
+                    rest.append(job)
+        except BaseException:
+            for _, _, release in held:
+                release.close()
+            raise
+        return early, rest
+
+    def claim_early(self, early: Early) -> list[tuple[Job, Prepared | Outcome]]:
+        """At the slot's time, never before it: claim the slot of every job taken early, each with its run
+        row, in one transaction. A job whose slot another process claimed first is released."""
+        while (left := (early.slot - clock.now()).total_seconds()) > 0:
+            clock.sleep(left)
+        try:
+            won = {c.run_id for c in self.ledger.claim_many([claim for *_, claim in early.held])}
+        except BaseException:
+            early.release()
+            raise
+        out: list[tuple[Job, Prepared | Outcome]] = []
+        for job, lock, release, claim in early.held:
+            if claim.run_id in won:
+                out.append((job, Prepared(job, early.trigger, lock, release, [SlotRun(claim.slot, claim.run_id)],
+                                          Outcome(job.name))))
+            else:
+                release.close()
+                log.info("job %s: slot %s was claimed by another process; skipped", job.name, _fmt(claim.slot))
+                out.append((job, Outcome(job.name, taken=1)))
+        early.held = []
+        return out
 
     def execute(self, prepared: Prepared) -> Outcome:
         """Run the claimed slots in order, then release the job's lock."""

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import re
 import signal
+import threading
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from runner.cron import Schedule
 from runner.run.executor import new_run_id
+from runner.schedule.daemon import MAX_LEAD, SlotTrigger
 from runner.state.ledger import runs
 from runner.state.slots import SlotLedger
 from tests.harness.mariadb import PrivateMariaDB
@@ -192,6 +196,91 @@ def test_many_jobs_due_at_one_second_on_a_mysql_state_store_all_run(tmp_path: Pa
         steps = {(b - a).total_seconds() for a, b in zip(slots[1:], slots[2:])}  # after the start-up one
         assert steps <= {2.0}, (name, slots, log)
         assert not runs_of(ledger, name, "missed"), log
+
+
+def test_two_daemons_and_due_claim_many_jobs_in_batches_and_run_each_slot_once(tmp_path: Path, mdb: PrivateMariaDB,
+                                                                              fresh_db: str) -> None:
+    """Forty jobs due every two seconds, two daemons and `--due` in a loop on one MariaDB state store:
+    each daemon takes the locks a moment before the slot and claims the slots of the jobs it holds in
+    one transaction at the slot's time. No slot runs twice and nearly all run; both daemons claim
+    several jobs' slots of one slot, and never before the slot."""
+    url = mdb.url(fresh_db)
+    conn = mdb.connect(fresh_db, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE ticks (run_id CHAR(32) PRIMARY KEY, job VARCHAR(32) NOT NULL)")
+    p = SchedProject(tmp_path, {"mdb": url}, state_url=url)
+    names = [f"b{i:02d}" for i in range(40)]
+    for name in names:
+        p.job(name, {"schedule": "*/2 * * * * *", "database": "mdb", "tasks": [
+            {"name": "t", "sql": "INSERT INTO ticks (run_id, job) VALUES (:run_id, :job)"}]})
+    ledger = SlotLedger(url)
+    logs = [tmp_path / f"daemon{i}.log" for i in range(2)]
+    daemons = [p.start("--scheduler", log=log) for log in logs]
+    done, codes = threading.Event(), []
+
+    def due_loop() -> None:
+        while not done.is_set():
+            codes.append(p.run("--due").returncode)
+
+    looker = threading.Thread(target=due_loop)
+    looker.start()
+    try:
+        wait_for("both daemons started", lambda: all("scheduler started" in log.read_text() for log in logs), 60)
+        begin = datetime.now(timezone.utc) + timedelta(seconds=3)
+        wait_for("nine slots after both started", lambda: len({r["slot"] for r in runs_of(ledger, names[-1], "success")
+                                                              if r["slot"] >= begin}) >= 9, 60)
+        end = datetime.now(timezone.utc) - timedelta(seconds=3)
+        done.set()
+        looker.join(timeout=60)
+        assert [stop(d) for d in daemons] == [0, 0]
+    finally:
+        done.set()
+        for d in daemons:
+            stop(d, signal.SIGKILL)
+    text = "".join(log.read_text() for log in logs)
+    assert "Traceback" not in text, text
+    assert set(codes) <= {0, 3} and codes, codes
+    every = [r for n in names for r in runs_of(ledger, n)]
+    assert not [r for r in every if r["status"] not in ("success", "missed")], text
+    window = [r for r in every if begin <= r["slot"] <= end]
+    slots = {r["slot"] for r in window}
+    assert len(slots) >= 7 and all(s.second % 2 == 0 for s in slots)
+    ran = Counter((r["job"], r["slot"]) for r in window if r["status"] == "success")
+    assert set(ran.values()) == {1}, [k for k, v in ran.items() if v > 1]  # no slot ran twice
+    wanted = {(n, s) for n in names for s in slots}
+    # A slot is skipped when another process holds the job's lock at the slot's time (a `--due` that
+    # looked a moment before and found nothing due): the daemons find the job locked. A few, never most.
+    assert set(ran) <= wanted and len(ran) >= 0.9 * len(wanted), sorted(wanted - set(ran))
+    with conn.cursor() as cur:  # each success committed its task once
+        cur.execute("SELECT run_id FROM ticks")
+        ticked = [row[0] for row in cur.fetchall()]
+    assert sorted(ticked) == sorted(r["run_id"] for r in every if r["status"] == "success")
+    by_daemons = [r for r in window if r["trigger"] == "daemon"]
+    assert all(r["started_at"] >= r["slot"].replace(tzinfo=None) for r in by_daemons)  # never claimed early
+    shares = Counter((r["pid"], r["slot"]) for r in by_daemons)  # both won several jobs of one slot
+    assert {pid for (pid, _), n in shares.items() if n > 1} == {d.pid for d in daemons}, shares
+
+
+def test_a_schedule_wakes_a_lead_before_each_slot_and_each_wake_up_belongs_to_its_slot() -> None:
+    """Pure: the trigger fires `lead` seconds before each slot (capped by MAX_LEAD and a quarter of the
+    time between slots), a wake-up names the slot it comes early for, and a late one names none."""
+    trigger = SlotTrigger(Schedule("*/5 * * * * *", "UTC"), lead=0.3)
+    slots = [datetime(2026, 12, 1, 1, 0, s, tzinfo=timezone.utc) for s in (0, 5, 10, 15)]
+    fires, fire = [], trigger.get_next_fire_time(None, slots[0] - timedelta(seconds=1.5))
+    for _ in slots:
+        fires.append(fire)
+        fire = trigger.get_next_fire_time(fire, fire)
+    assert fires == [s - timedelta(seconds=0.3) for s in slots]
+    assert [trigger.coming(f) for f in fires] == slots
+    assert trigger.coming(slots[1] + timedelta(milliseconds=10)) is None  # late: the slot is claimed at once
+    trigger.learned(1.5)  # twice as long, but a quarter of the five seconds between slots at most
+    assert trigger.early_by(slots[1]) == 1.25
+    trigger.learned(0.01)  # a shorter look gives the lead up slowly
+    assert trigger.lead == 0.8 * MAX_LEAD
+    nightly = SlotTrigger(Schedule("30 2 * * *", "Europe/Berlin"), lead=5.0)  # at most MAX_LEAD
+    slot = datetime(2026, 3, 29, 1, 0, tzinfo=timezone.utc)  # 03:00 CEST: 02:30 is skipped that night
+    first = nightly.get_next_fire_time(None, slot - timedelta(hours=3))
+    assert first == slot - timedelta(seconds=MAX_LEAD) and nightly.coming(first) == slot
 
 
 def seed_failures(ledger: SlotLedger, job: str, slot: datetime, count: int, ended_ago: timedelta) -> None:
