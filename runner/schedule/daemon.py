@@ -21,7 +21,6 @@ invalid keeps the definition it had, and an invalid conf keeps the whole old set
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import queue

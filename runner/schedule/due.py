@@ -302,13 +302,13 @@ class DueRunner:
         held: list[tuple[Job, Held, contextlib.ExitStack]] = []
         early, rest = Early(slot, trigger, []), []
         try:
-            for job in jobs:
-                release = contextlib.ExitStack()
-                try:
-                    held.append((job, release.enter_context(job_lock(self.project, self.ledger, job.name, trigger)),
-                                 release))
-                except JobLocked:
+            taken = job_locks(self.project, self.ledger, [job.name for job in jobs], trigger)
+            for job, got in zip(jobs, taken):  # entered at once: each is released with its ExitStack
+                if isinstance(got, JobLocked):
                     rest.append(job)
+                else:
+                    release = contextlib.ExitStack()
+                    held.append((job, release.enter_context(got), release))
             looks = self.looks([job for job, _, _ in held], slot, record_seen=False) if held else {}
             for job, lock, release in held:
                 look = looks[job.name]
