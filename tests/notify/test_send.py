@@ -1,7 +1,7 @@
 """One send through Apprise to a real HTTP receiver, in a fresh interpreter whose import of Apprise is
 slow, and so is the loading of its plugins (as on a loaded host or a cold disk cache: a finder on
-sys.meta_path waits before each import goes on): the target's timeout bounds the send, not the import, so a receiver that is up is not
-taken for one that is down."""
+sys.meta_path waits before each import goes on): the target's timeout bounds the send, not the
+import, so a receiver that is up is not taken for one that is down."""
 
 from __future__ import annotations
 
