@@ -33,8 +33,17 @@ Send = Callable[[NotifyTarget, Message], "tuple[bool, str]"]
 
 
 def send_apprise(target: NotifyTarget, message: Message) -> tuple[bool, str]:
-    """Send one message with Apprise; (ok, what went wrong). Bounded by the target's timeout."""
-    return bounded(lambda: _apprise(target, message), target.timeout)
+    """Send one message with Apprise; (ok, what went wrong). The send is bounded by the target's
+    timeout; importing Apprise and loading its plugins (the first send of a process) are not: on a
+    loaded host they take seconds, and counted in the timeout they made a receiver that is up look
+    down (the alert then arrived all the same, and was sent again later)."""
+    try:
+        plugin = _plugin(target)
+    except Exception as exc:  # a plugin's own bug must not stop the courier
+        return False, f"{type(exc).__name__}: {exc}"
+    if plugin is None:
+        return False, "Apprise does not understand this URL (python -m runner --check says why)"
+    return bounded(lambda: _notify(plugin, message), target.timeout)
 
 
 def privacy_url(url: str) -> str:
@@ -74,7 +83,9 @@ def bounded(fn: Callable[[], tuple[bool, str]], timeout: float) -> tuple[bool, s
     return box[0]
 
 
-def _apprise(target: NotifyTarget, message: Message) -> tuple[bool, str]:
+def _plugin(target: NotifyTarget) -> Any:
+    """The target's Apprise plugin with the target's socket timeouts, or None when Apprise does not
+    understand the URL. Nothing is sent yet."""
     import apprise  # imported here: 150 ms that only a process sending alerts pays
 
     quiet = logging.getLogger("apprise")
@@ -82,11 +93,16 @@ def _apprise(target: NotifyTarget, message: Message) -> tuple[bool, str]:
         quiet.setLevel(logging.WARNING)  # "Sent JSON POST notification." after each alert is ours to say
     asset = apprise.AppriseAsset(storage_mode="memory")
     plugin = apprise.Apprise.instantiate(target.url, asset=asset, suppress_exceptions=True)
-    if plugin is None:
-        return False, "Apprise does not understand this URL (python -m runner --check says why)"
-    for attr in ("socket_connect_timeout", "socket_read_timeout"):
-        if hasattr(plugin, attr):
-            setattr(plugin, attr, target.timeout)
+    if plugin is not None:
+        for attr in ("socket_connect_timeout", "socket_read_timeout"):
+            if hasattr(plugin, attr):
+                setattr(plugin, attr, target.timeout)
+    return plugin
+
+
+def _notify(plugin: Any, message: Message) -> tuple[bool, str]:
+    import apprise
+
     with apprise.LogCapture(level=logging.WARNING) as captured:
         ok = plugin.notify(body=message.body, title=message.title, notify_type=apprise.NotifyType(message.kind),
                            body_format=apprise.NotifyFormat.TEXT)

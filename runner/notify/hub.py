@@ -54,9 +54,15 @@ class Hub:
                 from runner.metrics.textfile import TextfileWriter
 
                 self.textfile = TextfileWriter(self.metrics, s.metrics_textfile)
-        self.courier = Courier(project, ledger, jobs, self.metrics.notified if self.metrics else None, send)
+        self._counted_since_write = False  # alerts counted after the textfile was last written
+        self.courier = Courier(project, ledger, jobs, self._notified if self.metrics else None, send)
         self.pinger = Pinger(s.ping_timeout)
         self._late_settled: set[tuple[str, datetime]] = set()
+
+    def _notified(self, target: str, ok: bool) -> None:
+        assert self.metrics is not None
+        self.metrics.notified(target, ok)
+        self._counted_since_write = True
 
     def _pools(self) -> list[tuple[str, Any]]:
         return [p for source in self.pool_sources for p in source()]
@@ -96,6 +102,8 @@ class Hub:
     def close(self) -> None:
         self.pinger.close()
         self.courier.close()
+        if self._counted_since_write:  # the courier sends after the run's write: its counts go in now
+            self._write_textfile()
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
@@ -104,11 +112,16 @@ class Hub:
 
     def after_run(self) -> None:
         self.courier.kick()
-        if self.textfile is not None:
-            try:
-                self.textfile.write()
-            except OSError as exc:
-                log.warning("metrics textfile %s could not be written: %s", self.textfile.path, exc)
+        self._write_textfile()
+
+    def _write_textfile(self) -> None:
+        if self.textfile is None:
+            return
+        self._counted_since_write = False
+        try:
+            self.textfile.write()
+        except OSError as exc:
+            log.warning("metrics textfile %s could not be written: %s", self.textfile.path, exc)
 
     # -- what the scheduler finds
     def _targets(self, job: Job, event: str) -> list[NotifyTarget]:

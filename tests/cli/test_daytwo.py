@@ -5,7 +5,9 @@ nothing old, --due --dry-run, --history filters and JSON, --list with pauses, mi
 
 from __future__ import annotations
 
+import getpass
 import json
+import socket
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -105,8 +107,8 @@ def test_pause_records_slots_as_paused_and_resume_catches_none_up(tmp_path: Path
     code, out = run_main(project, "--list")
     assert " paused " in out.splitlines()[1] and "tick: paused by" in out and "warehouse migration" in out, out
     (doc,) = json.loads(run_main(project, "--list", "--format", "json")[1])["jobs"]
-    assert doc["paused"] and doc["reason"] == "warehouse migration" and doc["paused_by"].endswith("@" + doc[
-        "paused_by"].split("@")[1])
+    assert doc["paused"] and doc["reason"] == "warehouse migration"
+    assert doc["paused_by"] == f"{getpass.getuser()}@{socket.gethostname()}", doc  # who: user@host
 
     now.set(35)
     code, out = run_main(project, "--due")

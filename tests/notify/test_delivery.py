@@ -8,13 +8,13 @@ from __future__ import annotations
 import signal
 import sqlite3
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 
 from tests.notifykit import HttpReceiver, SmtpReceiver, Stall, free_port
-from tests.schedkit import SchedProject, seen_since, wait_for
+from tests.schedkit import SchedProject, seen_since, stop, wait_for
 from tests.schedule.test_due import two_hours_ago
 
 SECRET = "Sup3rSecretPw"
@@ -134,14 +134,19 @@ def test_a_stalled_receiver_costs_its_timeout_once_not_once_per_job(tmp_path: Pa
     timeout = 3
     expr, latest = two_hours_ago()  # a daily slot that stays the latest while the test runs
     jobs = {f"job{i}": {**FAILING, "schedule": expr} for i in range(3)}
-    quiet = project(tmp_path / "quiet", [])
-    for name, doc in jobs.items():
-        quiet.job(name, doc)
-    deployed = latest - timedelta(minutes=1)  # just before it: that slot is caught up, none is missed
-    seen_since(f"sqlite:///{quiet.root / 'var' / 'state.db'}", list(jobs), deployed)
-    start = time.monotonic()
-    assert quiet.run("--due").returncode == 1
-    baseline = time.monotonic() - start
+    up = HttpReceiver()  # the baseline sends its alerts to a receiver that answers: Apprise's import is in both
+    try:
+        quiet = project(tmp_path / "quiet", [{"url": f"json://127.0.0.1:{up.port}/hook", "timeout": timeout}])
+        for name, doc in jobs.items():
+            quiet.job(name, doc)
+        deployed = latest - timedelta(minutes=1)  # just before it: that slot is caught up, none is missed
+        seen_since(f"sqlite:///{quiet.root / 'var' / 'state.db'}", list(jobs), deployed)
+        start = time.monotonic()
+        assert quiet.run("--due").returncode == 1
+        baseline = time.monotonic() - start
+        assert len(up.json_posts()) == 3
+    finally:
+        up.close()
 
     stall = Stall()
     try:
@@ -190,3 +195,30 @@ def test_a_ping_host_that_stalls_does_not_hold_up_the_run_more_than_its_timeout(
     assert done.returncode == 0, done.stderr
     assert took < 2 + 6, took  # /start timed out once; /success to the same host was skipped
     assert "ping start to http://127.0.0.1/... failed" in done.stderr
+
+
+def test_the_daemons_look_delivers_an_alert_its_receiver_was_down_for(tmp_path: Path) -> None:
+    """A real daemon catches up a failing slot while nothing listens on the receiver's port: the alert
+    stays pending; once the receiver is up, the daemon's next look (every 30 s) sends it."""
+    port = free_port()
+    expr, _ = two_hours_ago()
+    p = project(tmp_path, [{"url": f"json://127.0.0.1:{port}/hook", "on": ["failure"], "timeout": 3}])
+    p.job("nightly", {**FAILING, "schedule": expr})
+    seen_since(f"sqlite:///{p.root / 'var' / 'state.db'}", ["nightly"], datetime.now(timezone.utc) - timedelta(hours=3))
+    log = tmp_path / "daemon.log"
+    daemon = p.start("--scheduler", log=log)
+    http = None
+    try:
+        wait_for("the failed run's alert to fail once", lambda: state(
+            p, "SELECT status, attempts FROM runner_notifications") == [("pending", 1)], 40)
+        http = HttpReceiver(port)
+        wait_for("the alert sent by the daemon's look", lambda: http.json_posts(), 45)
+        (run_id, status), = runs_of(p, "nightly")
+        assert status == "failed" and run_id in http.json_posts()[0]["message"]
+        wait_for("the alert recorded sent", lambda: state(
+            p, "SELECT status, attempts FROM runner_notifications") == [("sent", 2)], 10)
+    finally:
+        assert stop(daemon) == 0, log.read_text()
+        if http is not None:
+            http.close()
+    assert len(http.json_posts()) == 1

@@ -4,15 +4,19 @@ success after it is a recovery; slots missed while nothing ran go out in one mes
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from runner import clock
+from runner.run.executor import new_run_id
+from runner.state.slots import SlotLedger
 from tests.fixtures.core import clean_env, run_main, write_project
 from tests.notifykit import HttpReceiver
-from tests.schedkit import seen_since
+from tests.schedkit import SchedProject, seen_since, stop, wait_for
+from tests.schedule.test_due import two_hours_ago
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 assert clean_env  # a fixture, used through pytestmark
@@ -90,5 +94,41 @@ def test_a_job_that_never_ran_is_not_late(tmp_path: Path, at) -> None:
         at("2026-11-20T09:00:00")
         assert run_main(tmp_path, "--due")[0] == 0
         assert http.json_posts() == []
+    finally:
+        http.close()
+
+
+def test_the_daemons_look_raises_late_once_per_slot_also_after_a_restart(tmp_path: Path) -> None:
+    """A real daemon: its start-up look finds the daily slot two hours old whose run failed (recorded
+    by an earlier process) and raises one `late`; a restarted daemon raises none again."""
+    http = HttpReceiver()
+    try:
+        expr, slot = two_hours_ago()
+        p = SchedProject(tmp_path, {"warehouse": "sqlite:///var/wh.db"}, settings={"notify": [
+            {"url": f"json://127.0.0.1:{http.port}/hook", "on": ["late"]}]})
+        p.job("nightly", {"schedule": expr, "late_after": "1h", "database": "warehouse",
+                          "tasks": [{"name": "one", "sql": "SELECT 1"}]})
+        url = f"sqlite:///{tmp_path / 'var' / 'state.db'}"
+        seen_since(url, ["nightly"], slot - timedelta(minutes=1))
+        ledger = SlotLedger(url)
+        run_id = new_run_id()
+        ledger.claim("nightly", slot, run_id, slot.date().isoformat(), "cron")
+        ledger.finish_run(run_id, "failed", 1, 0, error="task one failed")  # just now: not run again yet
+        ledger.dispose()
+        for round_ in range(2):
+            log = tmp_path / f"daemon{round_}.log"
+            daemon = p.start("--scheduler", log=log)
+            try:
+                if round_ == 0:
+                    wait_for("the late alert", lambda: http.json_posts(), 30)
+                else:
+                    wait_for("the restarted daemon's start", lambda: "scheduler started" in log.read_text(), 30)
+                    time.sleep(3)  # its start-up look and courier have had their turn
+            finally:
+                assert stop(daemon) == 0, log.read_text()
+        posts = http.json_posts()
+        assert [p["type"] for p in posts] == ["warning"], posts
+        assert "LATE" in posts[0]["title"] and slot.strftime("%Y-%m-%d %H:%M UTC") in posts[0]["message"], posts
+        assert "no successful run 1h after the slot's time" in posts[0]["message"] and run_id in posts[0]["message"]
     finally:
         http.close()

@@ -6,7 +6,9 @@ temp folder."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -61,12 +63,28 @@ def _run_while_locked(root: Path, server: PrivateMariaDB, db: str) -> None:
         cur.execute("INSERT INTO t VALUES (1, 0)")
         holder.commit()
         cur.execute("SELECT x FROM t WHERE id = 1 FOR UPDATE")
-    release = threading.Timer(1.6, holder.commit)
-    release.start()
+    waited = threading.Event()
+
+    def release() -> None:  # once an attempt has timed out on the lock (not after a fixed time: a loaded
+        state = root / "var" / "runner-state.db"  # host may start the run after it)
+        deadline = time.monotonic() + 60
+        while not waited.is_set() and time.monotonic() < deadline:
+            try:
+                with sqlite3.connect(f"file:{state}?mode=ro", uri=True) as conn:
+                    if conn.execute("SELECT 1 FROM runner_task_attempts WHERE status = 'retrying'").fetchall():
+                        break
+            except sqlite3.OperationalError:  # not created yet
+                pass
+            time.sleep(0.05)
+        holder.commit()
+
+    releaser = threading.Thread(target=release)
+    releaser.start()
     try:
         assert run_main(root, "--job", "flaky")[0] == 0
     finally:
-        release.join()
+        waited.set()
+        releaser.join()
         holder.close()
 
 
