@@ -129,14 +129,14 @@ def test_an_empty_result_creates_the_table_and_loads_nothing(tmp_path: Path, mdb
     assert found == [] and len(COLUMNS) == 8
 
 
-def test_sqlite_to_mariadb_rendered_by_sqlite_keeps_every_value(tmp_path: Path, mdb: PrivateMariaDB,
-                                                                fresh_db: str) -> None:
-    """Without a floating-point column, SQLite renders the LOAD DATA lines itself (its printf is exact to 15
-    digits, not 17): NULL, '', 'NULL', tabs, newlines, backslashes, quotes, NUL, 4-byte UTF-8, binary and
-    38-digit decimals kept as text all arrive as they were."""
+def test_sqlite_to_mariadb_in_small_batches_keeps_every_value(tmp_path: Path, mdb: PrivateMariaDB,
+                                                              fresh_db: str) -> None:
+    """Rows encoded by the compiled line encoder in batches of 7, each a chunk of its own on the stream:
+    NULL, '', 'NULL', tabs, newlines, backslashes, quotes, NUL, 4-byte UTF-8, binary, 38-digit decimals kept
+    as text and floats to the last bit all arrive as they were, whichever batch they fall in."""
     source = tmp_path / "source.db"
-    columns = tuple(c for c in COLUMNS if c != "f")
-    rows = [tuple(v for c, v in zip(COLUMNS, r) if c != "f") for r in create_fidelity_sqlite(str(source))]
+    columns = COLUMNS
+    rows = create_fidelity_sqlite(str(source))
     project = FaultProject(tmp_path, {"src": {"url": f"sqlite:///{source}"}, "dst": mysql_db(mdb, fresh_db)})
     outcome = project.run(project.job("copy", load_job("copy_of_src", f"SELECT {', '.join(columns)} FROM src",
                                                        batch_rows=7)))
@@ -145,3 +145,26 @@ def test_sqlite_to_mariadb_rendered_by_sqlite_keeps_every_value(tmp_path: Path, 
     got = mariadb_rows(mdb, fresh_db, "copy_of_src", columns)
     assert table_digest(got, columns) == table_digest(rows, columns)
     assert any(r[1] is not None and "\x00" in r[1] for r in got) and any(r[1] == "" for r in got)
+
+
+def test_sqlite_values_of_another_storage_class_than_their_column_arrive_as_what_they_are(
+        tmp_path: Path, mdb: PrivateMariaDB, fresh_db: str) -> None:
+    """SQLite keeps any value in any column: text in an INTEGER column, numbers and a BLOB in a TEXT column,
+    text and a number in a BLOB column. Each is encoded by its own type, and loads as the same value."""
+    source = tmp_path / "source.db"
+    conn = sqlite3.connect(source)
+    conn.execute("CREATE TABLE src (id INTEGER PRIMARY KEY, n INTEGER, s TEXT, b BLOB)")
+    conn.executemany("INSERT INTO src VALUES (?, ?, ?, ?)", [
+        (1, "12", 7, "text in a blob"), (2, 5, 2.5, 31), (3, None, "café".encode(), b"\x00'\t\n\\"),
+        (4, 6, "it's \t\\ NULL", None), (5, 2 ** 63 - 1, "", b"")])
+    conn.commit()
+    conn.close()
+    execute(mdb, fresh_db, "CREATE TABLE copy_of_src (id INT PRIMARY KEY, n BIGINT NULL, s VARCHAR(40) NULL, "
+                           "b VARBINARY(40) NULL)")
+    project = FaultProject(tmp_path, {"src": {"url": f"sqlite:///{source}"}, "dst": mysql_db(mdb, fresh_db)})
+    outcome = project.run(project.job("copy", load_job("copy_of_src", "SELECT id, n, s, b FROM src")))
+    assert outcome.code == 0, outcome.output
+    assert "by LOAD DATA LOCAL INFILE" in outcome.output
+    assert sorted(mariadb_rows(mdb, fresh_db, "copy_of_src", ("id", "n", "s", "b"))) == [
+        (1, 12, "7", b"text in a blob"), (2, 5, "2.5", b"31"), (3, None, "café", b"\x00'\t\n\\"),
+        (4, 6, "it's \t\\ NULL", None), (5, 2 ** 63 - 1, "", b"")]
