@@ -44,13 +44,13 @@ from runner.move import watermark as wm
 from pymysql import err
 
 from runner.move.coltypes import SourceColumn, pg_column, reflected_column, table_for
-from runner.move.encode import csv_chunks, line_encoders, load_data_lines, sqlite_lines
+from runner.move.encode import csv_chunks, line_encoders, load_data_lines
 from runner.move.fastcopy import CHUNK_BYTES, REFUSED, CopyResult, RowReader, SourceError, check_load_data, copy_high
 from runner.move.fastcopy import copy as fast_copy
 from runner.move.fastcopy import say_refused as _say_refused
 from runner.move.loadsql import (CREATE, GRANTS, MERGE, PG_STAGE, WritePlan, copy_sql, encoded_select, insert_sql,
-                                 load_data_sql, merge_sql, mysql_quote, qualified, split_name, wrapped,
-                                 write_plan)
+                                 load_data_sql, merge_sql, mysql_quote, qualified, split_name, sqlite_lines_select,
+                                 wrapped, write_plan)
 from runner.move.probe import mysql_columns
 from runner.move.progress import Progress, human_rate
 from runner.move.rowcopy import (NotExact, Writer, abandon, adapters, batches, complete_columns, executemany,
@@ -552,9 +552,10 @@ def _generic_stream(load: _Load, src_conn: sa.Connection, state: wm.State | None
     dbapi = src_conn.connection.dbapi_connection
     if dialect == "sqlite" and _is_mysql(load.dst) and load.spec.mode != "upsert":
         done = _sqlite_into_mysql(load, src_conn, state)
-        if done is not None:
+        if done is None:
+            _say_refused(load.ctx.engines.display(load.task.database))  # the rows go by INSERT instead
+        elif done is not _NOT_HERE:
             return done
-        _say_refused(load.ctx.engines.display(load.task.database))  # the rows go by INSERT instead
     sql, args = load.params(None)
     probed = None
     if _is_mysql(load.src):
@@ -610,10 +611,13 @@ def _generic_into_target(load: _Load, columns: list[SourceColumn], first: Sequen
     return _executemany_into_target(load, columns, all_batches(), progress, wm_index)
 
 
+_NOT_HERE = (-1, "")  # _sqlite_into_mysql: this result is for the runner's own encoding
+
+
 def _sqlite_into_mysql(load: _Load, src_conn: sa.Connection, state: wm.State | None) -> tuple[int, str] | None:
-    """SQLite rows encoded as LOAD DATA lines by a function compiled for their columns (encode.sqlite_lines),
-    read and encoded ahead by a thread of its own while the target loads the previous chunk. None: the
-    target refused LOCAL INFILE before a row was read."""
+    """SQLite renders each row as a LOAD DATA line itself (loadsql.sqlite_lines_select); the runner joins
+    them and feeds LOAD DATA LOCAL INFILE, read ahead by a thread of its own. None: the target refused
+    LOCAL INFILE before a row was read; _NOT_HERE: the rows have a floating-point column."""
     dbapi = src_conn.connection.dbapi_connection
     sql, args = load.params(None)
     cur = dbapi.cursor()
@@ -629,22 +633,33 @@ def _sqlite_into_mysql(load: _Load, src_conn: sa.Connection, state: wm.State | N
     finally:
         cur.close()
     columns = complete_columns(names, declared, probe)
+    if any(c.kind == "float" for c in columns):
+        return _NOT_HERE  # SQLite's printf is not exact to 17 digits: the runner encodes such rows itself
     inc = _watermark_column(load, names)
     if state is not None:
         sql, args = load.params(_bind(load, state, None))
     progress = Progress(load.label)
     load.state = state
     reader = dbapi.cursor()
-    encode = sqlite_lines(columns)
-    writer = Writer(lambda rows: None, (), progress, names.index(inc) if inc is not None else None)
+    tally = {"rows": 0, "high": None}
 
     def lines() -> Iterator[bytes]:
         try:
-            reader.execute(sql, args)
+            reader.execute(sqlite_lines_select(sql, columns, inc), args)
+            while True:
+                batch = reader.fetchmany(load.spec.batch_rows)
+                if not batch:
+                    return
+                if inc is not None:
+                    seen = [r[1] for r in batch if r[1] is not None]
+                    top = max(seen) if seen else None
+                    if top is not None and (tally["high"] is None or top > tally["high"]):
+                        tally["high"] = top
+                tally["rows"] += len(batch)
+                progress.add(len(batch))
+                yield ("\n".join([r[0] for r in batch]) + "\n").encode("utf-8")
         except Exception as exc:
             raise SourceError(exc) from exc
-        for batch in batches(reader, load.spec.batch_rows):
-            yield encode(writer.take(batch))
 
     started = []
 
@@ -660,8 +675,8 @@ def _sqlite_into_mysql(load: _Load, src_conn: sa.Connection, state: wm.State | N
             if exc.args and exc.args[0] in REFUSED and not started:
                 return None
             raise
-        check_load_data(cur, writer.rows)
-        return CopyResult(writer.rows, writer.high, "LOAD DATA LOCAL INFILE")
+        check_load_data(cur, tally["rows"])
+        return CopyResult(tally["rows"], tally["high"], "LOAD DATA LOCAL INFILE")
 
     try:
         with ExitStack() as stack:

@@ -98,11 +98,41 @@ def encoded_select(inner_sql: str, columns: Sequence[SourceColumn], fmt: str, wa
     return wrapped(inner_sql, select)
 
 
+def sqlite_quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sqlite_field(col: SourceColumn) -> str:
+    """A column as one LOAD DATA field rendered by SQLite itself (for `load_data_sql(escaped=False)`), by
+    each value's storage class: NULL as the word NULL, numbers as SQLite's own text of them (quote():
+    integers exactly, floats with 15 significant digits, so every decimal a SQLite number holds exactly
+    reads back digit for digit), text enclosed in quotes with a quote inside doubled, a binary column
+    as hex."""
+    ref = "runner_q." + sqlite_quote(col.name)
+    if col.kind == "binary":
+        return f"CASE WHEN {ref} IS NULL THEN 'NULL' ELSE hex({ref}) END"
+    return (f"CASE WHEN {ref} IS NULL THEN 'NULL' WHEN typeof({ref}) IN ('integer', 'real') THEN quote({ref}) "
+            f"ELSE " + _QUOTED.format(ref=ref) + " END")
+
+
+# SQL text that encloses a value in single quotes, doubling a quote inside it
+_QUOTED = "'''' || replace(CAST({ref} AS TEXT), '''', '''''') || ''''"
+
+
+def sqlite_lines_select(inner_sql: str, columns: Sequence[SourceColumn], watermark: str | None = None) -> str:
+    """The SQLite source query returning each row as one LOAD DATA line (without its newline), plus the raw
+    watermark column when the load is incremental."""
+    select = " || char(9) || ".join(_sqlite_field(c) for c in columns) + " AS runner_row"
+    if watermark is not None:
+        select += f", runner_q.{sqlite_quote(watermark)} AS runner_wm"
+    return f"SELECT {select} FROM (\n{inner_sql}\n) AS runner_q"
+
+
 # ---------------------------------------------------------------------------------------- target side
 
 def load_data_sql(table: str, columns: Sequence[SourceColumn], escaped: bool = True) -> str:
     """LOAD DATA LOCAL INFILE for lines made by `tsv_field` (backslash escapes) or, not `escaped`, by
-    `encode.sqlite_lines` (no escape character: a quote inside an enclosed field is doubled); binary
+    `sqlite_lines_select` (no escape character: a quote inside an enclosed field is doubled); binary
     columns arrive as hex."""
     targets, sets = [], []
     for i, c in enumerate(columns):

@@ -339,29 +339,6 @@ def test_load_data_lines_keep_every_value_apart():
         "NULL\tNULL\tNULL\tNULL\tNULL\n")
 
 
-def test_sqlite_lines_encode_each_storage_class_in_each_kind_of_column():
-    """SQLite lets any column hold any storage class: the compiled encoder tests each value's type, so an
-    integer in a text column, text in an integer column, a BLOB in a text column or text in a binary one
-    is encoded as what it is, never as what its column usually holds."""
-    from runner.move.encode import sqlite_lines
-
-    kinds = ("int", "text", "binary", "decimal", "temporal", "float")
-    encode = sqlite_lines([SourceColumn(k, k, sa.Text()) for k in kinds])
-    rows = [(1, "it's\ttab\nnl \\ nul\x00", b"\x00\xff'", 2.5, "2024-02-29 23:59:59.5", 0.1 + 0.2),
-            (None, "NULL", None, None, None, None),
-            ("12'", 7, "text", 12, 20240229, -1.7976931348623157e308),
-            (2 ** 63 - 1, "", b"", Decimal("1E-7"), dt.date(2024, 2, 29), 5),
-            (1.5, b"caf\xc3\xa9 \xff", 31, "3.00", b"2024", "1e400")]
-    assert encode(rows) == (
-        b"1\t'it''s\ttab\nnl \\ nul\x00'\t00ff27\t2.5\t'2024-02-29 23:59:59.5'\t0.30000000000000004\n"
-        b"NULL\t'NULL'\tNULL\tNULL\tNULL\tNULL\n"
-        b"'12'''\t7\t74657874\t12\t20240229\t-1.7976931348623157e+308\n"
-        b"9223372036854775807\t''\t\t0.0000001\t'2024-02-29'\t5\n"
-        b"1.5\t'caf\xc3\xa9 \xff'\t3331\t'3.00'\t'2024'\t'1e400'\n")
-    assert sqlite_lines([SourceColumn("only", "text", sa.Text())])([("a",), (None,)]) == b"'a'\nNULL\n"
-    assert encode([]) == b""
-
-
 @pytest.mark.parametrize("quoted,csv", [
     (b"'plain'", b"'plain'"),
     (b"'nul\\0 and ctrl-z\\Z'", b"'nul\x00 and ctrl-z\x1a'"),
