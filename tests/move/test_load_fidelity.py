@@ -145,3 +145,26 @@ def test_sqlite_to_mariadb_rendered_by_sqlite_keeps_every_value(tmp_path: Path, 
     got = mariadb_rows(mdb, fresh_db, "copy_of_src", columns)
     assert table_digest(got, columns) == table_digest(rows, columns)
     assert any(r[1] is not None and "\x00" in r[1] for r in got) and any(r[1] == "" for r in got)
+
+
+def test_sqlite_values_of_another_storage_class_than_their_column_arrive_as_what_they_are(
+        tmp_path: Path, mdb: PrivateMariaDB, fresh_db: str) -> None:
+    """SQLite keeps any value in any column: text in an INTEGER column, numbers and a BLOB in a TEXT column,
+    text and a number in a BLOB column. Each is rendered by its own storage class, and loads as the same value."""
+    source = tmp_path / "source.db"
+    conn = sqlite3.connect(source)
+    conn.execute("CREATE TABLE src (id INTEGER PRIMARY KEY, n INTEGER, s TEXT, b BLOB)")
+    conn.executemany("INSERT INTO src VALUES (?, ?, ?, ?)", [
+        (1, "12", 7, "text in a blob"), (2, 5, 2.5, 31), (3, None, "café".encode(), b"\x00'\t\n\\"),
+        (4, 6, "it's \t\\ NULL", None), (5, 2 ** 63 - 1, "", b"")])
+    conn.commit()
+    conn.close()
+    execute(mdb, fresh_db, "CREATE TABLE copy_of_src (id INT PRIMARY KEY, n BIGINT NULL, s VARCHAR(40) NULL, "
+                           "b VARBINARY(40) NULL)")
+    project = FaultProject(tmp_path, {"src": {"url": f"sqlite:///{source}"}, "dst": mysql_db(mdb, fresh_db)})
+    outcome = project.run(project.job("copy", load_job("copy_of_src", "SELECT id, n, s, b FROM src")))
+    assert outcome.code == 0, outcome.output
+    assert "by LOAD DATA LOCAL INFILE" in outcome.output
+    assert sorted(mariadb_rows(mdb, fresh_db, "copy_of_src", ("id", "n", "s", "b"))) == [
+        (1, 12, "7", b"text in a blob"), (2, 5, "2.5", b"31"), (3, None, "café", b"\x00'\t\n\\"),
+        (4, 6, "it's \t\\ NULL", None), (5, 2 ** 63 - 1, "", b"")]
