@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from runner.state.ledger import HOST, runs  # noqa: E402
-from runner.state.slots import SlotLedger, missed_slots, slots  # noqa: E402
+from runner.state.slots import MissedRecord, SlotLedger, missed_slots, slots  # noqa: E402
 from tests.harness.mariadb import PrivateMariaDB  # noqa: E402
 
 UTC = timezone.utc
@@ -117,7 +117,8 @@ def one_by_one(state_url: str, outage_slots: int) -> float:
     for j in range(SAMPLE_JOBS):
         for k in range(min(outage_slots, 400)):
             slot = t0 + timedelta(minutes=k)
-            ledger.record_missed(f"scratch{j}", [(slot, slot.date().isoformat())], "due", "missed (benchmark)")
+            ledger.claim_many([], [MissedRecord(f"scratch{j}", "due", "missed (benchmark)",
+                                                listed=((slot, slot.date().isoformat()),))])
             n += 1
     ledger.dispose()
     return (time.perf_counter() - started) / n
