@@ -63,6 +63,24 @@ class _Niced:
         return self.app(environ, start_response)
 
 
+class _OneLine(logging.Filter):
+    """waitress's own errors in one line, without a traceback: a client that hangs up mid-answer, or a
+    fault in waitress's handling of it (3.0 trips over a request it could not parse), ends that
+    connection only, and the daemon's log stays readable."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc, text = record.exc_info[1], record.getMessage()
+            record.msg = "web: %s (%s: %s); the other connections are served as before"
+            record.args = (text, type(exc).__name__, logs.REDACTOR.scrub(str(exc)))
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True
+
+
+_ONE_LINE = _OneLine()
+
+
 class WebServer:
     """One waitress server over the project's app; `run()` serves until `stop()`."""
 
@@ -71,6 +89,8 @@ class WebServer:
 
         # With two handler threads a request waiting its turn is normal, not worth a warning each time.
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+        if _ONE_LINE not in logging.getLogger("waitress").filters:
+            logging.getLogger("waitress").addFilter(_ONE_LINE)
         self.spec = spec or project.settings.web or WebSpec()
         self.actions = Actions()
         self.site = Site(project, self.actions, self.spec)

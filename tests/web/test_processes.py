@@ -187,3 +187,36 @@ def test_the_daemon_goes_on_when_its_web_port_is_taken(tmp_path: Path) -> None:
             ledger.dispose()
     log = (tmp_path / "daemon.log").read_text()
     assert "cannot listen" in log and "the scheduler runs without its web pages" in log
+
+
+def test_an_error_inside_waitress_is_one_warning_line_without_a_traceback(tmp_path: Path) -> None:
+    """waitress logs its own faults with a traceback (3.0.2 raises AttributeError in its handler for a
+    client that hung up on a request it could not parse, seen in the daemon test above under load):
+    through the server's logger they are one warning line naming the fault, without a traceback, and
+    serving goes on."""
+    import io
+    import logging
+
+    from waitress.utilities import logger as waitress_logger
+
+    from tests.fixtures.core import write_project
+    from tests.webkit import serving
+
+    root = write_project(tmp_path, {"one": "database: warehouse\ntasks:\n  - name: t\n    sql: SELECT 1\n"})
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+    try:
+        with serving(root) as served:
+            try:
+                raise AttributeError("'HTTPRequestParser' object has no attribute 'path'")
+            except AttributeError:
+                waitress_logger.exception("Exception when servicing %r", "<channel 127.0.0.1:41784>")
+            assert get(served.port, "/")[0] == 200
+    finally:
+        logging.getLogger().removeHandler(handler)
+    text = out.getvalue()
+    line = next(x for x in text.splitlines() if "Exception when servicing" in x)
+    assert line.startswith("WARNING web: Exception when servicing '<channel 127.0.0.1:41784>' (AttributeError: "), line
+    assert "Traceback" not in text, text
