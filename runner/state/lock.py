@@ -236,15 +236,18 @@ class _LockSql:
     held: str
     release: str
     session: str
+    owner: str  # the session holding the lock (the holder row's connection_id), or NULL
 
 
 _MYSQL = _LockSql("SELECT GET_LOCK(:n, 0)", "SELECT IS_USED_LOCK(:n) = CONNECTION_ID()", "SELECT RELEASE_LOCK(:n)",
-                  "SELECT CONNECTION_ID()")
+                  "SELECT CONNECTION_ID()", "SELECT IS_USED_LOCK(:n)")
 # An advisory lock's 64-bit key shows in pg_locks as classid (high half) and objid (low half).
 _POSTGRES = _LockSql("SELECT pg_try_advisory_lock(:k)::int",
                      "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() "
                      "AND granted AND classid = :hi AND objid = :lo AND objsubid = 1",
-                     "SELECT pg_advisory_unlock(:k)", "SELECT pg_backend_pid()")
+                     "SELECT pg_advisory_unlock(:k)", "SELECT pg_backend_pid()",
+                     "SELECT (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                     "AND classid = :hi AND objid = :lo AND objsubid = 1 LIMIT 1)")
 
 
 def advisory_key(name: str) -> int:
@@ -397,8 +400,7 @@ def _server_locks(ledger: Ledger, jobs: Sequence[str], trigger: str, sql: _LockS
                     c.conn.execute(_holder_upsert(ledger.engine.dialect.name),
                                    [dict(job=jobs[i], host=HOST, pid=os.getpid(), trigger=trigger,
                                          connection_id=c.conn_id, since=now) for i in won])
-                rows = {r["job"]: dict(r) for r in c.conn.execute(sa.select(_holders).where(
-                    _holders.c.job.in_([jobs[i] for i in lost]))).mappings()} if lost else {}
+                rows = _holders_of(c.conn, [jobs[i] for i in lost], [params[i] for i in lost], sql) if lost else {}
             for i in won:
                 out[i] = _holding(ledger, c, jobs[i], params[i], sql)
             for i in lost:
@@ -421,6 +423,18 @@ def _server_locks(ledger: Ledger, jobs: Sequence[str], trigger: str, sql: _LockS
                 _held_here.discard((ledger.url, jobs[i]))
         raise
     return [out[i] for i in range(len(jobs))]
+
+
+def _holders_of(conn: sa.Connection, jobs: Sequence[str], params: Sequence[dict[str, Any]],
+                sql: _LockSql) -> dict[str, dict[str, Any]]:
+    """The holder rows of locks held elsewhere, each only when it is the holding session's own: a row
+    outlives its lock (a release does not delete it, which would cost the server a commit per job), and
+    the next holder writes its row a round trip after taking the lock."""
+    text, binds = _many(sql.owner, params)
+    owners = dict(zip(jobs, conn.execute(sa.text(text), binds).one()))
+    rows = conn.execute(sa.select(_holders).where(_holders.c.job.in_(list(jobs)))).mappings()
+    return {r["job"]: dict(r) for r in rows
+            if owners.get(r["job"]) is not None and r["connection_id"] == int(owners[r["job"]])}
 
 
 def _many(stmt: str, params: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
@@ -458,9 +472,7 @@ def _holding(ledger: Ledger, c: _Carrier, job: str, params: dict[str, Any], sql:
         try:
             with c.turn:
                 if c.usable:  # a lost connection took its lock with it
-                    try:
-                        conn.execute(_holders.delete().where(_holders.c.job == job,
-                                                             _holders.c.connection_id == c.conn_id))
+                    try:  # the holder row stays: it names a holder only while its session holds the lock
                         if conn.execute(release).scalar() not in (1, True):
                             _discard(conn)  # not released: the connection must not take other locks
                     except sa.exc.SQLAlchemyError:
