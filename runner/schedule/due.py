@@ -248,6 +248,19 @@ class DueRunner:
             finally:
                 p.release.close()
 
+    def _lock_all(self, jobs: Sequence[Job], trigger: str,
+                  held: list[tuple[Job, Held, contextlib.ExitStack]]) -> dict[str, JobLocked]:
+        """Take the jobs' locks at once: each one taken is added to `held` with the ExitStack that
+        releases it; the refusals are returned, by job name."""
+        refused: dict[str, JobLocked] = {}
+        for job, got in zip(jobs, job_locks(self.project, self.ledger, [job.name for job in jobs], trigger)):
+            if isinstance(got, JobLocked):
+                refused[job.name] = got
+            else:
+                release = contextlib.ExitStack()
+                held.append((job, release.enter_context(got), release))
+        return refused
+
     def prepare(self, jobs: Sequence[Job], trigger: str, explicit: bool = False) -> list[Prepared | Outcome]:
         """For each job: take its lock, settle abandoned runs and missed slots, claim what is to run.
         The ledger is read, and the plain claims written, once for all the jobs. `explicit`: the jobs
@@ -255,13 +268,8 @@ class DueRunner:
         held: list[tuple[Job, Held, contextlib.ExitStack]] = []
         out: dict[str, Prepared | Outcome] = {}
         try:
-            taken = job_locks(self.project, self.ledger, [job.name for job in jobs], trigger)
-            for job, got in zip(jobs, taken):  # entered at once: each is released with its ExitStack
-                if isinstance(got, JobLocked):
-                    out[job.name] = Outcome(job.name, locked=str(got))
-                else:
-                    release = contextlib.ExitStack()
-                    held.append((job, release.enter_context(got), release))
+            for name, why in self._lock_all(jobs, trigger, held).items():
+                out[name] = Outcome(name, locked=str(why))
             now = clock.now()
             looks = self.looks([job for job, _, _ in held], now, explicit) if held else {}
             plans = {job.name: self._settle(job, trigger, looks[job.name]) for job, _, _ in held}
@@ -302,13 +310,8 @@ class DueRunner:
         held: list[tuple[Job, Held, contextlib.ExitStack]] = []
         early, rest = Early(slot, trigger, []), []
         try:
-            taken = job_locks(self.project, self.ledger, [job.name for job in jobs], trigger)
-            for job, got in zip(jobs, taken):  # entered at once: each is released with its ExitStack
-                if isinstance(got, JobLocked):
-                    rest.append(job)
-                else:
-                    release = contextlib.ExitStack()
-                    held.append((job, release.enter_context(got), release))
+            refused = self._lock_all(jobs, trigger, held)
+            rest.extend(job for job in jobs if job.name in refused)
             looks = self.looks([job for job, _, _ in held], slot, record_seen=False) if held else {}
             for job, lock, release in held:
                 look = looks[job.name]
