@@ -10,6 +10,7 @@ takes the slot's claim over from it in the transaction that starts the re-run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 import uuid
@@ -281,8 +282,6 @@ class SlotLedger(Ledger):
     def __init__(self, url: str, create: bool = True):
         super().__init__(url, create)
         self._turns = _Turns() if self.engine.dialect.name == "sqlite" else None
-        self._fast = ((_DriverInsert(slots, self.engine.dialect), _DriverInsert(runs, self.engine.dialect))
-                      if self.engine.dialect.name == "sqlite" else None)
         self._claimed: set[str] = set()
         self._pending: list[_Ticket] = []
         self._pending_lock = threading.Lock()
@@ -380,6 +379,14 @@ class SlotLedger(Ledger):
         return out
 
     # -- claiming
+    @functools.cached_property
+    def _fast(self) -> tuple[_DriverInsert, _DriverInsert] | None:
+        """On SQLite, the inserts of claims and run rows compiled for the driver (on first use: a run by
+        hand never claims many)."""
+        if self.engine.dialect.name != "sqlite":
+            return None
+        return _DriverInsert(slots, self.engine.dialect), _DriverInsert(runs, self.engine.dialect)
+
     def claim_many(self, claims: Sequence[Claim], missed: Sequence[MissedRecord] = ()) -> list[Claim]:
         """Claim several slots (each with its run row) and record missed ones, in one transaction; the
         claims that were won. When another process claimed one of them first, each is tried on its own."""
