@@ -89,8 +89,7 @@ class WebServer:
 
         # With two handler threads a request waiting its turn is normal, not worth a warning each time.
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-        if _ONE_LINE not in logging.getLogger("waitress").filters:
-            logging.getLogger("waitress").addFilter(_ONE_LINE)
+        logging.getLogger("waitress").addFilter(_ONE_LINE)  # added once however many servers start
         self.spec = spec or project.settings.web or WebSpec()
         self.actions = Actions()
         self.site = Site(project, self.actions, self.spec)
