@@ -22,7 +22,6 @@ on time. Other processes on the machine move these figures: the load average is 
 from __future__ import annotations
 
 import argparse
-import compileall
 import os
 import signal
 import sqlite3
@@ -37,6 +36,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 import yaml
+
+from compiled import compile_runner  # bench/compiled.py
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -214,9 +215,7 @@ def main() -> None:
     p.add_argument("--minutes", type=int, default=2, help="minutes of daemon slots after the outage (default 2)")
     p.add_argument("--stores", default="sqlite,mariadb", help="comma-separated: sqlite, mariadb")
     args = p.parse_args()
-    # The runner's bytecode written once, as installing it does: under PYTHONDONTWRITEBYTECODE every run
-    # would compile its changed modules again, a cost no installed runner pays.
-    compileall.compile_dir(REPO / "runner", quiet=1)
+    compile_runner()
     print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores")
     stores = args.stores.split(",")
     if "sqlite" in stores:

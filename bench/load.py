@@ -34,7 +34,6 @@ Targets (issue 10): SQLite -> MariaDB >= 0.7x (d); MariaDB -> PostgreSQL >= 0.5x
 from __future__ import annotations
 
 import argparse
-import compileall
 import csv
 import statistics
 import subprocess
@@ -43,6 +42,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Callable
+
+from compiled import compile_runner  # bench/compiled.py
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -363,9 +364,7 @@ def main() -> int:
     args = ap.parse_args()
     results: dict[str, list[float]] = {}
     rss: list[float] = []
-    # The runner's bytecode written once, as installing it does: under PYTHONDONTWRITEBYTECODE every run
-    # would compile its modules again, a cost no installed runner pays.
-    compileall.compile_dir(REPO / "runner", quiet=1)
+    compile_runner()
     with tempfile.TemporaryDirectory() as tmp, \
             PrivateMariaDB(extra_args=(f"--innodb-buffer-pool-size={args.buffer_pool}",)) as server:
         bench = Bench(server, Path(tmp))

@@ -11,7 +11,6 @@ and prints both medians and their ratio (target: at most 1.3).
 from __future__ import annotations
 
 import argparse
-import compileall
 import os
 import statistics
 import subprocess
@@ -19,6 +18,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from compiled import compile_runner  # bench/compiled.py
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET = 1.3
@@ -42,9 +43,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=15)
     args = ap.parse_args()
-    # The runner's bytecode written once, as installing it does: under PYTHONDONTWRITEBYTECODE every run
-    # would compile its changed modules again, a cost no installed runner pays.
-    compileall.compile_dir(REPO / "runner", quiet=1)
+    compile_runner()
     # PYTHONDONTWRITEBYTECODE set to anything, "0" too, stops Python writing bytecode: left out.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     with tempfile.TemporaryDirectory() as tmp:
