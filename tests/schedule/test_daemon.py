@@ -202,8 +202,8 @@ def test_two_daemons_and_due_claim_many_jobs_in_batches_and_run_each_slot_once(t
                                                                               fresh_db: str) -> None:
     """Forty jobs due every two seconds, two daemons and `--due` in a loop on one MariaDB state store:
     each daemon takes the locks a moment before the slot and claims the slots of the jobs it holds in
-    one transaction at the slot's time. No slot runs twice and nearly all run; both daemons claim
-    several jobs' slots of one slot, and never before the slot."""
+    one transaction at the slot's time. No slot runs twice and nearly all run, each claimed by one of
+    the daemons, never before the slot."""
     url = mdb.url(fresh_db)
     conn = mdb.connect(fresh_db, autocommit=True)
     with conn.cursor() as cur:
@@ -257,8 +257,10 @@ def test_two_daemons_and_due_claim_many_jobs_in_batches_and_run_each_slot_once(t
     assert sorted(ticked) == sorted(r["run_id"] for r in every if r["status"] == "success")
     by_daemons = [r for r in window if r["trigger"] == "daemon"]
     assert all(r["started_at"] >= r["slot"].replace(tzinfo=None) for r in by_daemons)  # never claimed early
-    shares = Counter((r["pid"], r["slot"]) for r in by_daemons)  # both won several jobs of one slot
-    assert {pid for (pid, _), n in shares.items() if n > 1} == {d.pid for d in daemons}, shares
+    # Which daemon wins a slot's jobs is a race: each takes the locks of up to 50 jobs in one statement,
+    # so the first to ask usually holds all forty. What holds either way: the daemons claimed the slots,
+    # none twice (above), every claim by one of the two.
+    assert by_daemons and {r["pid"] for r in by_daemons} <= {d.pid for d in daemons}
 
 
 def test_a_schedule_wakes_a_lead_before_each_slot_and_each_wake_up_belongs_to_its_slot() -> None:
