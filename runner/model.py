@@ -20,6 +20,7 @@ class RetrySpec:
 
 @dataclass(frozen=True)
 class PoolSpec:
+    """A database's connection pool (databases.yml `pool:`)."""
     size: int = 5
     max_overflow: int = 0
     timeout: float = 30.0
@@ -31,6 +32,7 @@ class PoolSpec:
 
 @dataclass(frozen=True)
 class Database:
+    """A named database of conf/databases.yml: its url, pool and driver arguments."""
     name: str
     url: str
     pool: PoolSpec = PoolSpec()
@@ -66,6 +68,7 @@ class Statement:
 
 @dataclass(frozen=True)
 class ExportSpec:
+    """An export task's query and the file it writes."""
     query: Statement
     path: str
     format: str = "csv"  # csv | jsonl
@@ -75,12 +78,14 @@ class ExportSpec:
 
 @dataclass(frozen=True)
 class IncrementalSpec:
+    """The watermark column of an incremental task, and its value before the first run."""
     column: str
     initial: object = None
 
 
 @dataclass(frozen=True)
 class LoadSpec:
+    """A load task: rows of a query on the source database written into a table of the target."""
     source: str
     query: Statement
     table: str
@@ -93,6 +98,7 @@ class LoadSpec:
 
 @dataclass(frozen=True)
 class Task:
+    """One task of a job file: what it runs, where, after which tasks, and how it is retried."""
     name: str
     database: str
     statements: tuple[Statement, ...] = ()
@@ -138,6 +144,7 @@ class NotifyTarget:
 
 @dataclass(frozen=True)
 class Job:
+    """A job file of jobs/: its tasks, schedule, parameters and notifications."""
     name: str
     file: str
     tasks: tuple[Task, ...]
@@ -180,6 +187,7 @@ class WebSpec:
 
 @dataclass(frozen=True)
 class Settings:
+    """conf/runner.yml, with its defaults."""
     root: Path
     timezone: str = "UTC"
     state_url: str = "sqlite:///var/runner-state.db"

@@ -199,6 +199,7 @@ def refused_override(name: str, job: Job | None = None) -> str | None:
 
 @dataclass(frozen=True)
 class MissingParam:
+    """A statement's :name that no parameter of the run supplies."""
     task: str
     name: str
     statement: Statement

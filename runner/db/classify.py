@@ -45,6 +45,7 @@ RECONNECT_CAP = 2.0
 
 @dataclass(frozen=True)
 class Verdict:
+    """What a database error means for the attempt: its kind, and whether to retry or reconnect."""
     kind: Kind
     errno: int | None
     retryable: bool

@@ -18,6 +18,7 @@ KIND = {"failure": "failure", "missed": "warning", "late": "warning", "abandoned
 
 @dataclass(frozen=True)
 class Message:
+    """An alert as a notification target receives it."""
     title: str
     body: str
     kind: str  # Apprise notify type: info | success | warning | failure

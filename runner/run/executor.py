@@ -36,6 +36,7 @@ log = logging.getLogger("runner.executor")
 
 @dataclass(frozen=True)
 class RunRequest:
+    """A run to make: the job, its date, --param values and where it came from."""
     job: Job
     run_date: date
     params: Mapping[str, str] = field(default_factory=dict)
@@ -53,6 +54,7 @@ class RunRequest:
 
 @dataclass
 class TaskResult:
+    """The outcome of one task of a run."""
     name: str
     status: str = "pending"  # success | failed | skipped | pending
     attempts: int = 0
@@ -68,6 +70,7 @@ class TaskResult:
 
 @dataclass
 class RunResult:
+    """The outcome of a run, task by task."""
     run_id: str
     job: str
     run_date: date
@@ -509,6 +512,7 @@ class _Committed(Exception):
 
 @dataclass
 class _RunContext:
+    """What the tasks of one run share: its id, parameters, deadline, lock check, and the tasks a re-run resumes from."""
     run_id: str
     job: Job
     params: dict[str, Any]

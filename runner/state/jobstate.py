@@ -38,6 +38,7 @@ seen = sa.Table(
 
 @dataclass(frozen=True)
 class Pause:
+    """A pause of a job (--pause): who, when and why."""
     job: str
     by: str
     at: datetime

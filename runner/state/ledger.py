@@ -173,6 +173,7 @@ def alert_row(alert: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class TaskAttempt:
+    """One attempt of a task, as the ledger records it."""
     run_id: str
     task: str
     attempt: int

@@ -16,10 +16,8 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 
 from runner import clock
-from runner.state.jobstate import pauses
 from runner.state.ledger import Ledger, attempts, origins, runs
 from runner.state.slots import slots
-from runner.state.watermarks import changes
 
 log = logging.getLogger("runner.retention")
 
@@ -43,6 +41,9 @@ def prune(ledger: Ledger, days: int, now: datetime | None = None, batch: int = B
           budget: float | None = BUDGET) -> tuple[int, int]:
     """Delete the runs older than `days` days, `batch` runs per transaction, for at most `budget`
     seconds (None: until none is left). Returns (runs deleted, transactions)."""
+    from runner.state.jobstate import pauses  # only when a run is old enough: most calls end at prune_due
+    from runner.state.watermarks import changes
+
     cutoff = cutoff_of(days, now or clock.now())
     ledger.ensure(slots, pauses, changes)
     started = clock.monotonic()

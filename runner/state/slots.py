@@ -146,6 +146,7 @@ class Unfinished:
 
 @dataclass(frozen=True)
 class Claim:
+    """A slot's claim: the run that holds it."""
     job: str
     slot: datetime
     run_id: str
@@ -201,6 +202,7 @@ def _alerts(rec: MissedRecord, missed_runs: list[tuple[str, datetime]]) -> list[
 
 @dataclass(frozen=True)
 class JobSlots:
+    """What the ledger says of a job's slots: the latest claimed, and runs left unfinished."""
     last: datetime | None  # the latest slot with a claim (run, running, missed or abandoned)
     unfinished: tuple[Unfinished, ...]
     last_run: str | None = None  # the run holding the latest slot's claim

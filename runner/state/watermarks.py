@@ -30,6 +30,7 @@ changes = sa.Table(
 
 @dataclass(frozen=True)
 class Stored:
+    """A task's watermark as the state store holds it."""
     job: str
     task: str
     text: str | None  # the ledger's text of the watermark state
@@ -38,6 +39,7 @@ class Stored:
 
 @dataclass(frozen=True)
 class Change:
+    """A change of a watermark by hand (--watermark), for the record."""
     job: str
     task: str
     at: datetime
