@@ -129,9 +129,10 @@ def transaction_ended(raw: Any) -> None:
 class PoolGuard:
     """The pool events of one engine: health at checkout, cheap reset at return, leak tracking."""
 
-    def __init__(self, db: Database, engine: Engine):
+    def __init__(self, db: Database, engine: Engine, autocommit: bool = False):
         self.db = db
         self.engine = engine
+        self.autocommit = autocommit  # no transaction outlives a statement: nothing to roll back at return
         self.mysql = is_mysql(engine)
         self.recycle = float(db.pool.recycle) if db.pool.recycle and db.pool.recycle > 0 else None
         self.skip = db.pool.ping_skip_ms / 1000.0
@@ -228,7 +229,7 @@ class PoolGuard:
 
     # -- return: ROLLBACK unless the borrower ended its transaction and the server agrees none is open
     def on_reset(self, dbapi_conn: Any, record: Any, state: Any) -> None:
-        if state.transaction_was_reset or not state.asyncio_safe or dbapi_conn is None:
+        if state.transaction_was_reset or not state.asyncio_safe or dbapi_conn is None or self.autocommit:
             return
         in_trans = self.mysql and (getattr(dbapi_conn, "server_status", 0) or 0) & SERVER_STATUS_IN_TRANS
         if record.info.get(_ENDED) and not in_trans:
@@ -306,9 +307,13 @@ def timed_pool(database: str) -> type[TimedQueuePool]:
     return type("TimedQueuePool", (TimedQueuePool,), {"database": database})
 
 
-def make_engine(db: Database) -> tuple[Engine, PoolGuard]:
+def make_engine(db: Database, autocommit: bool = False) -> tuple[Engine, PoolGuard]:
+    """The engine of a database, with its pool guard. `autocommit` (a server): every statement commits
+    itself, one round trip, with no COMMIT or ROLLBACK after it; for writes of one statement each."""
     url = make_url(db.url)
     kwargs: dict[str, Any] = {"pool_pre_ping": False, "pool_reset_on_return": None, "pool_recycle": -1}
+    if autocommit and url.get_backend_name() != "sqlite":
+        kwargs.update(isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True)
     if url.get_backend_name() != "sqlite" or url.database not in (None, "", ":memory:"):
         kwargs["poolclass"] = timed_pool(db.name)
     if url.get_backend_name() != "sqlite":
@@ -336,7 +341,7 @@ def make_engine(db: Database) -> tuple[Engine, PoolGuard]:
         _sqlite_transactions(engine)
     else:
         event.listen(engine, "handle_error", on_error)
-    return engine, PoolGuard(db, engine)
+    return engine, PoolGuard(db, engine, autocommit=kwargs.get("isolation_level") == "AUTOCOMMIT")
 
 
 def create_tables(engine: Engine, *tables: Any, attempts: int = 6) -> None:

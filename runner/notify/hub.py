@@ -9,6 +9,7 @@ the alerts it queued, and those earlier processes left pending, are sent (or sta
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
@@ -110,8 +111,12 @@ class Hub:
         if self.metrics is not None:
             self.metrics.close()
 
-    def after_run(self) -> None:
-        self.courier.kick()
+    def after_run(self, sent: bool = True) -> None:
+        """A run or a record of missed slots ended: the textfile is written, and the courier is asked for
+        a pass when it queued alerts (`sent`); what earlier processes left pending was asked for at
+        start, and the daemon's look asks again."""
+        if sent:
+            self.courier.kick()
         self._write_textfile()
 
     def _write_textfile(self) -> None:
@@ -142,8 +147,9 @@ class Hub:
             self.metrics.slots_missed(job.name, missed)
             for trigger in abandoned:
                 self.metrics.abandoned(job.name, trigger)
+        told = (missed and self._targets(job, "missed")) or (abandoned and self._targets(job, "abandoned"))
         if missed or abandoned:
-            self.after_run()
+            self.after_run(sent=bool(told))
 
     def check_late(self, jobs: Sequence[Job], first_slots: Mapping[str, datetime | None],
                    schedules: Callable[[Job], "Schedule"], now: datetime | None = None) -> list[tuple[str, datetime]]:
@@ -194,6 +200,8 @@ class _Alerts:
 
     def __init__(self, hub: Hub):
         self.hub = hub
+        self._queued: set[str] = set()  # runs whose outcome queued alerts (the courier sends them)
+        self._lock = threading.Lock()
 
     def started(self, req: RunRequest, run_id: str) -> None:
         if req.job.ping:
@@ -206,7 +214,11 @@ class _Alerts:
         wants_recovery = status == "success" and any("recovery" in t.on for t in targets)
         previous = self.hub.ledger.previous_outcome(req.job.name, run_id) if wants_recovery else None
         events = run_events(status, req.trigger, previous)
-        return [alert(req.job.name, event, t, run_id, req.slot) for event, t in routed(events, targets)]
+        queued = [alert(req.job.name, event, t, run_id, req.slot) for event, t in routed(events, targets)]
+        if queued:
+            with self._lock:
+                self._queued.add(run_id)
+        return queued
 
     def finished(self, req: RunRequest, result: RunResult) -> None:
         if req.job.ping:
@@ -215,4 +227,7 @@ class _Alerts:
             if result.error:
                 body += "\n" + logs.REDACTOR.scrub(result.error)
             self.hub.pinger.ping(req.job.ping, outcome, body)
-        self.hub.after_run()
+        with self._lock:
+            sent = result.run_id in self._queued
+            self._queued.discard(result.run_id)
+        self.hub.after_run(sent=sent)

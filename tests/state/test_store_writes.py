@@ -1,0 +1,105 @@
+"""What the ledger's writes cost a shared state store: a write of one statement is one round trip in
+autocommit mode (no COMMIT, no ROLLBACK after it), as the server's own counters show; the connections
+that carry them heal after the server killed them; and a process whose runs queue no alert does not read
+the outbox after every run."""
+
+from __future__ import annotations
+
+import io
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from runner.cli.main import main
+from runner.state.ledger import attempts, runs
+from runner.state.slots import SlotLedger
+from tests.harness.mariadb import PrivateMariaDB
+from tests.schedkit import SchedProject, seen_since
+
+COUNTERS = ("Com_commit", "Com_rollback", "Com_insert", "Com_update")
+
+
+def _status(mdb: PrivateMariaDB) -> dict[str, int]:
+    conn = mdb.connect(db=None, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN (%s, %s, %s, %s)", COUNTERS)
+            return {name: int(value) for name, value in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+def _record_run(ledger: SlotLedger, run_id: str) -> None:
+    ledger.start_run(run_id, "nightly", "2026-12-01", trigger="manual")
+    attempt = ledger.start_attempt(run_id, "load", 1)
+    ledger.finish_attempt(attempt, "success", rows=7)
+    ledger.finish_run(run_id, "success", 1, 7)
+
+
+def test_a_runs_writes_on_a_mariadb_store_commit_themselves_without_a_commit_or_rollback(
+        mdb: PrivateMariaDB, fresh_db: str) -> None:
+    ledger = SlotLedger(mdb.url(fresh_db))
+    try:
+        _record_run(ledger, "warm0000")  # tables made, connections open
+        before = _status(mdb)
+        _record_run(ledger, "run00001")
+        after = _status(mdb)
+        delta = {k: after[k] - before[k] for k in COUNTERS}
+        assert delta == {"Com_commit": 0, "Com_rollback": 0, "Com_insert": 2, "Com_update": 2}, delta
+        # committed: another session sees the whole record
+        engine = sa.create_engine(mdb.url(fresh_db))
+        with engine.connect() as conn:
+            run = conn.execute(sa.select(runs.c.status, runs.c.rows).where(runs.c.run_id == "run00001")).one()
+            attempt = conn.execute(sa.select(attempts.c.status, attempts.c.rows)
+                                   .where(attempts.c.run_id == "run00001")).one()
+        engine.dispose()
+        assert tuple(run) == ("success", 7) and tuple(attempt) == ("success", 7)
+    finally:
+        ledger.dispose()
+
+
+def test_the_ledgers_write_connections_are_replaced_after_the_server_killed_them(
+        mdb: PrivateMariaDB, fresh_db: str) -> None:
+    ledger = SlotLedger(mdb.url(fresh_db))
+    try:
+        _record_run(ledger, "first000")
+        admin = mdb.connect(db=None, autocommit=True)
+        try:
+            with admin.cursor() as cur:
+                cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()",
+                            (fresh_db,))
+                ids = [row[0] for row in cur.fetchall()]
+                assert ids, "the ledger holds no connection to kill"
+                for conn_id in ids:
+                    cur.execute(f"KILL CONNECTION {int(conn_id)}")
+        finally:
+            admin.close()
+        time.sleep(0.7)  # idle past the pool's ping window: the checkout finds them dead and reconnects
+        _record_run(ledger, "second00")
+        assert ledger.run("second00")["status"] == "success"
+    finally:
+        ledger.dispose()
+
+
+def test_runs_that_queue_no_alert_leave_the_outbox_unread_until_the_process_ends(tmp_path: Path) -> None:
+    p = SchedProject(tmp_path, {"wh": "sqlite:///var/wh.db"}, state_url=f"sqlite:///{tmp_path}/var/state.db")
+    for i in range(12):
+        p.job(f"job{i:02d}", {"schedule": "* * * * *", "database": "wh", "tasks": [{"name": "t", "sql": "SELECT 1"}]})
+    seen_since(p.state_url, [f"job{i:02d}" for i in range(12)], datetime.now(timezone.utc) - timedelta(minutes=3))
+    reads: list[str] = []
+
+    def _seen(_conn, _cur, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        if "FROM runner_notifications" in statement:
+            reads.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", _seen)
+    try:
+        assert main(["--conf", str(p.root / "conf"), "--due", "-q"], out=io.StringIO()) == 0
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", _seen)
+    ran = SlotLedger(p.state_url).history(limit=100)
+    assert sorted(r["job"] for r in ran if r["status"] == "success") == [f"job{i:02d}" for i in range(12)]
+    # one pass when the process starts (what earlier processes left pending), one when it ends
+    assert len(reads) <= 2, reads
