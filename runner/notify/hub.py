@@ -58,7 +58,7 @@ class Hub:
         self._counted_since_write = False  # alerts counted after the textfile was last written
         self.courier = Courier(project, ledger, jobs, self._notified if self.metrics else None, send)
         self.pinger = Pinger(s.ping_timeout)
-        self._late_settled: set[tuple[str, datetime]] = set()
+        self._late_settled: dict[str, datetime] = {}  # per job, the latest slot whose `late` is settled
 
     def _notified(self, target: str, ok: bool) -> None:
         assert self.metrics is not None
@@ -164,11 +164,11 @@ class Hub:
             if not targets:
                 continue
             slot = late_slot(schedules(job), now, job.late_after)
-            if slot is None or (job.name, slot) in self._late_settled:
+            if slot is None or self._late_settled.get(job.name) == slot:
                 continue
             statuses = [status for _, status, _ in self.outbox.slot_runs(job.name, slot)]
             if "success" in statuses or self.outbox.late_raised(job.name, slot):
-                self._late_settled.add((job.name, slot))
+                self._late_settled[job.name] = slot
                 continue
             if not is_late(statuses, slot, first_slots.get(job.name)):
                 continue
@@ -179,7 +179,7 @@ class Hub:
                     log.warning("job %s is late: slot %s has no successful run %.0fs after its time", job.name,
                                 slot.isoformat(), job.late_after)
                 raised.append((job.name, slot))
-            self._late_settled.add((job.name, slot))
+            self._late_settled[job.name] = slot
         if raised:
             self.courier.kick()
         return raised

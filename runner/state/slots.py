@@ -287,6 +287,7 @@ class SlotLedger(Ledger):
         self._claimed: set[str] = set()
         self._pending: list[_Ticket] = []
         self._pending_lock = threading.Lock()
+        self._starts = threading.Lock()  # a server's turn of attempt starts (SQLite: the writers' turns)
         self._slots_ready = False
 
     def ensure_schema(self) -> None:
@@ -320,23 +321,23 @@ class SlotLedger(Ledger):
             yield conn
 
     def start_attempt(self, run_id: str, task: str, attempt: int) -> int:
-        """On SQLite the attempts starting at one moment are written together (group commit): the first
-        writer to get its turn writes every one waiting, in one transaction."""
-        if self._turns is None or not getattr(self.engine.dialect, "insert_executemany_returning_sort_by_parameter_order",
-                                              False):  # SQLite before 3.35 has no RETURNING
-            return super().start_attempt(run_id, task, attempt)
+        """The attempts starting at one moment are written together (group commit): the first writer to
+        get its turn writes every one waiting, in one statement (on SQLite in the process's turn of
+        writers; on a server in autocommit mode, while the other writes go on beside it). A thousand
+        jobs starting at one slot then reach their first tasks in a few round trips, not a thousand."""
+        self.ensure_schema()  # connected first: what the server can do is known from then on (and memoized)
+        if not getattr(self.engine.dialect, "insert_executemany_returning_sort_by_parameter_order", False):
+            return super().start_attempt(run_id, task, attempt)  # SQLite before 3.35 has no RETURNING
         ticket = _Ticket(dict(run_id=run_id, task=task, attempt=attempt, started_at=_naive(clock.now()),
                               status="running"))
         with self._pending_lock:
             self._pending.append(ticket)
-        self.ensure_schema()
-        with self._turn(first=True):
+        with self._turn(first=True) if self._turns is not None else self._starts:
             if ticket.id is None and ticket.error is None:
                 with self._pending_lock:
                     batch, self._pending = self._pending, []
                 try:
-                    with self.engine.begin() as conn:
-                        ids = conn.execute(_START_ATTEMPTS, [t.row for t in batch]).scalars().all()
+                    ids = self._insert_attempts([t.row for t in batch])
                 except Exception as exc:
                     for t in batch:
                         t.error = exc
@@ -347,6 +348,13 @@ class SlotLedger(Ledger):
             raise ticket.error
         assert ticket.id is not None
         return int(ticket.id)
+
+    def _insert_attempts(self, rows: list[dict[str, Any]]) -> Sequence[int]:
+        if self._turns is not None:
+            with self.engine.begin() as conn:
+                return conn.execute(_START_ATTEMPTS, rows).scalars().all()
+        with self._single().connect() as conn:
+            return conn.execute(_START_ATTEMPTS, rows).scalars().all()
 
     # -- reading
     def job_slots(self, job: str) -> JobSlots:

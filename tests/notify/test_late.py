@@ -132,3 +132,35 @@ def test_the_daemons_look_raises_late_once_per_slot_also_after_a_restart(tmp_pat
         assert "no successful run 1h after the slot's time" in posts[0]["message"] and run_id in posts[0]["message"]
     finally:
         http.close()
+
+
+def test_a_daemon_looking_for_late_slots_all_day_keeps_one_settled_slot_per_job(tmp_path: Path, at) -> None:
+    """The daemon looks every minute, for months: what it remembers of slots already settled (late
+    raised, or a success seen) stays one slot per job, however many slots pass."""
+    from runner.config.project import load_project
+    from runner.notify.hub import Hub
+
+    job = ("schedule: '* * * * *'\nlate_after: 1m\ndatabase: warehouse\n"
+           "tasks:\n  - name: rollup\n    sql: \"SELECT 1\"\n")
+    write_project(tmp_path, {"minutely": job}, runner=(
+        "timezone: UTC\nnotify:\n  - url: json://127.0.0.1:9/hook\n    on: [late]\n"))
+    from runner.config.jobs import load_job
+    from runner.schedule.due import DueRunner
+
+    project = load_project(tmp_path / "conf")
+    jobs = {"minutely": load_job(project, "minutely")}
+    ledger = SlotLedger(f"sqlite:///{tmp_path / 'var' / 'runner-state.db'}")
+    hub = Hub(project, ledger, jobs)
+    due = DueRunner(project, None, ledger, hub=hub)
+    try:
+        start = datetime(2026, 11, 20, 2, 0, 30, tzinfo=timezone.utc)
+        raised = 0
+        for minute in range(120):
+            at((start + timedelta(minutes=minute)).isoformat()[:19])
+            raised += len(hub.check_late(list(jobs.values()), {"minutely": start - timedelta(days=1)},
+                                         due.schedule))
+        assert raised >= 110  # nothing ever succeeds: nearly every slot is late once
+        assert len(hub._late_settled) == 1
+    finally:
+        hub.courier.close()
+        ledger.dispose()

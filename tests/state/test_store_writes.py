@@ -6,6 +6,7 @@ the outbox after every run."""
 from __future__ import annotations
 
 import io
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,6 +17,7 @@ from runner.cli.main import main
 from runner.state.ledger import attempts, runs
 from runner.state.slots import SlotLedger
 from tests.harness.mariadb import PrivateMariaDB
+from tests.harness.postgres import PrivatePostgres
 from tests.schedkit import SchedProject, seen_since
 
 COUNTERS = ("Com_commit", "Com_rollback", "Com_insert", "Com_update")
@@ -103,3 +105,58 @@ def test_runs_that_queue_no_alert_leave_the_outbox_unread_until_the_process_ends
     assert sorted(r["job"] for r in ran if r["status"] == "success") == [f"job{i:02d}" for i in range(12)]
     # one pass when the process starts (what earlier processes left pending), one when it ends
     assert len(reads) <= 2, reads
+
+
+def _start_together(ledger: SlotLedger, n: int) -> dict[str, int]:
+    """n threads start an attempt each at one moment; the attempt id each was given, by run id."""
+    ledger.start_attempt("warm0000", "t", 1)  # tables made, a connection open
+    go = threading.Barrier(n)
+    got: dict[str, int] = {}
+
+    def start(i: int) -> None:
+        go.wait()
+        got[f"run{i:05d}"] = ledger.start_attempt(f"run{i:05d}", f"task{i}", 1)
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return got
+
+
+def _owners(url: str, ids: list[int]) -> dict[int, tuple[str, str]]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {r.id: (r.run_id, r.task) for r in conn.execute(
+                sa.select(attempts.c.id, attempts.c.run_id, attempts.c.task).where(attempts.c.id.in_(ids)))}
+    finally:
+        engine.dispose()
+
+
+def test_attempts_starting_together_on_a_mariadb_store_are_written_together_each_with_its_own_id(
+        mdb: PrivateMariaDB, fresh_db: str) -> None:
+    ledger = SlotLedger(mdb.url(fresh_db))
+    try:
+        before = _status(mdb)
+        got = _start_together(ledger, 60)
+        inserts = _status(mdb)["Com_insert"] - before["Com_insert"]
+    finally:
+        ledger.dispose()
+    assert len(got) == 60 and len(set(got.values())) == 60
+    owners = _owners(mdb.url(fresh_db), list(got.values()))
+    assert all(owners[attempt_id] == (run_id, f"task{int(run_id[3:])}") for run_id, attempt_id in got.items())
+    assert inserts < 30, f"{inserts} INSERTs for 60 attempts starting at one moment"
+
+
+def test_attempts_starting_together_on_a_postgresql_store_each_get_their_own_row(
+        pg: PrivatePostgres, fresh_pg: str) -> None:
+    url = pg.url(fresh_pg)
+    ledger = SlotLedger(url)
+    try:
+        got = _start_together(ledger, 40)
+    finally:
+        ledger.dispose()
+    owners = _owners(url, list(got.values()))
+    assert len(got) == 40 and all(owners[a] == (r, f"task{int(r[3:])}") for r, a in got.items())
