@@ -1,5 +1,5 @@
 """Catching up after an outage: 1,000 per-minute jobs whose last run was a day ago (1,439 missed slots
-each, 1.4 million in all), on a SQLite and on a MariaDB state store.
+each, 1.4 million in all), on a SQLite, a MariaDB and a PostgreSQL state store (private servers).
 
   --due     `python -m runner --due` once: it records each job's missed slots and runs its latest slot.
   daemon    `python -m runner --scheduler`: the time from its start until its start-up look has recorded
@@ -15,7 +15,7 @@ each, 1.4 million in all), on a SQLite and on a MariaDB state store.
 Targets (issue 13): --due and the daemon's start-up look each under 10 s, and the slots after the outage
 on time. Other processes on the machine move these figures: the load average is printed with them.
 
-    .venv/bin/python bench/catchup.py                       # 1,000 jobs, both stores, 2 minutes of daemon
+    .venv/bin/python bench/catchup.py                       # 1,000 jobs, all three stores, 2 minutes of daemon
     .venv/bin/python bench/catchup.py --jobs 200 --minutes 1 --stores sqlite
 """
 
@@ -45,6 +45,7 @@ sys.path.insert(0, str(REPO))
 from runner.state.ledger import HOST, runs  # noqa: E402
 from runner.state.slots import MissedRecord, SlotLedger, missed_slots, slots  # noqa: E402
 from tests.harness.mariadb import PrivateMariaDB  # noqa: E402
+from tests.harness.postgres import PrivatePostgres  # noqa: E402
 
 UTC = timezone.utc
 SAMPLE_JOBS = 3  # jobs timed the former way, one transaction per missed slot
@@ -213,7 +214,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--jobs", type=int, default=1000)
     p.add_argument("--minutes", type=int, default=2, help="minutes of daemon slots after the outage (default 2)")
-    p.add_argument("--stores", default="sqlite,mariadb", help="comma-separated: sqlite, mariadb")
+    p.add_argument("--stores", default="sqlite,mariadb,postgresql",
+                   help="comma-separated: sqlite, mariadb, postgresql (default: all three)")
     args = p.parse_args()
     compile_runner()
     print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores")
@@ -231,6 +233,14 @@ def main() -> None:
                 return server.url(db)
 
             bench_store("mariadb", make, args.jobs, args.minutes)
+    if "postgresql" in stores:
+        with PrivatePostgres() as pg:
+            def make_pg(root: Path, label: str) -> str:
+                db = f"catchup_{label}_{uuid.uuid4().hex[:6]}"
+                pg.create_database(db)
+                return pg.url(db)
+
+            bench_store("postgresql", make_pg, args.jobs, args.minutes)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
