@@ -14,17 +14,17 @@ from typing import Sequence
 import sqlalchemy as sa
 
 from runner import clock
-from runner.state.ledger import Ledger, metadata, operator
+from runner.state.ledger import Ledger, Timestamp, metadata, operator
 
 pauses = sa.Table(
     "runner_pauses", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("job", sa.String(128), nullable=False),
     sa.Column("paused_by", sa.String(255), nullable=False),
-    sa.Column("paused_at", sa.DateTime, nullable=False),
+    sa.Column("paused_at", Timestamp, nullable=False),
     sa.Column("reason", sa.Text, nullable=True),
     sa.Column("resumed_by", sa.String(255), nullable=True),
-    sa.Column("resumed_at", sa.DateTime, nullable=True),
+    sa.Column("resumed_at", Timestamp, nullable=True),
     sa.Index("ix_runner_pauses_job", "job", "resumed_at"),
 )
 
@@ -32,7 +32,7 @@ pauses = sa.Table(
 seen = sa.Table(
     "runner_jobs_seen", metadata,
     sa.Column("job", sa.String(128), primary_key=True),
-    sa.Column("first_seen", sa.DateTime, nullable=False),
+    sa.Column("first_seen", Timestamp, nullable=False),
 )
 
 

@@ -30,17 +30,35 @@ log = logging.getLogger("runner.ledger")
 
 metadata = sa.MetaData()
 
+
+class Timestamp(sa.types.TypeDecorator):
+    """A moment in the state store, to the microsecond on every database: MySQL's DATETIME keeps whole
+    seconds unless asked for more, and runs, attempts and claims a second apart or less must keep
+    their order (`--history`, a run's attempts). A state store made by an earlier version keeps its
+    whole-second columns: the README (conf/runner.yml) gives the ALTER that widens them."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        if dialect.name in ("mysql", "mariadb"):
+            from sqlalchemy.dialects.mysql import DATETIME  # loaded already: the store is MySQL
+
+            return dialect.type_descriptor(DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime())
+
+
 runs = sa.Table(
     "runner_runs", metadata,
     sa.Column("run_id", sa.String(32), primary_key=True),
     sa.Column("job", sa.String(128), nullable=False),
     sa.Column("run_date", sa.String(10), nullable=False),
-    sa.Column("slot", sa.DateTime, nullable=True),
+    sa.Column("slot", Timestamp, nullable=True),
     sa.Column("trigger", sa.String(16), nullable=False, default="manual"),
     sa.Column("host", sa.String(255), nullable=False),
     sa.Column("pid", sa.Integer, nullable=False),
-    sa.Column("started_at", sa.DateTime, nullable=False),
-    sa.Column("ended_at", sa.DateTime, nullable=True),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("ended_at", Timestamp, nullable=True),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("rows", sa.BigInteger, nullable=False, default=0),
@@ -60,8 +78,8 @@ attempts = sa.Table(
     sa.Column("run_id", sa.String(32), nullable=False, index=True),
     sa.Column("task", sa.String(128), nullable=False),
     sa.Column("attempt", sa.Integer, nullable=False),
-    sa.Column("started_at", sa.DateTime, nullable=False),
-    sa.Column("ended_at", sa.DateTime, nullable=True),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("ended_at", Timestamp, nullable=True),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("rows", sa.BigInteger, nullable=True),
     sa.Column("errno", sa.Integer, nullable=True),
@@ -73,7 +91,7 @@ watermarks = sa.Table(
     sa.Column("job", sa.String(128), primary_key=True),
     sa.Column("task", sa.String(128), primary_key=True),
     sa.Column("value", sa.Text, nullable=True),
-    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
 )
 
 # Where a run came from, when there is more to it than its row says: the --param values and
@@ -95,15 +113,15 @@ notifications = sa.Table(
     sa.Column("job", sa.String(128), nullable=False),
     sa.Column("event", sa.String(16), nullable=False),
     sa.Column("run_id", sa.String(32), nullable=True, index=True),
-    sa.Column("slot", sa.DateTime, nullable=True),
+    sa.Column("slot", Timestamp, nullable=True),
     sa.Column("target", sa.String(128), nullable=False),  # the target's label, never its URL
     sa.Column("target_key", sa.String(32), nullable=False),  # digest of the URL (NotifyTarget.key)
-    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("status", sa.String(16), nullable=False, index=True),  # pending | sent | expired | dropped
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("sent_at", sa.DateTime, nullable=True),
+    sa.Column("sent_at", Timestamp, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
-    sa.Column("lease_until", sa.DateTime, nullable=True),
+    sa.Column("lease_until", Timestamp, nullable=True),
     sa.Column("lease_by", sa.String(300), nullable=True),  # "host pid" of the process sending it
     sa.Column("detail", sa.Text, nullable=True),
 )
@@ -112,8 +130,8 @@ notifications = sa.Table(
 late_slots = sa.Table(
     "runner_late_slots", metadata,
     sa.Column("job", sa.String(128), primary_key=True),
-    sa.Column("slot", sa.DateTime, primary_key=True),
-    sa.Column("raised_at", sa.DateTime, nullable=False),
+    sa.Column("slot", Timestamp, primary_key=True),
+    sa.Column("raised_at", Timestamp, nullable=False),
 )
 
 # Where a failed attempt failed: the statement's file:line and its first line.

@@ -29,7 +29,7 @@ from runner.db.engines import create_tables, guard_local_infile
 from runner.errors import JobLocked, StateStoreError
 from runner.state import failures
 from runner.model import Project
-from runner.state.ledger import HOST, Ledger
+from runner.state.ledger import HOST, Ledger, Timestamp
 
 log = logging.getLogger("runner.lock")
 
@@ -40,7 +40,7 @@ _holders = sa.Table(
     sa.Column("pid", sa.Integer, nullable=False),
     sa.Column("trigger", sa.String(16), nullable=False),
     sa.Column("connection_id", sa.BigInteger, nullable=True),
-    sa.Column("since", sa.DateTime, nullable=False),
+    sa.Column("since", Timestamp, nullable=False),
 )
 
 

@@ -24,7 +24,7 @@ from runner import clock
 from runner.db.engines import create_tables
 from runner.errors import RunnerError
 from runner.model import FAILED
-from runner.state.ledger import HOST, Ledger, alert_row, attempts, notifications, runs
+from runner.state.ledger import HOST, Ledger, Timestamp, alert_row, attempts, notifications, runs
 
 # The alerts of an event that has no run of its own yet: (run id, slot) -> outbox rows.
 AlertsOf = Callable[[str, datetime | None], Sequence[dict[str, Any]]]
@@ -33,12 +33,12 @@ _ALERT = notifications.insert()
 slots = sa.Table(
     "runner_slots", sa.MetaData(),
     sa.Column("job", sa.String(128), primary_key=True),
-    sa.Column("slot", sa.DateTime, primary_key=True),
+    sa.Column("slot", Timestamp, primary_key=True),
     sa.Column("run_id", sa.String(32), nullable=False),
     sa.Column("trigger", sa.String(16), nullable=False),
     sa.Column("host", sa.String(255), nullable=False),
     sa.Column("pid", sa.Integer, nullable=False),
-    sa.Column("claimed_at", sa.DateTime, nullable=False),
+    sa.Column("claimed_at", Timestamp, nullable=False),
 )
 
 # A stretch of missed slots recorded as one `missed` run (too many to record one by one): which slots.
@@ -46,8 +46,8 @@ missed_slots = sa.Table(
     "runner_missed_slots", sa.MetaData(),
     sa.Column("run_id", sa.String(32), primary_key=True),
     sa.Column("job", sa.String(128), nullable=False, index=True),
-    sa.Column("first_slot", sa.DateTime, nullable=False),
-    sa.Column("last_slot", sa.DateTime, nullable=False),
+    sa.Column("first_slot", Timestamp, nullable=False),
+    sa.Column("last_slot", Timestamp, nullable=False),
     sa.Column("slots", sa.Integer, nullable=False),
     sa.Column("schedule", sa.String(255), nullable=False),
     sa.Column("timezone", sa.String(64), nullable=False),

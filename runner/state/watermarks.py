@@ -12,14 +12,14 @@ from typing import Sequence
 import sqlalchemy as sa
 
 from runner import clock
-from runner.state.ledger import Ledger, metadata, operator, watermarks
+from runner.state.ledger import Ledger, Timestamp, metadata, operator, watermarks
 
 changes = sa.Table(
     "runner_watermark_changes", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("job", sa.String(128), nullable=False),
     sa.Column("task", sa.String(128), nullable=False),
-    sa.Column("changed_at", sa.DateTime, nullable=False),
+    sa.Column("changed_at", Timestamp, nullable=False),
     sa.Column("changed_by", sa.String(255), nullable=False),
     sa.Column("action", sa.String(16), nullable=False),  # set | reset
     sa.Column("old_value", sa.Text, nullable=True),

@@ -160,3 +160,25 @@ def test_attempts_starting_together_on_a_postgresql_store_each_get_their_own_row
         ledger.dispose()
     owners = _owners(url, list(got.values()))
     assert len(got) == 40 and all(owners[a] == (r, f"task{int(r[3:])}") for r, a in got.items())
+
+
+def test_a_mariadb_store_keeps_microseconds_so_runs_a_moment_apart_keep_their_order(
+        mdb: PrivateMariaDB, fresh_db: str) -> None:
+    ledger = SlotLedger(mdb.url(fresh_db))
+    try:
+        for i in range(5):  # five runs within one second
+            ledger.start_run(f"quick{i:03d}", f"job{i}", "2026-12-01")
+            time.sleep(0.01)
+        newest_first = [r["run_id"] for r in ledger.history(limit=5)]
+    finally:
+        ledger.dispose()
+    assert newest_first == [f"quick{i:03d}" for i in reversed(range(5))]
+    conn = mdb.connect(db=None, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT COLUMN_NAME, DATETIME_PRECISION FROM information_schema.COLUMNS WHERE "
+                        "TABLE_SCHEMA = %s AND TABLE_NAME = 'runner_runs' AND DATA_TYPE = 'datetime'", (fresh_db,))
+            precision = dict(cur.fetchall())
+    finally:
+        conn.close()
+    assert precision == {"slot": 6, "started_at": 6, "ended_at": 6}
