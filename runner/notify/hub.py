@@ -200,8 +200,10 @@ class _Alerts:
 
     def __init__(self, hub: Hub):
         self.hub = hub
-        self._queued: set[str] = set()  # runs whose outcome queued alerts (the courier sends them)
-        self._lock = threading.Lock()
+        # The run whose outcome queued alerts, on the thread that runs it: the executor asks for a run's
+        # alerts and tells that it finished on the same thread; nothing stays behind when it could not
+        # write the outcome (and so never told).
+        self._queued = threading.local()
 
     def started(self, req: RunRequest, run_id: str) -> None:
         if req.job.ping:
@@ -215,9 +217,7 @@ class _Alerts:
         previous = self.hub.ledger.previous_outcome(req.job.name, run_id) if wants_recovery else None
         events = run_events(status, req.trigger, previous)
         queued = [alert(req.job.name, event, t, run_id, req.slot) for event, t in routed(events, targets)]
-        if queued:
-            with self._lock:
-                self._queued.add(run_id)
+        self._queued.run_id = run_id if queued else None
         return queued
 
     def finished(self, req: RunRequest, result: RunResult) -> None:
@@ -227,7 +227,6 @@ class _Alerts:
             if result.error:
                 body += "\n" + logs.REDACTOR.scrub(result.error)
             self.hub.pinger.ping(req.job.ping, outcome, body)
-        with self._lock:
-            sent = result.run_id in self._queued
-            self._queued.discard(result.run_id)
+        sent = getattr(self._queued, "run_id", None) == result.run_id
+        self._queued.run_id = None
         self.hub.after_run(sent=sent)

@@ -463,6 +463,9 @@ class Daemon:
         gen = self._gen
         if self._stopping:
             return
+        if clock.monotonic() - self._trimmed_at >= TRIM_SECONDS:  # first: also when every job is running
+            self._trimmed_at = clock.monotonic()
+            trim_heap()
         self.hub.look()
         gen.due.check_late(list(gen.jobs.values()))
         idle = [job for job in gen.jobs.values() if job.name not in self._running]
@@ -478,9 +481,6 @@ class Daemon:
         if self._pruned_at is None or clock.monotonic() - self._pruned_at >= PRUNE_SECONDS:
             self._pruned_at = clock.monotonic()
             prune_if_due(gen.due.ledger, gen.project.settings.history_days)
-        if clock.monotonic() - self._trimmed_at >= TRIM_SECONDS:
-            self._trimmed_at = clock.monotonic()
-            trim_heap()
 
     # ------------------------------------------------------------------------------------ SIGHUP
     def reload(self) -> bool:

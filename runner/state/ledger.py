@@ -215,7 +215,8 @@ def _server_store(url: str) -> Database:
 
 
 class Ledger:
-    """Reads and writes the state store. Thread-safe; each write is its own short transaction."""
+    """Reads and writes the state store. Thread-safe; each write is its own short transaction (on a
+    server, a write of one statement commits itself: `_write`)."""
 
     def __init__(self, url: str, create: bool = True):
         """`create`: make the folder of a SQLite state store (False for commands that only read)."""
@@ -340,8 +341,9 @@ class Ledger:
         if self._writer is None:
             with self._lock:
                 if self._writer is None:
-                    self._writer, _ = make_engine(_server_store(self.url), autocommit=True)
-                    failures.watch(self._writer, self.url)
+                    writer, _ = make_engine(_server_store(self.url), autocommit=True)
+                    failures.watch(writer, self.url)  # before any thread can write through it
+                    self._writer = writer
         return self._writer
 
     @contextlib.contextmanager

@@ -95,6 +95,9 @@ _SPAN = missed_slots.insert()
 _START_ATTEMPTS = attempts.insert().returning(attempts.c.id, sort_by_parameter_order=True)
 
 
+ATTEMPTS_AT_ONCE = 500  # attempt starts written in one statement (below SQLAlchemy's 1,000 rows a page)
+
+
 class _DriverInsert:
     """An INSERT of many rows handed to the driver's executemany as tuples of values already bound the
     way SQLAlchemy binds them. On SQLite, SQLAlchemy's processing of each row took longer than SQLite's
@@ -322,9 +325,11 @@ class SlotLedger(Ledger):
 
     def start_attempt(self, run_id: str, task: str, attempt: int) -> int:
         """The attempts starting at one moment are written together (group commit): the first writer to
-        get its turn writes every one waiting, in one statement (on SQLite in the process's turn of
-        writers; on a server in autocommit mode, while the other writes go on beside it). A thousand
-        jobs starting at one slot then reach their first tasks in a few round trips, not a thousand."""
+        get its turn writes up to ATTEMPTS_AT_ONCE of those waiting, in one statement (on SQLite in the
+        process's turn of writers; on MariaDB 10.5+ and PostgreSQL, which have INSERT ... RETURNING, in
+        autocommit mode while the other writes go on beside it; MySQL writes each on its own). A
+        thousand jobs starting at one slot then reach their first tasks in a few round trips, not a
+        thousand. A statement that fails fails the starts it carried, as a failed write of one would."""
         self.ensure_schema()  # connected first: what the server can do is known from then on (and memoized)
         if not getattr(self.engine.dialect, "insert_executemany_returning_sort_by_parameter_order", False):
             return super().start_attempt(run_id, task, attempt)  # SQLite before 3.35 has no RETURNING
@@ -332,16 +337,18 @@ class SlotLedger(Ledger):
                               status="running"))
         with self._pending_lock:
             self._pending.append(ticket)
-        with self._turn(first=True) if self._turns is not None else self._starts:
-            if ticket.id is None and ticket.error is None:
-                with self._pending_lock:
-                    batch, self._pending = self._pending, []
+        while ticket.id is None and ticket.error is None:  # the oldest waiting go first
+            with self._turn(first=True) if self._turns is not None else self._starts:
+                if ticket.id is not None or ticket.error is not None:
+                    break
+                with self._pending_lock:  # one statement: more would commit page by page in autocommit
+                    batch, self._pending = self._pending[:ATTEMPTS_AT_ONCE], self._pending[ATTEMPTS_AT_ONCE:]
                 try:
                     ids = self._insert_attempts([t.row for t in batch])
                 except Exception as exc:
                     for t in batch:
                         t.error = exc
-                    raise
+                    continue
                 for t, attempt_id in zip(batch, ids):
                     t.id = attempt_id
         if ticket.error is not None:
