@@ -142,34 +142,31 @@ def _owners(url: str, ids: list[int]) -> dict[int, tuple[str, str]]:
         engine.dispose()
 
 
-def test_attempts_starting_together_on_a_mariadb_store_are_written_together_each_with_its_own_id(
-        mdb: PrivateMariaDB, fresh_db: str) -> None:
-    ledger = SlotLedger(mdb.url(fresh_db))
+def _mariadb_starts(mdb: PrivateMariaDB, db: str, n: int) -> int:
+    """n attempts started together on a MariaDB store, each found under its own id: the INSERTs it took."""
+    ledger = SlotLedger(mdb.url(db))
     try:
         before = _status(mdb)
-        got = _start_together(ledger, 60)
+        got = _start_together(ledger, n)
         inserts = _status(mdb)["Com_insert"] - before["Com_insert"]
     finally:
         ledger.dispose()
-    assert len(got) == 60 and len(set(got.values())) == 60
-    owners = _owners(mdb.url(fresh_db), list(got.values()))
+    assert len(got) == n and len(set(got.values())) == n
+    owners = _owners(mdb.url(db), list(got.values()))
     assert all(owners[attempt_id] == (run_id, f"task{int(run_id[3:])}") for run_id, attempt_id in got.items())
+    return inserts
+
+
+def test_attempts_starting_together_on_a_mariadb_store_are_written_together_each_with_its_own_id(
+        mdb: PrivateMariaDB, fresh_db: str) -> None:
+    inserts = _mariadb_starts(mdb, fresh_db, 60)
     assert inserts < 30, f"{inserts} INSERTs for 60 attempts starting at one moment"
 
 
 def test_more_attempts_at_once_than_one_statement_carries_are_written_in_turn_oldest_first(
         mdb: PrivateMariaDB, fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(slots_module, "ATTEMPTS_AT_ONCE", 7)
-    ledger = SlotLedger(mdb.url(fresh_db))
-    try:
-        before = _status(mdb)
-        got = _start_together(ledger, 60)
-        inserts = _status(mdb)["Com_insert"] - before["Com_insert"]
-    finally:
-        ledger.dispose()
-    owners = _owners(mdb.url(fresh_db), list(got.values()))
-    assert len(got) == 60 and all(owners[a] == (r, f"task{int(r[3:])}") for r, a in got.items())
-    assert inserts >= 60 // 7
+    assert _mariadb_starts(mdb, fresh_db, 60) >= 60 // 7
 
 
 def test_attempts_starting_together_on_a_postgresql_store_each_get_their_own_row(
