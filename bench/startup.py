@@ -53,9 +53,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_project(root)
-        runner = [sys.executable, "-m", "runner", "--job", "one", "--conf", str(root / "conf"), "-q"]
-        baseline = [sys.executable, "-c", "import sqlalchemy, pymysql, yaml, tenacity"]
         argv = ["--job", "one", "--conf", str(root / "conf"), "-q"]
+        runner = [sys.executable, "-m", "runner", *argv]
+        baseline = [sys.executable, "-c", "import sqlalchemy, pymysql, yaml, tenacity"]
         full_teardown = [sys.executable, "-c", f"import sys; from runner.cli.main import main; sys.exit(main({argv!r}))"]
         timed(runner, env), timed(baseline, env), timed(full_teardown, env)  # warm the page cache and .pyc files
         runs: list[float] = []

@@ -111,7 +111,7 @@ class Hub:
         if self.metrics is not None:
             self.metrics.close()
 
-    def after_run(self, sent: bool = True) -> None:
+    def after_run(self, sent: bool) -> None:
         """A run or a record of missed slots ended: the textfile is written, and the courier is asked for
         a pass when it queued alerts (`sent`); what earlier processes left pending was asked for at
         start, and the daemon's look asks again."""

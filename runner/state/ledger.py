@@ -331,11 +331,15 @@ class Ledger:
         mode: one round trip, where a transaction takes two (the statement, then COMMIT); a shared state
         store pays them for every attempt and run of every host."""
         self.ensure_schema()
-        if self.engine.dialect.name == "sqlite":
-            with self.engine.begin() as conn:
-                return conn.execute(stmt, params)
-        with self._single().connect() as conn:
+        with self._committing() as conn:
             return conn.execute(stmt, params)
+
+    def _committing(self) -> Any:
+        """A connection whose statement is committed by the end of the `with`: a transaction on SQLite,
+        an autocommit connection of the write pool on a server."""
+        if self.engine.dialect.name == "sqlite":
+            return self.engine.begin()
+        return self._single().connect()
 
     def _single(self) -> sa.Engine:
         if self._writer is None:

@@ -344,7 +344,8 @@ class SlotLedger(Ledger):
                 with self._pending_lock:  # one statement: more would commit page by page in autocommit
                     batch, self._pending = self._pending[:ATTEMPTS_AT_ONCE], self._pending[ATTEMPTS_AT_ONCE:]
                 try:
-                    ids = self._insert_attempts([t.row for t in batch])
+                    with self._committing() as conn:
+                        ids = conn.execute(_START_ATTEMPTS, [t.row for t in batch]).scalars().all()
                 except Exception as exc:
                     for t in batch:
                         t.error = exc
@@ -356,12 +357,6 @@ class SlotLedger(Ledger):
         assert ticket.id is not None
         return int(ticket.id)
 
-    def _insert_attempts(self, rows: list[dict[str, Any]]) -> Sequence[int]:
-        if self._turns is not None:
-            with self.engine.begin() as conn:
-                return conn.execute(_START_ATTEMPTS, rows).scalars().all()
-        with self._single().connect() as conn:
-            return conn.execute(_START_ATTEMPTS, rows).scalars().all()
 
     # -- reading
     def job_slots(self, job: str) -> JobSlots:
